@@ -1,0 +1,37 @@
+# attnrnn: `make demo` and `make test` work on a fresh machine from nothing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SOURCES := attnrnn tests benchmarks
+
+.PHONY: setup demo test lint format bench clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned by constraints.txt: a bare `torch`
+# requirement would make pip download a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,word2vec]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/attnrnn demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy attnrnn
+
+test: lint
+	$(BIN)/pytest
+
+format: $(STAMP)
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,168 @@
+"""The ``attnrnn`` command line: parse arguments and dispatch, nothing more.
+
+Errors in what the user gave (files, configuration, run directories) are
+printed as one ``error:`` line with exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from attnrnn.errors import AttnrnnError, ConfigError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    if not getattr(arguments, "command", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return int(arguments.handler(arguments) or 0)
+    except AttnrnnError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attnrnn", description="Attention-based recurrent neural networks."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model from a YAML configuration")
+    train.add_argument("config", nargs="?", help="YAML configuration (not needed with --resume)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a configuration value, e.g. model.encoder.hidden_size=512")
+    train.add_argument("--output", "-o", help="run directory (default: runs/NAME-TIMESTAMP)")
+    train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    train.set_defaults(handler=command_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a trained run on labelled data")
+    evaluate.add_argument("run", help="run directory")
+    evaluate.add_argument("--data", required=True, help="labelled file, read like the training data")
+    evaluate.set_defaults(handler=command_evaluate)
+
+    predict = commands.add_parser("predict", help="predict labels, one JSON line per text")
+    predict.add_argument("run", help="run directory")
+    predict.add_argument("input", nargs="?", default="-", help="text file, one text a line (- = stdin)")
+    predict.add_argument("--attention", action="store_true", help="include tokens and weights")
+    predict.set_defaults(handler=command_predict)
+
+    explain = commands.add_parser("explain", help="show which tokens the attention picked")
+    explain.add_argument("run", help="run directory")
+    explain.add_argument("text", nargs="+", help="one or more texts")
+    explain.add_argument("--output", "-o", default="explain",
+                         help="folder for explain.html and explain.png (default: explain)")
+    explain.add_argument("--no-color", action="store_true", help="plain terminal output")
+    explain.set_defaults(handler=command_explain)
+
+    pretrain = commands.add_parser("pretrain", help="unsupervised pretraining on raw text")
+    from attnrnn.pretrain.cli import add_pretrain_arguments
+
+    add_pretrain_arguments(pretrain)
+
+    demo = commands.add_parser("demo", help="train on generated data and show the attention")
+    demo.add_argument("--output", "-o", default="demo_out", help="output folder")
+    demo.add_argument("--quick", action="store_true", help="a smaller, faster demo")
+    demo.set_defaults(handler=command_demo)
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def load_run_config(path: str, overrides: Sequence[str]):  # noqa: ANN201 - task-dependent
+    """Read a run configuration, apply ``--set`` overrides and build its typed form."""
+    from attnrnn.config import apply_overrides, load_yaml
+    from attnrnn.tasks.classification import ClassificationRunConfig
+
+    data = apply_overrides(load_yaml(path), overrides)
+    task = data.get("task", "classification")
+    tasks = {"classification": ClassificationRunConfig}
+    if task not in tasks:
+        raise ConfigError(f"{path}: unknown task {task!r}; valid: {', '.join(tasks)}")
+    try:
+        return tasks[task].from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def command_train(arguments: argparse.Namespace) -> int:
+    from attnrnn.tasks import classifier_run
+
+    if arguments.resume:
+        run_directory = Path(arguments.resume)
+        config_path = run_directory / "config.yaml"
+        if not config_path.is_file():
+            raise ConfigError(f"{run_directory}: not a run directory (no config.yaml)")
+        config = load_run_config(str(config_path), arguments.set)
+        resume = True
+    else:
+        if not arguments.config:
+            raise ConfigError("train needs a CONFIG file (or --resume RUN)")
+        config = load_run_config(arguments.config, arguments.set)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        default = Path("runs") / f"{Path(arguments.config).stem}-{stamp}"
+        run_directory = Path(arguments.output) if arguments.output else default
+        resume = False
+    results = classifier_run.train(config, run_directory, resume=resume)
+    print(json.dumps({"run": str(run_directory), **results}, indent=2))
+    return 0
+
+
+def command_evaluate(arguments: argparse.Namespace) -> int:
+    from attnrnn.tasks.classification import read_split
+    from attnrnn.tasks.classifier_run import ClassifierRun
+
+    run = ClassifierRun(arguments.run)
+    examples = read_split(arguments.data, run.config.data)
+    metrics = run.evaluate(examples)
+    print(json.dumps({"data": arguments.data, "examples": len(examples), **metrics}, indent=2))
+    return 0
+
+
+def command_predict(arguments: argparse.Namespace) -> int:
+    from attnrnn.data.readers import read_plain
+    from attnrnn.tasks.classifier_run import ClassifierRun
+
+    run = ClassifierRun(arguments.run)
+    texts = [example.text for example in read_plain(arguments.input)]
+    for prediction in run.predict(texts):
+        record: dict = {"label": prediction.label, "probabilities": prediction.probabilities}
+        if arguments.attention:
+            record["tokens"] = prediction.tokens
+            record["attention"] = prediction.attention
+        print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+def command_explain(arguments: argparse.Namespace) -> int:
+    from attnrnn.explain import explain_texts
+
+    explain_texts(arguments.run, arguments.text, Path(arguments.output), not arguments.no_color)
+    return 0
+
+
+def command_demo(arguments: argparse.Namespace) -> int:
+    from attnrnn.demo import run_demo
+
+    run_demo(Path(arguments.output), quick=arguments.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: reading files, tokenizing, vocabularies, datasets and batching."""

@@ -1,0 +1,107 @@
+"""Length-bucketed batches under a token budget, and padding.
+
+Sequences of similar length go together so that little compute is spent on
+padding. A batch holds at most ``batch_tokens`` tokens counted with padding
+(``batch size x longest length``) and at most ``max_batch_size`` sequences.
+
+The order of batches is a pure function of ``(seed, epoch)``, so training can
+resume in the middle of an epoch by skipping the batches already seen. With
+``world_size > 1`` each rank takes every ``world_size``-th batch, which is what
+a distributed sampler needs.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import torch
+
+
+def make_batches(
+    lengths: Sequence[int],
+    batch_tokens: int,
+    max_batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    bucket_size_factor: int = 50,
+) -> list[list[int]]:
+    """Group example indices into batches of similar length.
+
+    Args:
+        lengths: length of every example (after truncation).
+        batch_tokens: budget of padded tokens per batch.
+        max_batch_size: most examples in one batch.
+        shuffle: shuffle within large buckets and shuffle the batch order
+            (training); without it batches go by length (evaluation).
+        seed, epoch: determine the shuffle.
+        bucket_size_factor: a bucket holds ``factor x max_batch_size``
+            examples before sorting; larger means less padding, less randomness.
+
+    Returns:
+        a list of batches, each a list of example indices.
+    """
+    indices = list(range(len(lengths)))
+    generator = random.Random(seed * 1_000_003 + epoch)
+    if shuffle:
+        generator.shuffle(indices)
+        bucket = max(max_batch_size * bucket_size_factor, 1)
+        chunks = [indices[start : start + bucket] for start in range(0, len(indices), bucket)]
+        ordered = [i for chunk in chunks for i in sorted(chunk, key=lambda i: lengths[i])]
+    else:
+        ordered = sorted(indices, key=lambda i: lengths[i])
+    batches = _split_by_budget(ordered, lengths, batch_tokens, max_batch_size)
+    if shuffle:
+        generator.shuffle(batches)
+    return batches
+
+
+def _split_by_budget(
+    ordered: list[int], lengths: Sequence[int], batch_tokens: int, max_batch_size: int
+) -> list[list[int]]:
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index in ordered:
+        candidate_longest = max(longest, lengths[index])
+        too_many_tokens = candidate_longest * (len(current) + 1) > batch_tokens
+        if current and (too_many_tokens or len(current) >= max_batch_size):
+            batches.append(current)
+            current, candidate_longest = [], lengths[index]
+        current.append(index)
+        longest = candidate_longest
+    if current:
+        batches.append(current)
+    return batches
+
+
+def shard_batches(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """The batches of one rank; every rank gets the same number (extras dropped)."""
+    if world_size == 1:
+        return batches
+    usable = len(batches) - len(batches) % world_size
+    return batches[rank:usable:world_size]
+
+
+def pad_sequences(
+    sequences: Sequence[Sequence[int]], pad_index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad token id lists into a batch.
+
+    Returns:
+        tokens: (B, S) long, padded with ``pad_index``.
+        lengths: (B,) long.
+    """
+    lengths = torch.tensor([len(sequence) for sequence in sequences], dtype=torch.long)
+    longest = int(lengths.max().item()) if len(sequences) else 0
+    tokens = torch.full((len(sequences), longest), pad_index, dtype=torch.long)  # (B, S)
+    for row, sequence in enumerate(sequences):
+        tokens[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
+    return tokens, lengths
+
+
+def iterate_from(batches: list[list[int]], start: int) -> Iterator[tuple[int, list[int]]]:
+    """Enumerate ``batches`` from position ``start`` (used to resume mid-epoch)."""
+    for position in range(start, len(batches)):
+        yield position, batches[position]

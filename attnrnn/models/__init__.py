@@ -1,0 +1,1 @@
+"""Task models built from the shared ``attnrnn.nn`` parts, one per file."""

@@ -1,0 +1,108 @@
+"""Text classifier: embedding -> RNN encoder -> attention pooling -> MLP -> logits.
+
+This is the article's model: the RNN reads the text into hidden states
+``h_1..h_S``, a fully connected layer scores each time step, a softmax over
+the valid steps gives one weight per step, and the weighted sum of hidden
+states goes through fully connected output layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from attnrnn.config import EncoderConfig, check_positive, check_probability
+from attnrnn.errors import ConfigError
+from attnrnn.models.outputs import ClassifierOutput
+from attnrnn.nn.encoders import RNNEncoder
+from attnrnn.nn.masking import lengths_to_mask
+from attnrnn.nn.pooling import AttentionPooling
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolingConfig:
+    """Attention pooling over the encoder outputs."""
+
+    attention_size: int = 128
+    hops: int = 1
+    penalty_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_positive(self, "attention_size", "hops")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """Hyperparameters of :class:`TextClassifier`."""
+
+    embedding_size: int = 300
+    embedding_dropout: float = 0.3
+    freeze_embeddings: bool = False
+    encoder: EncoderConfig = EncoderConfig()
+    encoder_dropout: float = 0.3
+    pooling: PoolingConfig = PoolingConfig()
+    hidden_size: int = 256
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        check_positive(self, "embedding_size")
+        check_probability(self, "embedding_dropout", "encoder_dropout", "dropout")
+        if self.hidden_size < 0:
+            raise ConfigError(f"hidden_size must not be negative, got {self.hidden_size}")
+
+
+class TextClassifier(nn.Module):
+    """Attention-pooled RNN classifier.
+
+    Args:
+        vocab_size: V.
+        num_classes: C.
+        config: the hyperparameters.
+        pad_index: the padding token id (its embedding stays zero).
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, config: ClassifierConfig, pad_index: int):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_index)
+        self.embedding.weight.requires_grad_(not config.freeze_embeddings)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        encoder = config.encoder
+        self.encoder = RNNEncoder(
+            config.embedding_size,
+            encoder.hidden_size,
+            num_layers=encoder.num_layers,
+            cell=encoder.cell,
+            bidirectional=encoder.bidirectional,
+            dropout=encoder.dropout,
+        )
+        self.encoder_dropout = nn.Dropout(config.encoder_dropout)
+        self.pooling = AttentionPooling(
+            self.encoder.output_size, config.pooling.attention_size, config.pooling.hops
+        )
+        pooled_size = self.encoder.output_size * config.pooling.hops
+        if config.hidden_size:
+            self.head: nn.Module = nn.Sequential(
+                nn.Linear(pooled_size, config.hidden_size),
+                nn.Tanh(),
+                nn.Dropout(config.dropout),
+                nn.Linear(config.hidden_size, num_classes),
+            )
+        else:
+            self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(pooled_size, num_classes))
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> ClassifierOutput:
+        """Classify a padded batch.
+
+        Args:
+            tokens: (B, S) token ids, padded.
+            lengths: (B,) valid tokens per row, each >= 1.
+        """
+        embedded = self.embedding_dropout(self.embedding(tokens))  # (B, S, E)
+        encoded = self.encoder(embedded, lengths).outputs  # (B, S, H')
+        mask = lengths_to_mask(lengths, tokens.size(1)).to(tokens.device)  # (B, S)
+        pooling = self.pooling(self.encoder_dropout(encoded), mask)  # pooled (B, r*H')
+        logits = self.head(pooling.pooled)  # (B, C)
+        return ClassifierOutput(logits, pooling.weights, pooling.penalty)

@@ -1,0 +1,32 @@
+"""Reusable attention and recurrent building blocks, usable on their own like ``torch.nn``."""
+
+from attnrnn.nn.attention import (
+    ATTENTIONS,
+    AdditiveAttention,
+    Attention,
+    DotAttention,
+    GeneralAttention,
+    MultiHeadAttention,
+    ScaledDotAttention,
+    build_attention,
+)
+from attnrnn.nn.encoders import EncoderOutput, RNNEncoder
+from attnrnn.nn.masking import lengths_to_mask, masked_softmax
+from attnrnn.nn.pooling import AttentionPooling, PoolingOutput
+
+__all__ = [
+    "ATTENTIONS",
+    "AdditiveAttention",
+    "Attention",
+    "AttentionPooling",
+    "DotAttention",
+    "EncoderOutput",
+    "GeneralAttention",
+    "MultiHeadAttention",
+    "PoolingOutput",
+    "RNNEncoder",
+    "ScaledDotAttention",
+    "build_attention",
+    "lengths_to_mask",
+    "masked_softmax",
+]

@@ -1,0 +1,1 @@
+"""Unsupervised pretraining on raw text: word vectors and language models."""

@@ -1,0 +1,1 @@
+"""Training tasks: each ties a model to its data, loss and metrics for the generic trainer."""

@@ -1,0 +1,1 @@
+"""The generic training engine: optimizer and schedule, checkpoints, the training loop."""

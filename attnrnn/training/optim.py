@@ -1,0 +1,82 @@
+"""AdamW and the learning-rate schedule.
+
+The schedule is a pure function of the step (plus, for "plateau", a small
+state object saved with the trainer), so resuming needs no pickled scheduler.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attnrnn.config import OptimizerConfig
+
+
+def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; no weight decay on biases, norms and embeddings."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if parameter.dim() < 2 or "embedding" in name:
+            no_decay.append(parameter)
+        else:
+            decay.append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups, lr=config.learning_rate, betas=(config.beta1, config.beta2)
+    )
+
+
+@dataclass
+class PlateauState:
+    """Decay-on-plateau bookkeeping: the current factor and evaluations without gain."""
+
+    factor: float = 1.0
+    bad_evaluations: int = 0
+
+
+def learning_rate_at(
+    step: int, total_steps: int | None, config: OptimizerConfig, plateau: PlateauState
+) -> float:
+    """The learning rate for optimizer step ``step`` (0-based).
+
+    Linear warmup over ``warmup_steps``, then constant, linear or cosine decay
+    to ``min_learning_rate_ratio x learning_rate`` at ``total_steps``, or decay
+    by ``plateau_factor`` whenever the dev metric stalls.
+    """
+    peak = config.learning_rate
+    if config.warmup_steps and step < config.warmup_steps:
+        return peak * (step + 1) / config.warmup_steps
+    if config.schedule == "plateau":
+        return peak * plateau.factor
+    if config.schedule == "constant" or not total_steps:
+        return peak
+    floor = peak * config.min_learning_rate_ratio
+    span = max(total_steps - config.warmup_steps, 1)
+    progress = min(max(step - config.warmup_steps, 0) / span, 1.0)
+    if config.schedule == "linear":
+        return floor + (peak - floor) * (1.0 - progress)
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def update_plateau(plateau: PlateauState, improved: bool, config: OptimizerConfig) -> None:
+    """Record one evaluation; decay the factor after ``plateau_patience`` without gain."""
+    if improved:
+        plateau.bad_evaluations = 0
+        return
+    plateau.bad_evaluations += 1
+    if plateau.bad_evaluations >= config.plateau_patience:
+        plateau.factor *= config.plateau_factor
+        plateau.bad_evaluations = 0
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate

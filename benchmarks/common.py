@@ -1,0 +1,112 @@
+"""Shared parts of the benchmark scripts: steps cached on disk, machine facts, results files.
+
+Each benchmark is a list of named steps. A finished step writes its result to
+``benchmarks/work/<benchmark>/<step>.json``; running the script again skips
+finished steps, so a long benchmark that was stopped resumes where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / "work"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def commit() -> str:
+    """The commit the benchmark ran at, with ``-dirty`` when files were modified."""
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    sha = git("rev-parse", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "attnrnn", "benchmarks",
+                "configs")
+    return sha + ("-dirty" if dirty else "")
+
+
+def command_line() -> str:
+    return " ".join(["python", *map(shlex.quote, [os.path.relpath(sys.argv[0], ROOT),
+                                                  *sys.argv[1:]])])
+
+
+class Steps:
+    """Run named steps once each, caching their JSON results under ``work/<name>``."""
+
+    def __init__(self, name: str, force: bool = False) -> None:
+        self.directory = WORK / name
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.force = force
+
+    def path(self, step: str) -> Path:
+        return self.directory / f"{step}.json"
+
+    def run(self, step: str, function: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        path = self.path(step)
+        if path.exists() and not self.force:
+            result = json.loads(path.read_text())
+            print(f"[{step}] cached: {json.dumps(result)[:200]}", flush=True)
+            return result
+        print(f"[{step}] running", flush=True)
+        started = time.monotonic()
+        result = function()
+        result.setdefault("seconds", round(time.monotonic() - started, 1))
+        result["commit"] = commit()
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(result, indent=2))
+        os.replace(temporary, path)
+        print(f"[{step}] done: {json.dumps(result)[:200]}", flush=True)
+        return result
+
+
+def write_results(name: str, results: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/<name>.json`` with command, commit and machine."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    document = {**results, "command": command_line(), "commit": commit(), "machine": machine()}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
+def attnrnn(*arguments: str) -> dict[str, Any]:
+    """Run the ``attnrnn`` CLI in this interpreter's environment; return its JSON output."""
+    command = [sys.executable, "-m", "attnrnn.cli", *arguments]
+    print("$ attnrnn " + " ".join(map(shlex.quote, arguments)), flush=True)
+    completed = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+    if completed.returncode:
+        raise SystemExit(f"attnrnn {arguments[0]} failed with status {completed.returncode}")
+    return json.loads(completed.stdout)

@@ -1,0 +1,67 @@
+"""IMDB benchmark: attention-pooled RNN vs a TF-IDF baseline on the 25k test reviews.
+
+    python benchmarks/imdb.py [--data ../shared/data] [--force]
+
+Steps (each cached in benchmarks/work/imdb/, so a stopped run resumes):
+1. word vectors pretrained on IMDB train + unlabelled reviews (shared with sst2.py),
+2. the classifier initialised from them (configs/imdb.yaml), 3. from scratch,
+4. TF-IDF + logistic regression. Writes benchmarks/results/imdb.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from baselines import tfidf_logistic_regression
+from common import ROOT, WORK, Steps, write_results
+from sst2 import pretrain_vectors, train_classifier
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data", help="shared data folder")
+    parser.add_argument("--force", action="store_true", help="rerun cached steps")
+    parser.add_argument("--skip-scratch", action="store_true",
+                        help="do not train the from-scratch comparison")
+    arguments = parser.parse_args()
+    data = (ROOT / arguments.data).resolve()
+    steps = Steps("imdb", arguments.force)
+    vectors = pretrain_vectors(data, Steps("vectors", arguments.force))
+    data_overrides = [f"data.train={data}/imdb/train.jsonl.gz",
+                      f"data.test={data}/imdb/test.jsonl.gz"]
+    runs = WORK / "imdb" / "runs"
+    main_run = steps.run("imdb", lambda: train_classifier(
+        "configs/imdb.yaml", runs / "imdb",
+        [*data_overrides, f"pretrained.vectors={ROOT / vectors['vectors']}"]))
+
+    def baseline() -> dict:
+        from attnrnn.data.readers import read_examples
+        from attnrnn.tasks.classification import split_off_dev
+
+        train = read_examples(str(data / "imdb/train.jsonl.gz"))
+        train, dev = split_off_dev(train, 0.08, seed=1)
+        return tfidf_logistic_regression(train, dev, read_examples(str(data / "imdb/test.jsonl.gz")))
+
+    tfidf = steps.run("tfidf", baseline)
+    results = {
+        "test_accuracy": main_run["test_accuracy"],
+        "dev_accuracy": main_run["dev_accuracy"],
+        "train_seconds": main_run["train_seconds"],
+        "pretrain_seconds": vectors["pretrain_seconds"],
+        "pretraining": "word2vec skip-gram on IMDB train + unsup reviews (attnrnn pretrain)",
+        "baseline_tfidf_lr_test_accuracy": tfidf["test_accuracy"],
+        "beats_baseline": main_run["test_accuracy"] > tfidf["test_accuracy"],
+        "config": "configs/imdb.yaml",
+        "test_examples": 25000,
+    }
+    if not arguments.skip_scratch:
+        scratch = steps.run("imdb_scratch", lambda: train_classifier(
+            "configs/imdb.yaml", runs / "imdb_scratch",
+            [*data_overrides, "pretrained.vectors=null", "model.freeze_embeddings=false"]))
+        results["test_accuracy_from_scratch"] = scratch["test_accuracy"]
+        results["train_seconds_from_scratch"] = scratch["train_seconds"]
+    write_results("imdb", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Length-bucketed batching under a token budget."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnrnn.data.batching import make_batches, pad_sequences, shard_batches
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 50), min_size=1, max_size=300),
+    batch_tokens=st.integers(50, 400),
+    max_batch_size=st.integers(1, 32),
+    shuffle=st.booleans(),
+)
+def test_every_example_once_and_budget_respected(lengths, batch_tokens, max_batch_size, shuffle):
+    batches = make_batches(lengths, batch_tokens, max_batch_size, shuffle=shuffle, seed=3)
+    flat = sorted(i for batch in batches for i in batch)
+    assert flat == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= max_batch_size
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or longest * len(batch) <= batch_tokens
+
+
+def test_order_depends_only_on_seed_and_epoch():
+    lengths = [random.Random(0).randint(1, 30) for _ in range(500)]
+    first = make_batches(lengths, 200, 16, shuffle=True, seed=1, epoch=2)
+    assert first == make_batches(lengths, 200, 16, shuffle=True, seed=1, epoch=2)
+    assert first != make_batches(lengths, 200, 16, shuffle=True, seed=1, epoch=3)
+
+
+def test_buckets_keep_padding_low():
+    lengths = [random.Random(1).randint(1, 60) for _ in range(2000)]
+    batches = make_batches(lengths, 1000, 64, shuffle=True, seed=0)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    assert sum(lengths) / padded > 0.9
+
+
+def test_shards_are_disjoint_and_equal_sized():
+    batches = [[i] for i in range(10)]
+    shards = [shard_batches(batches, rank, 3) for rank in range(3)]
+    assert all(len(shard) == 3 for shard in shards)
+    assert len({tuple(b) for shard in shards for b in shard}) == 9
+
+
+def test_pad_sequences():
+    tokens, lengths = pad_sequences([[5, 6, 7], [8]], pad_index=0)
+    assert tokens.tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert lengths.tolist() == [3, 1]

@@ -1,0 +1,68 @@
+"""Attention pooling (the article's model) and the recurrent encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnrnn.nn import AttentionPooling, RNNEncoder, lengths_to_mask
+
+
+def test_pooling_matches_the_article_formula():
+    torch.manual_seed(0)
+    pooling = AttentionPooling(input_size=6, attention_size=4, hops=1)
+    hidden = torch.randn(2, 5, 6)
+    lengths = torch.tensor([5, 3])
+    output = pooling(hidden, lengths_to_mask(lengths, 5))
+    for b in range(2):
+        n = int(lengths[b])
+        scores = torch.stack([
+            pooling.energy.weight[0] @ torch.tanh(pooling.projection.weight @ hidden[b, t]
+                                                  + pooling.projection.bias)
+            for t in range(n)
+        ])  # e_t = v^T tanh(W h_t + b)
+        weights = torch.softmax(scores, dim=0)
+        pooled = (weights.unsqueeze(1) * hidden[b, :n]).sum(0)  # c = sum_t a_t h_t
+        torch.testing.assert_close(output.weights[b, 0, :n], weights)
+        assert torch.all(output.weights[b, 0, n:] == 0)
+        torch.testing.assert_close(output.pooled[b], pooled)
+    assert output.penalty.item() == 0.0
+
+
+def test_multi_hop_shapes_and_penalty():
+    torch.manual_seed(1)
+    pooling = AttentionPooling(input_size=6, attention_size=4, hops=3)
+    hidden = torch.randn(2, 5, 6)
+    mask = lengths_to_mask(torch.tensor([5, 2]), 5)
+    output = pooling(hidden, mask)
+    assert output.pooled.shape == (2, 18)
+    assert output.weights.shape == (2, 3, 5)
+    torch.testing.assert_close(output.weights.sum(-1), torch.ones(2, 3))
+    A = output.weights
+    expected = ((A @ A.transpose(1, 2) - torch.eye(3)) ** 2).sum(dim=(1, 2)).mean()
+    torch.testing.assert_close(output.penalty, expected)
+    assert output.penalty > 0
+
+
+def test_penalty_is_zero_for_orthogonal_one_hot_hops():
+    pooling = AttentionPooling(input_size=3, attention_size=3, hops=3)
+    weights = torch.eye(3).unsqueeze(0)  # (1, 3, 3): each hop on its own step
+    assert pooling._penalty(weights).item() == 0.0
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_encoder_padding_invariance_and_gradients(cell, bidirectional, num_layers):
+    torch.manual_seed(2)
+    encoder = RNNEncoder(4, 5, num_layers=num_layers, cell=cell, bidirectional=bidirectional)
+    short = torch.randn(1, 3, 4)
+    batch = torch.cat([torch.cat([short, torch.zeros(1, 4, 4)], dim=1), torch.randn(1, 7, 4)])
+    alone = encoder(short, torch.tensor([3])).outputs
+    together = encoder(batch, torch.tensor([3, 7])).outputs
+    assert together.shape == (2, 7, encoder.output_size)
+    torch.testing.assert_close(together[0, :3], alone[0], atol=1e-6, rtol=1e-5)
+    assert torch.all(together[0, 3:] == 0)
+    together.sum().backward()
+    for name, parameter in encoder.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name

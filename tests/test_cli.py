@@ -1,0 +1,163 @@
+"""Every CLI command end to end on tiny data, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from attnrnn.cli import main
+
+
+@pytest.fixture
+def config_file(tmp_path, review_files, tiny_config):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(review_files, epochs=1)))
+    return path
+
+
+def run_cli(capsys, *arguments):
+    status = main(list(arguments))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_train_evaluate_predict_explain(tmp_path, capsys, config_file, review_files):
+    run = tmp_path / "run"
+    status, out, err = run_cli(capsys, "train", str(config_file), "--output", str(run),
+                               "--set", "trainer.max_steps=15")
+    assert status == 0, err
+    assert json.loads(out)["run"] == str(run)
+
+    status, out, err = run_cli(capsys, "evaluate", str(run), "--data", str(review_files["test"]))
+    assert status == 0, err
+    metrics = json.loads(out)
+    assert metrics["examples"] == 300 and 0.0 <= metrics["accuracy"] <= 1.0
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the movie was great\nthe plot was not good\n")
+    status, out, err = run_cli(capsys, "predict", str(run), str(texts), "--attention")
+    assert status == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 2
+    assert set(lines[0]["probabilities"]) == {"negative", "positive"}
+    assert lines[0]["tokens"] == ["the", "movie", "was", "great"]
+    assert len(lines[0]["attention"][0]) == 4
+
+    status, out, err = run_cli(capsys, "explain", str(run), "the acting was superb",
+                               "--output", str(tmp_path / "explain"), "--no-color")
+    assert status == 0, err
+    assert "superb(" in out
+    assert (tmp_path / "explain" / "explain.html").is_file()
+    assert (tmp_path / "explain" / "explain-1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_reads_stdin(tmp_path, capsys, config_file, monkeypatch):
+    import io
+
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", str(config_file), "-o", str(run),
+                   "--set", "trainer.max_steps=3")[0] == 0
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a fine film\n")))
+    status, out, _ = run_cli(capsys, "predict", str(run))
+    assert status == 0 and len(out.splitlines()) == 1
+
+
+def test_resume_from_the_cli(tmp_path, capsys, config_file):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", str(config_file), "-o", str(run),
+                   "--set", "trainer.max_steps=3")[0] == 0
+    status, out, err = run_cli(capsys, "train", "--resume", str(run),
+                               "--set", "trainer.max_steps=6")
+    assert status == 0, err
+    state = json.loads((run / "last" / "state.json").read_text())["state"]
+    assert state["step"] == 6
+
+
+def write(path, content: bytes | str):
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+    return path
+
+
+BAD_TRAIN_FILES = {
+    "empty": (b"", "contains no examples"),
+    "only_header": (b"text\tlabel\n", "contains no examples"),
+    "not_utf8": (b"text\tlabel\ngood\tpositive\nbad \xff film\tnegative\n", ":3"),
+    "empty_line": (b"text\tlabel\ngood\tpositive\n\nbad\tnegative\n", ":3"),
+    "missing_column": (b"review\tlabel\ngood\tpositive\n", "no column 'text'"),
+    "one_label": (b"text\tlabel\ngood\tpositive\nfine\tpositive\n", "only one label"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRAIN_FILES))
+def test_bad_training_data_is_a_clear_error_without_a_run_directory(
+    tmp_path, capsys, review_files, tiny_config, case
+):
+    content, message = BAD_TRAIN_FILES[case]
+    bad = write(tmp_path / "train.tsv", content)
+    config = tiny_config({**review_files, "train": bad})
+    config_path = write(tmp_path / "config.yaml", yaml.safe_dump(config))
+    run = tmp_path / "run"
+    status, _, err = run_cli(capsys, "train", str(config_path), "--output", str(run))
+    assert status == 2
+    assert err.startswith("error: ") and "train.tsv" in err and message in err
+    assert "Traceback" not in err
+    assert not run.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_bad_config_and_missing_files(tmp_path, capsys, review_files, tiny_config):
+    config = tiny_config(review_files)
+    config["model"]["encoder"]["hiden_size"] = 3
+    path = write(tmp_path / "c.yaml", yaml.safe_dump(config))
+    status, _, err = run_cli(capsys, "train", str(path), "-o", str(tmp_path / "run"))
+    assert status == 2 and "did you mean 'hidden_size'" in err and "c.yaml" in err
+
+    config = tiny_config({**review_files, "train": tmp_path / "nope.tsv"})
+    path = write(tmp_path / "c2.yaml", yaml.safe_dump(config))
+    status, _, err = run_cli(capsys, "train", str(path), "-o", str(tmp_path / "run"))
+    assert status == 2 and "nope.tsv" in err and "no such file" in err
+    assert not (tmp_path / "run").exists()
+
+    status, _, err = run_cli(capsys, "predict", str(tmp_path / "no-run"), "-")
+    assert status == 2 and "no-run" in err
+
+
+def test_unseen_label_at_evaluation(tmp_path, capsys, config_file):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", str(config_file), "-o", str(run),
+                   "--set", "trainer.max_steps=2")[0] == 0
+    data = write(tmp_path / "eval.tsv", "text\tlabel\ngood film\tpositive\nmeh\tneutral\n")
+    status, _, err = run_cli(capsys, "evaluate", str(run), "--data", str(data))
+    assert status == 2
+    assert "eval.tsv:3" in err and "'neutral' was never seen in training" in err
+
+
+def test_console_entry_point_prints_no_traceback(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "attnrnn.cli", "train", str(tmp_path / "missing.yaml")],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 2
+    assert "missing.yaml" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_pretrain_word2vec_then_use_the_vectors(tmp_path, capsys, review_files, tiny_config):
+    vectors = tmp_path / "vectors.txt"
+    status, out, err = run_cli(capsys, "pretrain", "--method", "word2vec",
+                               str(review_files["train"]), "--output", str(vectors),
+                               "--set", "dimension=24", "--set", "epochs=2",
+                               "--set", "min_count=2")
+    assert status == 0, err
+    assert json.loads(out)["vocabulary"] > 20
+    config = tiny_config(review_files, max_steps=5)
+    config["pretrained"] = {"vectors": str(vectors), "vocab_from_vectors": 100}
+    path = write(tmp_path / "c.yaml", yaml.safe_dump(config))
+    status, out, err = run_cli(capsys, "train", str(path), "-o", str(tmp_path / "run"))
+    assert status == 0, err
+    assert "pretrained vectors cover" in err

@@ -1,0 +1,83 @@
+"""Typed configuration: defaults in one place, unknown keys and bad values rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from attnrnn.config import EncoderConfig, apply_overrides, from_dict, load_yaml, save_yaml
+from attnrnn.errors import ConfigError
+from attnrnn.tasks.classification import ClassificationRunConfig
+
+
+def test_defaults_fill_in_and_round_trip_through_yaml(tmp_path):
+    config = ClassificationRunConfig.from_dict({"data": {"train": "a.tsv"}})
+    assert config.model.encoder == EncoderConfig()
+    save_yaml(config, tmp_path / "config.yaml")
+    again = ClassificationRunConfig.from_dict(load_yaml(tmp_path / "config.yaml"))
+    assert again == config
+
+
+def test_unknown_key_has_a_did_you_mean_hint():
+    with pytest.raises(ConfigError, match=r"unknown key 'model.encoder.hiden_size'.*hidden_size"):
+        ClassificationRunConfig.from_dict(
+            {"data": {"train": "a"}, "model": {"encoder": {"hiden_size": 3}}}
+        )
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"model": {"encoder": {"cell": "lstn"}}}, r"'lstn' is not one of .*did you mean 'lstm'"),
+        ({"model": {"encoder": {"hidden_size": 0}}}, "hidden_size must be positive"),
+        ({"model": {"encoder": {"hidden_size": "big"}}}, "expected an integer"),
+        ({"model": {"dropout": 1.5}}, r"dropout must be in \[0, 1\)"),
+        ({"trainer": {"epochs": -1}}, "epochs must be positive"),
+        ({"trainer": {"device": "tpu"}}, "device must be"),
+        ({"optimizer": {"schedule": "exp"}}, "is not one of"),
+        ({"trainer": {"deterministic": "yes"}}, "expected true or false"),
+    ],
+)
+def test_bad_values_are_named(section, message):
+    with pytest.raises(ConfigError, match=message):
+        ClassificationRunConfig.from_dict({"data": {"train": "a"}, **section})
+
+
+def test_missing_required_field():
+    with pytest.raises(ConfigError, match="train"):
+        ClassificationRunConfig.from_dict({"data": {}})
+
+
+def test_overrides_parse_yaml_values():
+    data = apply_overrides({"data": {"train": "a"}}, [
+        "model.encoder.hidden_size=512", "model.encoder.bidirectional=false",
+        "pretrained.vectors=null", "optimizer.learning_rate=3e-4",
+    ])
+    config = ClassificationRunConfig.from_dict(data)
+    assert config.model.encoder.hidden_size == 512
+    assert config.model.encoder.bidirectional is False
+    assert config.pretrained.vectors is None
+    assert config.optimizer.learning_rate == pytest.approx(3e-4)
+
+
+@pytest.mark.parametrize("override", ["novalue", "=3", "data.train.x=1"])
+def test_bad_overrides(override):
+    with pytest.raises(ConfigError):
+        apply_overrides({"data": {"train": "a"}}, [override])
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: invalid YAML"):
+        load_yaml(path)
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_yaml(tmp_path / "missing.yaml")
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_yaml(path)
+
+
+def test_union_of_string_and_integer_columns():
+    config = ClassificationRunConfig.from_dict({"data": {"train": "a", "text_field": 1}})
+    assert config.data.text_field == 1
+    assert from_dict(EncoderConfig, None) == EncoderConfig()

@@ -1,0 +1,76 @@
+"""The generic trainer: learning, checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from attnrnn.config import OptimizerConfig
+from attnrnn.tasks import classifier_run
+from attnrnn.tasks.classification import ClassificationRunConfig
+from attnrnn.training.optim import PlateauState, learning_rate_at
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+def test_tiny_synthetic_task_reaches_95_percent(tmp_path, review_files, tiny_config):
+    config = ClassificationRunConfig.from_dict(tiny_config(review_files, epochs=12))
+    results = classifier_run.train(config, tmp_path / "run", log=quiet)
+    assert results["test_accuracy"] >= 0.95
+    for name in ("config.yaml", "tokenizer.json", "vocab.json", "labels.json", "metrics.csv",
+                 "best/model.safetensors", "last/model.safetensors",
+                 "last/optimizer.safetensors", "last/state.json", "results.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "dev_accuracy" in header and "train_loss" in header
+
+
+def test_resume_continues_exactly(tmp_path, review_files, tiny_config):
+    straight = ClassificationRunConfig.from_dict(tiny_config(review_files, epochs=2))
+    classifier_run.train(straight, tmp_path / "straight", log=quiet)
+    # The same run, stopped mid-epoch after 7 updates, then resumed to the end.
+    stopped = ClassificationRunConfig.from_dict(tiny_config(review_files, epochs=2, max_steps=7))
+    classifier_run.train(stopped, tmp_path / "resumed", log=quiet)
+    state = json.loads((tmp_path / "resumed" / "last" / "state.json").read_text())["state"]
+    assert state["step"] == 7 and state["batch_in_epoch"] == 7
+    classifier_run.train(straight, tmp_path / "resumed", resume=True, log=quiet)
+    a = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, review_files, tiny_config):
+    config = ClassificationRunConfig.from_dict(tiny_config(review_files, epochs=1))
+    classifier_run.train(config, tmp_path / "run", log=quiet)
+    texts = ["the movie was not good", "i saw it and the plot was superb"]
+    first = classifier_run.ClassifierRun(tmp_path / "run").predict(texts)
+    second = classifier_run.ClassifierRun(tmp_path / "run").predict(texts)
+    for one, two in zip(first, second, strict=True):
+        assert one.probabilities == two.probabilities
+        assert one.attention == two.attention
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path, review_files, tiny_config):
+    config = ClassificationRunConfig.from_dict(tiny_config(review_files, max_steps=2))
+    classifier_run.train(config, tmp_path / "run", log=quiet)
+    with pytest.raises(Exception, match="already exists"):
+        classifier_run.train(config, tmp_path / "run", log=quiet)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine", "plateau"])
+def test_schedule_warms_up_then_decays(schedule):
+    config = OptimizerConfig(learning_rate=1.0, warmup_steps=10, schedule=schedule,
+                             min_learning_rate_ratio=0.1)
+    rates = [learning_rate_at(step, 100, config, PlateauState()) for step in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    if schedule in ("linear", "cosine"):
+        assert rates[-1] < 0.15 and all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    else:
+        assert rates[-1] == pytest.approx(1.0)
