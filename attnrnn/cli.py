@@ -45,28 +45,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model from a YAML configuration")
     train.add_argument("config", nargs="?", help="YAML configuration (not needed with --resume)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a configuration value, e.g. model.encoder.hidden_size=512")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a configuration value, e.g. model.encoder.hidden_size=512",
+    )
     train.add_argument("--output", "-o", help="run directory (default: runs/NAME-TIMESTAMP)")
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser("evaluate", help="score a trained run on labelled data")
     evaluate.add_argument("run", help="run directory")
-    evaluate.add_argument("--data", required=True, help="labelled file, read like the training data")
+    evaluate.add_argument(
+        "--data", required=True, help="labelled file, read like the training data"
+    )
     evaluate.set_defaults(handler=command_evaluate)
 
     predict = commands.add_parser("predict", help="predict labels, one JSON line per text")
     predict.add_argument("run", help="run directory")
-    predict.add_argument("input", nargs="?", default="-", help="text file, one text a line (- = stdin)")
+    predict.add_argument(
+        "input", nargs="?", default="-", help="text file, one text a line (- = stdin)"
+    )
     predict.add_argument("--attention", action="store_true", help="include tokens and weights")
     predict.set_defaults(handler=command_predict)
 
     explain = commands.add_parser("explain", help="show which tokens the attention picked")
     explain.add_argument("run", help="run directory")
     explain.add_argument("text", nargs="+", help="one or more texts")
-    explain.add_argument("--output", "-o", default="explain",
-                         help="folder for explain.html and explain.png (default: explain)")
+    explain.add_argument(
+        "--output",
+        "-o",
+        default="explain",
+        help="folder for explain.html and explain.png (default: explain)",
+    )
     explain.add_argument("--no-color", action="store_true", help="plain terminal output")
     explain.set_defaults(handler=command_explain)
 
@@ -85,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 
 
-def load_run_config(path: str, overrides: Sequence[str]):  # noqa: ANN201 - task-dependent
+def load_run_config(path: str, overrides: Sequence[str]):
     """Read a run configuration, apply ``--set`` overrides and build its typed form."""
     from attnrnn.config import apply_overrides, load_yaml
     from attnrnn.tasks.classification import ClassificationRunConfig

@@ -71,8 +71,10 @@ def sentiment_demo(output: Path, quick: bool) -> float:
     started = time.monotonic()
     results = classifier_run.train(config, run_directory)
     accuracy = results["test_accuracy"]
-    print(f"test accuracy {accuracy:.1%} on {sizes['test']} held-out reviews "
-          f"({time.monotonic() - started:.0f} s)\n")
+    print(
+        f"test accuracy {accuracy:.1%} on {sizes['test']} held-out reviews "
+        f"({time.monotonic() - started:.0f} s)\n"
+    )
     run = classifier_run.ClassifierRun(run_directory)
     predictions = run.predict(list(EXAMPLES))
     color = sys.stdout.isatty()
@@ -80,7 +82,7 @@ def sentiment_demo(output: Path, quick: bool) -> float:
         print(describe(prediction, color=color))
     paths = write_explanations(predictions, output / "sentiment-attention", "attnrnn demo")
     print(f"\nattention pictures: {paths[0]} and {len(paths) - 1} PNG heatmaps")
-    print(f"try: attnrnn explain {run_directory} \"the cast was not bad but the script was dull\"")
+    print(f'try: attnrnn explain {run_directory} "the cast was not bad but the script was dull"')
     return accuracy
 
 

@@ -29,32 +29,44 @@ def describe(prediction: Prediction, color: bool = True) -> str:
     """Two lines: the label with its probability and top tokens, then the shaded text."""
     probability = prediction.probabilities[prediction.label]
     weights = mean_attention(prediction)
-    top = ", ".join(f"{token} ({weight:.2f})" for token, weight in
-                    top_tokens(prediction.tokens, weights, k=3))
-    return (f"{prediction.label} ({probability:.1%})  most attended: {top}\n  "
-            + terminal_colored(prediction.tokens, weights, color=color))
+    top = ", ".join(
+        f"{token} ({weight:.2f})" for token, weight in top_tokens(prediction.tokens, weights, k=3)
+    )
+    return f"{prediction.label} ({probability:.1%})  most attended: {top}\n  " + terminal_colored(
+        prediction.tokens, weights, color=color
+    )
 
 
 def write_explanations(predictions: Sequence[Prediction], output: Path, title: str) -> list[Path]:
     """Write explain.html and one heatmap PNG per prediction; return the paths."""
     output.mkdir(parents=True, exist_ok=True)
     items = [
-        ExplainedText(tokens=p.tokens, weights=p.attention if len(p.attention) > 1 else
-                      p.attention[0], label=p.label, probabilities=p.probabilities, text=p.text)
+        ExplainedText(
+            tokens=p.tokens,
+            weights=p.attention if len(p.attention) > 1 else p.attention[0],
+            label=p.label,
+            probabilities=p.probabilities,
+            text=p.text,
+        )
         for p in predictions
     ]
     paths = [write_html(output / "explain.html", items, title)]
     for number, prediction in enumerate(predictions, start=1):
         weights = prediction.attention if len(prediction.attention) > 1 else prediction.attention[0]
-        paths.append(write_token_heatmap_png(
-            output / f"explain-{number}.png", prediction.tokens, weights,
-            title=f"{prediction.label} ({prediction.probabilities[prediction.label]:.1%})",
-        ))
+        paths.append(
+            write_token_heatmap_png(
+                output / f"explain-{number}.png",
+                prediction.tokens,
+                weights,
+                title=f"{prediction.label} ({prediction.probabilities[prediction.label]:.1%})",
+            )
+        )
     return paths
 
 
-def explain_texts(run_directory: str | Path, texts: Sequence[str], output: Path,
-                  color: bool = True) -> list[Prediction]:
+def explain_texts(
+    run_directory: str | Path, texts: Sequence[str], output: Path, color: bool = True
+) -> list[Prediction]:
     """Predict ``texts`` with a run, print their attention and write the pictures."""
     run = ClassifierRun(run_directory)
     predictions = run.predict(list(texts))

@@ -19,8 +19,13 @@ def tfidf_logistic_regression(
     from sklearn.linear_model import LogisticRegression
 
     started = time.monotonic()
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True,
-                                 min_df=1, token_pattern=r"(?u)\b\w+\b|n't|'s")
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2),
+        sublinear_tf=True,
+        lowercase=True,
+        min_df=1,
+        token_pattern=r"(?u)\b\w+\b|n't|'s",
+    )
     train_features = vectorizer.fit_transform([example.text for example in train])
     dev_features = vectorizer.transform([example.text for example in dev])
     test_features = vectorizer.transform([example.text for example in test])
@@ -35,5 +40,9 @@ def tfidf_logistic_regression(
     assert best is not None
     dev_accuracy, c, model = best
     test_accuracy = model.score(test_features, [example.label for example in test])
-    return {"dev_accuracy": float(dev_accuracy), "test_accuracy": float(test_accuracy),
-            "C": c, "seconds": round(time.monotonic() - started, 1)}
+    return {
+        "dev_accuracy": float(dev_accuracy),
+        "test_accuracy": float(test_accuracy),
+        "C": c,
+        "seconds": round(time.monotonic() - started, 1),
+    }

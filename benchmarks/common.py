@@ -48,19 +48,23 @@ def machine() -> dict[str, Any]:
 
 def commit() -> str:
     """The commit the benchmark ran at, with ``-dirty`` when files were modified."""
+
     def git(*arguments: str) -> str:
-        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            ["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
 
     sha = git("rev-parse", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "attnrnn", "benchmarks",
-                "configs")
+    dirty = git(
+        "status", "--porcelain", "--untracked-files=no", "--", "attnrnn", "benchmarks", "configs"
+    )
     return sha + ("-dirty" if dirty else "")
 
 
 def command_line() -> str:
-    return " ".join(["python", *map(shlex.quote, [os.path.relpath(sys.argv[0], ROOT),
-                                                  *sys.argv[1:]])])
+    return " ".join(
+        ["python", *map(shlex.quote, [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])]
+    )
 
 
 class Steps:

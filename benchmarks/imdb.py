@@ -21,18 +21,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data", help="shared data folder")
     parser.add_argument("--force", action="store_true", help="rerun cached steps")
-    parser.add_argument("--skip-scratch", action="store_true",
-                        help="do not train the from-scratch comparison")
+    parser.add_argument(
+        "--skip-scratch", action="store_true", help="do not train the from-scratch comparison"
+    )
     arguments = parser.parse_args()
     data = (ROOT / arguments.data).resolve()
     steps = Steps("imdb", arguments.force)
     vectors = pretrain_vectors(data, Steps("vectors", arguments.force))
-    data_overrides = [f"data.train={data}/imdb/train.jsonl.gz",
-                      f"data.test={data}/imdb/test.jsonl.gz"]
+    data_overrides = [
+        f"data.train={data}/imdb/train.jsonl.gz",
+        f"data.test={data}/imdb/test.jsonl.gz",
+    ]
     runs = WORK / "imdb" / "runs"
-    main_run = steps.run("imdb", lambda: train_classifier(
-        "configs/imdb.yaml", runs / "imdb",
-        [*data_overrides, f"pretrained.vectors={ROOT / vectors['vectors']}"]))
+    main_run = steps.run(
+        "imdb",
+        lambda: train_classifier(
+            "configs/imdb.yaml",
+            runs / "imdb",
+            [*data_overrides, f"pretrained.vectors={ROOT / vectors['vectors']}"],
+        ),
+    )
 
     def baseline() -> dict:
         from attnrnn.data.readers import read_examples
@@ -40,7 +48,9 @@ def main() -> None:
 
         train = read_examples(str(data / "imdb/train.jsonl.gz"))
         train, dev = split_off_dev(train, 0.08, seed=1)
-        return tfidf_logistic_regression(train, dev, read_examples(str(data / "imdb/test.jsonl.gz")))
+        return tfidf_logistic_regression(
+            train, dev, read_examples(str(data / "imdb/test.jsonl.gz"))
+        )
 
     tfidf = steps.run("tfidf", baseline)
     results = {
@@ -55,9 +65,14 @@ def main() -> None:
         "test_examples": 25000,
     }
     if not arguments.skip_scratch:
-        scratch = steps.run("imdb_scratch", lambda: train_classifier(
-            "configs/imdb.yaml", runs / "imdb_scratch",
-            [*data_overrides, "pretrained.vectors=null", "model.freeze_embeddings=false"]))
+        scratch = steps.run(
+            "imdb_scratch",
+            lambda: train_classifier(
+                "configs/imdb.yaml",
+                runs / "imdb_scratch",
+                [*data_overrides, "pretrained.vectors=null", "model.freeze_embeddings=false"],
+            ),
+        )
         results["test_accuracy_from_scratch"] = scratch["test_accuracy"]
         results["train_seconds_from_scratch"] = scratch["train_seconds"]
     write_results("imdb", results)

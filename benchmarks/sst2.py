@@ -27,10 +27,21 @@ def pretrain_vectors(data: Path, steps: Steps) -> dict:
     def run() -> dict:
         if output.exists():
             output.unlink()
-        statistics = attnrnn("pretrain", "--method", "word2vec", str(data / "imdb/train.jsonl.gz"),
-                             str(data / "imdb/unsup.jsonl.gz"), "--output", str(output))
-        return {"pretrain_seconds": statistics["seconds"], "vectors": str(output.relative_to(ROOT)),
-                "tokens": statistics["tokens"], "vocabulary": statistics["vocabulary"]}
+        statistics = attnrnn(
+            "pretrain",
+            "--method",
+            "word2vec",
+            str(data / "imdb/train.jsonl.gz"),
+            str(data / "imdb/unsup.jsonl.gz"),
+            "--output",
+            str(output),
+        )
+        return {
+            "pretrain_seconds": statistics["seconds"],
+            "vectors": str(output.relative_to(ROOT)),
+            "tokens": statistics["tokens"],
+            "vocabulary": statistics["vocabulary"],
+        }
 
     return steps.run("pretrain", run)
 
@@ -55,17 +66,30 @@ def main() -> None:
     data = (ROOT / arguments.data).resolve()
     steps = Steps("sst2", arguments.force)
     vectors = pretrain_vectors(data, Steps("vectors", arguments.force))
-    data_overrides = [f"data.train={data}/sst/trees/train.txt", f"data.dev={data}/sst/trees/dev.txt",
-                      f"data.test={data}/sst/trees/test.txt"]
+    data_overrides = [
+        f"data.train={data}/sst/trees/train.txt",
+        f"data.dev={data}/sst/trees/dev.txt",
+        f"data.test={data}/sst/trees/test.txt",
+    ]
     with_vectors = [*data_overrides, f"pretrained.vectors={ROOT / vectors['vectors']}"]
     runs = WORK / "sst2" / "runs"
-    main_run = steps.run("sst2", lambda: train_classifier(
-        "configs/sst2.yaml", runs / "sst2", with_vectors))
-    scratch = steps.run("sst2_scratch", lambda: train_classifier(
-        "configs/sst2.yaml", runs / "sst2_scratch",
-        [*data_overrides, "pretrained.vectors=null", "pretrained.vocab_from_vectors=0"]))
-    sst5 = steps.run("sst5", lambda: train_classifier(
-        "configs/sst2.yaml", runs / "sst5", [*with_vectors, "data.sst_granularity=fine"]))
+    main_run = steps.run(
+        "sst2", lambda: train_classifier("configs/sst2.yaml", runs / "sst2", with_vectors)
+    )
+    scratch = steps.run(
+        "sst2_scratch",
+        lambda: train_classifier(
+            "configs/sst2.yaml",
+            runs / "sst2_scratch",
+            [*data_overrides, "pretrained.vectors=null", "pretrained.vocab_from_vectors=0"],
+        ),
+    )
+    sst5 = steps.run(
+        "sst5",
+        lambda: train_classifier(
+            "configs/sst2.yaml", runs / "sst5", [*with_vectors, "data.sst_granularity=fine"]
+        ),
+    )
 
     def baseline() -> dict:
         from attnrnn.data.readers import read_examples
@@ -76,24 +100,28 @@ def main() -> None:
         return tfidf_logistic_regression(
             table(data / "glue_sst2/train.tsv", "sentence"),
             table(data / "sst/sentences/sst2_dev.tsv", "sentence"),
-            table(data / "sst/sentences/sst2_test.tsv", "sentence"))
+            table(data / "sst/sentences/sst2_test.tsv", "sentence"),
+        )
 
     tfidf = steps.run("tfidf", baseline)
-    write_results("sst2", {
-        "test_accuracy": main_run["test_accuracy"],
-        "dev_accuracy": main_run["dev_accuracy"],
-        "train_seconds": main_run["train_seconds"],
-        "pretrain_seconds": vectors["pretrain_seconds"],
-        "pretraining": "word2vec skip-gram on IMDB train + unsup reviews (attnrnn pretrain)",
-        "test_accuracy_from_scratch": scratch["test_accuracy"],
-        "train_seconds_from_scratch": scratch["train_seconds"],
-        "sst5_test_accuracy": sst5["test_accuracy"],
-        "sst5_train_seconds": sst5["train_seconds"],
-        "baseline_tfidf_lr_test_accuracy": tfidf["test_accuracy"],
-        "baseline_tfidf_lr_note": "trained on GLUE SST-2 phrases, C picked on SST-2 dev",
-        "config": "configs/sst2.yaml",
-        "test_examples": 1821,
-    })
+    write_results(
+        "sst2",
+        {
+            "test_accuracy": main_run["test_accuracy"],
+            "dev_accuracy": main_run["dev_accuracy"],
+            "train_seconds": main_run["train_seconds"],
+            "pretrain_seconds": vectors["pretrain_seconds"],
+            "pretraining": "word2vec skip-gram on IMDB train + unsup reviews (attnrnn pretrain)",
+            "test_accuracy_from_scratch": scratch["test_accuracy"],
+            "train_seconds_from_scratch": scratch["train_seconds"],
+            "sst5_test_accuracy": sst5["test_accuracy"],
+            "sst5_train_seconds": sst5["train_seconds"],
+            "baseline_tfidf_lr_test_accuracy": tfidf["test_accuracy"],
+            "baseline_tfidf_lr_note": "trained on GLUE SST-2 phrases, C picked on SST-2 dev",
+            "config": "configs/sst2.yaml",
+            "test_examples": 1821,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -31,12 +31,28 @@ def tiny_config():
 
 def _tiny_config(files: dict[str, Path], **trainer) -> dict:
     return {
-        "data": {"train": str(files["train"]), "dev": str(files["dev"]),
-                 "test": str(files["test"])},
-        "model": {"embedding_size": 24, "encoder": {"hidden_size": 24},
-                  "pooling": {"attention_size": 16}, "hidden_size": 24,
-                  "embedding_dropout": 0.1, "encoder_dropout": 0.1, "dropout": 0.1},
+        "data": {
+            "train": str(files["train"]),
+            "dev": str(files["dev"]),
+            "test": str(files["test"]),
+        },
+        "model": {
+            "embedding_size": 24,
+            "encoder": {"hidden_size": 24},
+            "pooling": {"attention_size": 16},
+            "hidden_size": 24,
+            "embedding_dropout": 0.1,
+            "encoder_dropout": 0.1,
+            "dropout": 0.1,
+        },
         "optimizer": {"learning_rate": 0.005, "warmup_steps": 10},
-        "trainer": {"epochs": 3, "batch_tokens": 1500, "max_batch_size": 64, "progress": False,
-                    "num_threads": 1, "early_stopping_patience": None, **trainer},
+        "trainer": {
+            "epochs": 3,
+            "batch_tokens": 1500,
+            "max_batch_size": 64,
+            "progress": False,
+            "num_threads": 1,
+            "early_stopping_patience": None,
+            **trainer,
+        },
     }

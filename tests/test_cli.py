@@ -27,8 +27,9 @@ def run_cli(capsys, *arguments):
 
 def test_train_evaluate_predict_explain(tmp_path, capsys, config_file, review_files):
     run = tmp_path / "run"
-    status, out, err = run_cli(capsys, "train", str(config_file), "--output", str(run),
-                               "--set", "trainer.max_steps=15")
+    status, out, err = run_cli(
+        capsys, "train", str(config_file), "--output", str(run), "--set", "trainer.max_steps=15"
+    )
     assert status == 0, err
     assert json.loads(out)["run"] == str(run)
 
@@ -47,8 +48,15 @@ def test_train_evaluate_predict_explain(tmp_path, capsys, config_file, review_fi
     assert lines[0]["tokens"] == ["the", "movie", "was", "great"]
     assert len(lines[0]["attention"][0]) == 4
 
-    status, out, err = run_cli(capsys, "explain", str(run), "the acting was superb",
-                               "--output", str(tmp_path / "explain"), "--no-color")
+    status, out, err = run_cli(
+        capsys,
+        "explain",
+        str(run),
+        "the acting was superb",
+        "--output",
+        str(tmp_path / "explain"),
+        "--no-color",
+    )
     assert status == 0, err
     assert "superb(" in out
     assert (tmp_path / "explain" / "explain.html").is_file()
@@ -59,8 +67,12 @@ def test_predict_reads_stdin(tmp_path, capsys, config_file, monkeypatch):
     import io
 
     run = tmp_path / "run"
-    assert run_cli(capsys, "train", str(config_file), "-o", str(run),
-                   "--set", "trainer.max_steps=3")[0] == 0
+    assert (
+        run_cli(capsys, "train", str(config_file), "-o", str(run), "--set", "trainer.max_steps=3")[
+            0
+        ]
+        == 0
+    )
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a fine film\n")))
     status, out, _ = run_cli(capsys, "predict", str(run))
     assert status == 0 and len(out.splitlines()) == 1
@@ -68,10 +80,15 @@ def test_predict_reads_stdin(tmp_path, capsys, config_file, monkeypatch):
 
 def test_resume_from_the_cli(tmp_path, capsys, config_file):
     run = tmp_path / "run"
-    assert run_cli(capsys, "train", str(config_file), "-o", str(run),
-                   "--set", "trainer.max_steps=3")[0] == 0
-    status, out, err = run_cli(capsys, "train", "--resume", str(run),
-                               "--set", "trainer.max_steps=6")
+    assert (
+        run_cli(capsys, "train", str(config_file), "-o", str(run), "--set", "trainer.max_steps=3")[
+            0
+        ]
+        == 0
+    )
+    status, _, err = run_cli(
+        capsys, "train", "--resume", str(run), "--set", "trainer.max_steps=6"
+    )
     assert status == 0, err
     state = json.loads((run / "last" / "state.json").read_text())["state"]
     assert state["step"] == 6
@@ -130,8 +147,12 @@ def test_bad_config_and_missing_files(tmp_path, capsys, review_files, tiny_confi
 
 def test_unseen_label_at_evaluation(tmp_path, capsys, config_file):
     run = tmp_path / "run"
-    assert run_cli(capsys, "train", str(config_file), "-o", str(run),
-                   "--set", "trainer.max_steps=2")[0] == 0
+    assert (
+        run_cli(capsys, "train", str(config_file), "-o", str(run), "--set", "trainer.max_steps=2")[
+            0
+        ]
+        == 0
+    )
     data = write(tmp_path / "eval.tsv", "text\tlabel\ngood film\tpositive\nmeh\tneutral\n")
     status, _, err = run_cli(capsys, "evaluate", str(run), "--data", str(data))
     assert status == 2
@@ -141,7 +162,9 @@ def test_unseen_label_at_evaluation(tmp_path, capsys, config_file):
 def test_console_entry_point_prints_no_traceback(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "attnrnn.cli", "train", str(tmp_path / "missing.yaml")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert completed.returncode == 2
     assert "missing.yaml" in completed.stderr and "Traceback" not in completed.stderr
@@ -149,10 +172,21 @@ def test_console_entry_point_prints_no_traceback(tmp_path):
 
 def test_pretrain_word2vec_then_use_the_vectors(tmp_path, capsys, review_files, tiny_config):
     vectors = tmp_path / "vectors.txt"
-    status, out, err = run_cli(capsys, "pretrain", "--method", "word2vec",
-                               str(review_files["train"]), "--output", str(vectors),
-                               "--set", "dimension=24", "--set", "epochs=2",
-                               "--set", "min_count=2")
+    status, out, err = run_cli(
+        capsys,
+        "pretrain",
+        "--method",
+        "word2vec",
+        str(review_files["train"]),
+        "--output",
+        str(vectors),
+        "--set",
+        "dimension=24",
+        "--set",
+        "epochs=2",
+        "--set",
+        "min_count=2",
+    )
     assert status == 0, err
     assert json.loads(out)["vocabulary"] > 20
     config = tiny_config(review_files, max_steps=5)

@@ -48,10 +48,15 @@ def test_missing_required_field():
 
 
 def test_overrides_parse_yaml_values():
-    data = apply_overrides({"data": {"train": "a"}}, [
-        "model.encoder.hidden_size=512", "model.encoder.bidirectional=false",
-        "pretrained.vectors=null", "optimizer.learning_rate=3e-4",
-    ])
+    data = apply_overrides(
+        {"data": {"train": "a"}},
+        [
+            "model.encoder.hidden_size=512",
+            "model.encoder.bidirectional=false",
+            "pretrained.vectors=null",
+            "optimizer.learning_rate=3e-4",
+        ],
+    )
     config = ClassificationRunConfig.from_dict(data)
     assert config.model.encoder.hidden_size == 512
     assert config.model.encoder.bidirectional is False
@@ -68,7 +73,7 @@ def test_bad_overrides(override):
 def test_yaml_errors_name_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: invalid YAML"):
         load_yaml(path)
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_yaml(tmp_path / "missing.yaml")

@@ -107,7 +107,7 @@ def make_reviews(count: int, seed: int) -> list[SyntheticReview]:
     return [make_review(rng) for _ in range(count)]
 
 
-def write_tsv(reviews: list[SyntheticReview], path) -> None:  # noqa: ANN001 - str or Path
+def write_tsv(reviews: list[SyntheticReview], path) -> None:
     """Write reviews as a TSV file with a ``text``/``label`` header."""
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("text\tlabel\n")

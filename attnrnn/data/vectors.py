@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO, cast
 
 import numpy as np
 import torch
@@ -213,14 +213,14 @@ def _parse_values(values: str, dim: int, path: Path, line_number: int) -> np.nda
     return vector
 
 
-def _open_text(path: Path, mode: str, compressed: bool) -> TextIO:
+def _open_text(path: Path, mode: Literal["r", "w"], compressed: bool) -> TextIO:
     """Open a UTF-8 text file (``mode`` "r" or "w"), through gzip if ``compressed``.
 
     Undecodable bytes read as U+FFFD, so a bad word cannot stop a long read.
     """
     if compressed:
-        return gzip.open(path, mode + "t", encoding="utf-8", errors="replace")
-    return open(path, mode, encoding="utf-8", errors="replace")
+        return cast(TextIO, gzip.open(path, f"{mode}t", encoding="utf-8", errors="replace"))
+    return cast(TextIO, open(path, mode, encoding="utf-8", errors="replace"))
 
 
 def save_word_vectors(path: str | Path, tokens: Sequence[str], matrix: torch.Tensor) -> None:

@@ -171,8 +171,8 @@ class Vocab:
                 f"unsupported vocabulary version {contents.get('version')!r} "
                 f"(this attnrnn reads version {_VERSION})"
             )
-        tokens = contents.get("tokens")
-        specials = contents.get("specials")
+        tokens: Any = contents.get("tokens")
+        specials: Any = contents.get("specials")
         problem = _problem_with(tokens, specials)
         if problem is not None:
             raise DataError(f"invalid vocabulary: {problem}")

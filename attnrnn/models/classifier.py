@@ -91,7 +91,9 @@ class TextClassifier(nn.Module):
                 nn.Linear(config.hidden_size, num_classes),
             )
         else:
-            self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(pooled_size, num_classes))
+            self.head = nn.Sequential(
+                nn.Dropout(config.dropout), nn.Linear(pooled_size, num_classes)
+            )
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> ClassifierOutput:
         """Classify a padded batch.

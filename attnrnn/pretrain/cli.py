@@ -10,16 +10,29 @@ from attnrnn.config import apply_overrides, from_dict
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", nargs="+", help="raw text files (.txt one text a line, "
-                        ".jsonl[.gz] with a text field, .tsv/.csv)")
-    parser.add_argument("--method", choices=("word2vec", "lm"), default="word2vec",
-                        help="word2vec: word vectors (for pretrained.vectors); lm: forward/"
-                        "backward language model of embedding + RNN (for pretrained.encoder)")
-    parser.add_argument("--output", "-o", required=True,
-                        help="vectors file (word2vec) or run directory (lm)")
+    parser.add_argument(
+        "data",
+        nargs="+",
+        help="raw text files (.txt one text a line, .jsonl[.gz] with a text field, .tsv/.csv)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=("word2vec", "lm"),
+        default="word2vec",
+        help="word2vec: word vectors (for pretrained.vectors); lm: forward/"
+        "backward language model of embedding + RNN (for pretrained.encoder)",
+    )
+    parser.add_argument(
+        "--output", "-o", required=True, help="vectors file (word2vec) or run directory (lm)"
+    )
     parser.add_argument("--text-field", default="text", help="JSONL field or table column")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. dimension=200 or encoder.hidden_size=512")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. dimension=200 or encoder.hidden_size=512",
+    )
     parser.set_defaults(handler=command_pretrain)
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,11 +46,12 @@ class Word2VecConfig:
 
 def train_word2vec(
     config: Word2VecConfig, texts: Sequence[str], output: Path, log: Log = log_stderr
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Train vectors on ``texts`` and write them to ``output`` in word2vec text format,
     most frequent words first. Returns statistics (also written beside the vectors)."""
     try:
         from gensim.models import Word2Vec
+        from gensim.models.callbacks import CallbackAny2Vec
     except ImportError:
         raise AttnrnnError(
             "word2vec pretraining needs gensim: pip install 'attnrnn[word2vec]'"
@@ -61,8 +63,19 @@ def train_word2vec(
     sentences = [tokenizer.tokenize(text) for text in texts]
     tokens = sum(len(sentence) for sentence in sentences)
     log(f"tokenized {len(sentences)} texts, {tokens} tokens in {time.monotonic() - started:.0f} s")
+
+    class EpochLogger(CallbackAny2Vec):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.epoch = 0
+
+        def on_epoch_end(self, model: object) -> None:
+            self.epoch += 1
+            elapsed = time.monotonic() - started
+            log(f"word2vec epoch {self.epoch}/{config.epochs} done ({elapsed:.0f} s)")
+
     model = Word2Vec(
         sentences=sentences,
+        callbacks=[EpochLogger()],
         vector_size=config.dimension,
         window=config.window,
         min_count=config.min_count,

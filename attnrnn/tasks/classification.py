@@ -13,13 +13,10 @@ A run directory holds everything needed to use the model again::
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +27,8 @@ from attnrnn.data.readers import TextExample, read_examples
 from attnrnn.errors import ConfigError, DataError
 from attnrnn.models.classifier import ClassifierConfig, TextClassifier
 from attnrnn.training.trainer import LossOutput
+
+Item = TypeVar("Item")
 
 # --------------------------------------------------------------------------- configuration
 
@@ -115,8 +114,8 @@ class ClassificationRunConfig:
 # --------------------------------------------------------------------------- data
 
 
-def truncate(ids: Sequence[int], max_length: int, policy: str) -> list[int]:
-    """Cut a token id list to ``max_length`` by the policy of :class:`DataConfig`."""
+def truncate(ids: Sequence[Item], max_length: int, policy: str) -> list[Item]:
+    """Cut a token (id) list to ``max_length`` by the policy of :class:`DataConfig`."""
     if len(ids) <= max_length:
         return list(ids)
     if policy == "head":
@@ -271,17 +270,19 @@ def predict_split(
     model.eval()
     lengths = split.lengths
     batches = make_batches(lengths, trainer_config.batch_tokens, trainer_config.max_batch_size)
-    probabilities: list[torch.Tensor | None] = [None] * len(split.ids)
-    attention: list[torch.Tensor | None] = [None] * len(split.ids)
+    probabilities = torch.zeros(len(split.ids), 0)
+    attention: list[torch.Tensor] = [torch.zeros(0)] * len(split.ids)
     for indices in batches:
         tokens, batch_lengths = pad_sequences([split.ids[i] for i in indices], pad_index)
         output = model(tokens.to(device), batch_lengths.to(device))
         batch_probabilities = torch.softmax(output.logits.float(), dim=-1).cpu()  # (B, C)
         weights = output.attention.float().cpu()  # (B, r, S)
+        if probabilities.size(1) == 0:
+            probabilities = torch.zeros(len(split.ids), batch_probabilities.size(1))
         for row, index in enumerate(indices):
             probabilities[index] = batch_probabilities[row]
             attention[index] = weights[row, :, : lengths[index]]
-    return torch.stack(probabilities), attention  # type: ignore[arg-type]
+    return probabilities, attention
 
 
 def accuracy_and_f1(predicted: torch.Tensor, gold: torch.Tensor, num_classes: int) -> dict:
@@ -313,23 +314,3 @@ def evaluate_split(
     picked = probabilities[torch.arange(len(gold)), gold].clamp_min(1e-12)
     metrics["loss"] = float(-picked.log().mean())
     return metrics
-
-
-def config_summary(config: ClassificationRunConfig) -> str:
-    """One-line JSON of the main choices, for logs."""
-    model = config.model
-    return json.dumps(
-        {
-            "cell": model.encoder.cell,
-            "hidden_size": model.encoder.hidden_size,
-            "layers": model.encoder.num_layers,
-            "bidirectional": model.encoder.bidirectional,
-            "hops": model.pooling.hops,
-            "tokenizer": config.tokenizer.type,
-        }
-    )
-
-
-def replace_trainer(config: ClassificationRunConfig, **changes: object) -> ClassificationRunConfig:
-    """A copy of ``config`` with trainer fields changed (used by resume)."""
-    return dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, **changes))

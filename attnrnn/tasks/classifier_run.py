@@ -43,8 +43,6 @@ from attnrnn.training import checkpoint
 from attnrnn.training.runtime import configure_runtime, resolve_device
 from attnrnn.training.trainer import Trainer
 
-
-
 # --------------------------------------------------------------------------- preparation
 
 
@@ -147,8 +145,9 @@ def _require_labels(examples: list[TextExample]) -> None:
 
 def _build_vocab(config: ClassificationRunConfig, tokenizer: Tokenizer, texts: list[str]) -> Vocab:
     token_lists = [tokenizer.tokenize(text) for text in texts]
-    vocab = Vocab.build(token_lists, min_freq=config.tokenizer.min_freq,
-                        max_size=config.tokenizer.max_size)
+    vocab = Vocab.build(
+        token_lists, min_freq=config.tokenizer.min_freq, max_size=config.tokenizer.max_size
+    )
     extra = config.pretrained.vocab_from_vectors
     if config.pretrained.vectors and extra:
         words = read_vector_words(config.pretrained.vectors, extra)
@@ -232,10 +231,23 @@ def train(
         if not resume:
             initialise_from_pretrained(model, config, prepared.vocab, log)
             write_run_files(run_directory, config, prepared)
-    task = ClassificationTask(prepared.train, prepared.dev, prepared.vocab.pad_index,
-                              config.trainer, config.model.pooling.penalty_weight, device)
-    trainer = Trainer(model, task, config.optimizer, config.trainer, run_directory,
-                      metric="accuracy", higher_is_better=True)
+    task = ClassificationTask(
+        prepared.train,
+        prepared.dev,
+        prepared.vocab.pad_index,
+        config.trainer,
+        config.model.pooling.penalty_weight,
+        device,
+    )
+    trainer = Trainer(
+        model,
+        task,
+        config.optimizer,
+        config.trainer,
+        run_directory,
+        metric="accuracy",
+        higher_is_better=True,
+    )
     if resume:
         trainer.resume()
         log(f"resumed {run_directory} at step {trainer.state.step}")
@@ -244,8 +256,9 @@ def train(
     final = evaluate_split(model, prepared.dev, prepared.vocab.pad_index, config.trainer, device)
     results = {f"dev_{name}": value for name, value in final.items()}
     if prepared.test is not None:
-        test = evaluate_split(model, prepared.test, prepared.vocab.pad_index, config.trainer,
-                              device)
+        test = evaluate_split(
+            model, prepared.test, prepared.vocab.pad_index, config.trainer, device
+        )
         results.update({f"test_{name}": value for name, value in test.items()})
     checkpoint.write_json_atomic(run_directory / "results.json", results)
     return results
@@ -308,24 +321,32 @@ class ClassifierRun:
         """Predict labels for raw texts, keeping each text's attention weights."""
         ids = self.encode(texts)
         probabilities, attention = predict_split(
-            self.model, EncodedSplit(ids, None), self.vocab.pad_index, self.config.trainer,
+            self.model,
+            EncodedSplit(ids, None),
+            self.vocab.pad_index,
+            self.config.trainer,
             self.device,
         )
         predictions = []
-        for text, token_ids, row, weights in zip(texts, ids, probabilities, attention,
-                                                  strict=True):
-            predictions.append(Prediction(
-                text=text,
-                label=self.labels[int(row.argmax())],
-                probabilities={label: float(p) for label, p in zip(self.labels, row, strict=True)},
-                tokens=self._display_tokens(text, len(token_ids)),
-                attention=weights.tolist(),
-            ))
+        for text, token_ids, row, weights in zip(texts, ids, probabilities, attention, strict=True):
+            predictions.append(
+                Prediction(
+                    text=text,
+                    label=self.labels[int(row.argmax())],
+                    probabilities={
+                        label: float(p) for label, p in zip(self.labels, row, strict=True)
+                    },
+                    tokens=self._display_tokens(text, len(token_ids)),
+                    attention=weights.tolist(),
+                )
+            )
         return predictions
 
     def evaluate(self, examples: Sequence[TextExample]) -> dict[str, float]:
         """Accuracy, macro F1 and loss on labelled examples."""
-        split = EncodedSplit(self.encode([e.text for e in examples]),
-                             label_indices(examples, self.labels))
-        return evaluate_split(self.model, split, self.vocab.pad_index, self.config.trainer,
-                              self.device)
+        split = EncodedSplit(
+            self.encode([e.text for e in examples]), label_indices(examples, self.labels)
+        )
+        return evaluate_split(
+            self.model, split, self.vocab.pad_index, self.config.trainer, self.device
+        )

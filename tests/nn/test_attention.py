@@ -95,8 +95,9 @@ def test_multi_head_equals_naive_per_head(inputs):
         head_weights.append(w)
     expected = module.output_projection(torch.cat(heads, dim=-1))
     torch.testing.assert_close(context, expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(weights, (head_weights[0] + head_weights[1]) / 2, atol=1e-5,
-                               rtol=1e-5)
+    torch.testing.assert_close(
+        weights, (head_weights[0] + head_weights[1]) / 2, atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", sorted(ATTENTIONS))

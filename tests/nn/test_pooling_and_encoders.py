@@ -16,11 +16,13 @@ def test_pooling_matches_the_article_formula():
     output = pooling(hidden, lengths_to_mask(lengths, 5))
     for b in range(2):
         n = int(lengths[b])
-        scores = torch.stack([
-            pooling.energy.weight[0] @ torch.tanh(pooling.projection.weight @ hidden[b, t]
-                                                  + pooling.projection.bias)
-            for t in range(n)
-        ])  # e_t = v^T tanh(W h_t + b)
+        scores = torch.stack(
+            [
+                pooling.energy.weight[0]
+                @ torch.tanh(pooling.projection.weight @ hidden[b, t] + pooling.projection.bias)
+                for t in range(n)
+            ]
+        )  # e_t = v^T tanh(W h_t + b)
         weights = torch.softmax(scores, dim=0)
         pooled = (weights.unsqueeze(1) * hidden[b, :n]).sum(0)  # c = sum_t a_t h_t
         torch.testing.assert_close(output.weights[b, 0, :n], weights)

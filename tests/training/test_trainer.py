@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -22,9 +23,18 @@ def test_tiny_synthetic_task_reaches_95_percent(tmp_path, review_files, tiny_con
     config = ClassificationRunConfig.from_dict(tiny_config(review_files, epochs=12))
     results = classifier_run.train(config, tmp_path / "run", log=quiet)
     assert results["test_accuracy"] >= 0.95
-    for name in ("config.yaml", "tokenizer.json", "vocab.json", "labels.json", "metrics.csv",
-                 "best/model.safetensors", "last/model.safetensors",
-                 "last/optimizer.safetensors", "last/state.json", "results.json"):
+    for name in (
+        "config.yaml",
+        "tokenizer.json",
+        "vocab.json",
+        "labels.json",
+        "metrics.csv",
+        "best/model.safetensors",
+        "last/model.safetensors",
+        "last/optimizer.safetensors",
+        "last/state.json",
+        "results.json",
+    ):
         assert (tmp_path / "run" / name).is_file(), name
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert "dev_accuracy" in header and "train_loss" in header
@@ -66,11 +76,12 @@ def test_existing_run_directory_is_not_overwritten(tmp_path, review_files, tiny_
 
 @pytest.mark.parametrize("schedule", ["constant", "linear", "cosine", "plateau"])
 def test_schedule_warms_up_then_decays(schedule):
-    config = OptimizerConfig(learning_rate=1.0, warmup_steps=10, schedule=schedule,
-                             min_learning_rate_ratio=0.1)
+    config = OptimizerConfig(
+        learning_rate=1.0, warmup_steps=10, schedule=schedule, min_learning_rate_ratio=0.1
+    )
     rates = [learning_rate_at(step, 100, config, PlateauState()) for step in range(100)]
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
     if schedule in ("linear", "cosine"):
-        assert rates[-1] < 0.15 and all(a >= b for a, b in zip(rates[10:], rates[11:]))
+        assert rates[-1] < 0.15 and all(a >= b for a, b in itertools.pairwise(rates[10:]))
     else:
         assert rates[-1] == pytest.approx(1.0)
