@@ -1,0 +1,65 @@
+"""The text classifier: padding invariance, gradients, outputs, truncation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnrnn.config import EncoderConfig
+from attnrnn.models.classifier import ClassifierConfig, PoolingConfig, TextClassifier
+from attnrnn.tasks.classification import truncate
+
+
+def make_classifier(cell: str = "gru", hops: int = 1) -> TextClassifier:
+    torch.manual_seed(0)
+    config = ClassifierConfig(
+        embedding_size=8,
+        encoder=EncoderConfig(cell=cell, hidden_size=6, num_layers=2, bidirectional=True),
+        pooling=PoolingConfig(attention_size=5, hops=hops),
+        hidden_size=7,
+    )
+    return TextClassifier(vocab_size=20, num_classes=3, config=config, pad_index=0).eval()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("hops", [1, 3])
+def test_padding_does_not_change_logits_or_weights(cell, hops):
+    model = make_classifier(cell, hops)
+    short = torch.tensor([[4, 5, 6]])
+    batch = torch.tensor([[4, 5, 6, 0, 0, 0, 0], [7, 8, 9, 10, 11, 12, 13]])
+    alone = model(short, torch.tensor([3]))
+    together = model(batch, torch.tensor([3, 7]))
+    torch.testing.assert_close(together.logits[0], alone.logits[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        together.attention[0, :, :3], alone.attention[0], atol=1e-6, rtol=1e-5
+    )
+    assert torch.all(together.attention[0, :, 3:] == 0)
+    assert together.attention.shape == (2, hops, 7)
+
+
+def test_gradients_reach_every_parameter():
+    model = make_classifier("lstm", hops=2).train()
+    output = model(torch.tensor([[4, 5, 6], [7, 8, 0]]), torch.tensor([3, 2]))
+    (output.logits.sum() + output.penalty).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        if name != "embedding.weight":
+            assert parameter.grad.abs().sum() > 0, name
+
+
+def test_frozen_embeddings_get_no_gradient():
+    config = ClassifierConfig(
+        embedding_size=4, freeze_embeddings=True, encoder=EncoderConfig(hidden_size=3)
+    )
+    model = TextClassifier(10, 2, config, pad_index=0)
+    model(torch.tensor([[1, 2]]), torch.tensor([2])).logits.sum().backward()
+    assert model.embedding.weight.grad is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [("head", [0, 1, 2, 3]), ("tail", [6, 7, 8, 9]), ("head_tail", [0, 7, 8, 9])],
+)
+def test_truncation_policies(policy, expected):
+    assert truncate(list(range(10)), 4, policy) == expected
+    assert truncate([1, 2], 4, policy) == [1, 2]
