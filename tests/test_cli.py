@@ -86,9 +86,7 @@ def test_resume_from_the_cli(tmp_path, capsys, config_file):
         ]
         == 0
     )
-    status, _, err = run_cli(
-        capsys, "train", "--resume", str(run), "--set", "trainer.max_steps=6"
-    )
+    status, _, err = run_cli(capsys, "train", "--resume", str(run), "--set", "trainer.max_steps=6")
     assert status == 0, err
     state = json.loads((run / "last" / "state.json").read_text())["state"]
     assert state["step"] == 6

@@ -40,7 +40,9 @@ def command_pretrain(arguments: argparse.Namespace) -> int:
     from attnrnn.pretrain.language_model import main_lm, read_texts
 
     if arguments.method == "lm":
-        results = main_lm(arguments.data, Path(arguments.output), arguments.set)
+        results = main_lm(
+            arguments.data, Path(arguments.output), arguments.set, arguments.text_field
+        )
     else:
         from attnrnn.pretrain.word2vec import Word2VecConfig, train_word2vec
 

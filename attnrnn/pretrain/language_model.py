@@ -28,7 +28,6 @@ A run directory holds::
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -546,7 +545,7 @@ def run_in_directory(
     log(f"language model: {sum(p.numel() for p in model.parameters())} parameters on {device}")
     progress = train_language_model(model, corpus.train, config, pad_index, log)
     dev = evaluate_language_model(model, corpus.dev, config, pad_index)
-    save_checkpoint(directory / WEIGHTS_DIRECTORY, on_cpu(model), state={"step": progress.step})
+    save_checkpoint(directory / WEIGHTS_DIRECTORY, model, state={"step": progress.step})
     results = {
         "texts": len(texts),
         "train_chunks": len(corpus.train),
@@ -562,14 +561,6 @@ def run_in_directory(
     }
     write_json_atomic(directory / RESULTS_FILE, results)
     return results
-
-
-def on_cpu(model: nn.Module) -> nn.Module:
-    """``model`` or, when it is on a GPU, a CPU copy of it: cuDNN keeps RNN weights as
-    views of one flat buffer, which safetensors refuses to save."""
-    if all(parameter.device.type == "cpu" for parameter in model.parameters()):
-        return model
-    return copy.deepcopy(model).cpu()
 
 
 def create_staging_directory(output: Path) -> Path:

@@ -64,7 +64,7 @@ def train_word2vec(
     tokens = sum(len(sentence) for sentence in sentences)
     log(f"tokenized {len(sentences)} texts, {tokens} tokens in {time.monotonic() - started:.0f} s")
 
-    class EpochLogger(CallbackAny2Vec):  # type: ignore[misc]
+    class EpochLogger(CallbackAny2Vec):
         def __init__(self) -> None:
             self.epoch = 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from attnrnn.errors import RunError
@@ -49,7 +49,7 @@ def save_checkpoint(
     staging = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    save_model(model, str(staging / MODEL_FILE))
+    save_file(weights_on_cpu(model), str(staging / MODEL_FILE))
     document: dict[str, Any] = {"state": state or {}}
     if optimizer is not None:
         tensors, optimizer_json = _flatten_optimizer(optimizer)
@@ -59,6 +59,18 @@ def save_checkpoint(
         document["python_rng"] = _python_rng_to_json(random.getstate())
     (staging / STATE_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
     _swap_into_place(staging, directory)
+
+
+def weights_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state as separate contiguous CPU tensors.
+
+    Copies, because safetensors refuses tensors that share storage: tied
+    weights, and the flattened weight buffer cuDNN keeps for an RNN on a GPU.
+    """
+    return {
+        name: tensor.detach().to("cpu", copy=True).contiguous()
+        for name, tensor in model.state_dict().items()
+    }
 
 
 def _swap_into_place(staging: Path, directory: Path) -> None:
@@ -83,11 +95,10 @@ def load_weights(directory: Path, model: nn.Module, device: str | torch.device =
     """Load a checkpoint's weights into ``model`` (shapes must match)."""
     path = checkpoint_path(directory) / MODEL_FILE
     try:
-        missing, unexpected = load_model(model, str(path), strict=False, device=str(device))
-    except (RuntimeError, ValueError) as error:
+        state = load_file(str(path), device=str(device))
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, OSError) as error:
         raise RunError(f"{path}: weights do not fit this model ({error})") from None
-    if missing or unexpected:
-        raise RunError(f"{path}: missing weights {missing}, unexpected weights {unexpected}")
 
 
 def load_training_state(
@@ -125,7 +136,7 @@ def _flatten_optimizer(
     for parameter_id, parameter_state in state_dict["state"].items():
         for name, value in parameter_state.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"state.{parameter_id}.{name}"] = value.detach().contiguous()
+                tensors[f"state.{parameter_id}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(parameter_id), {})[name] = value
     return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
