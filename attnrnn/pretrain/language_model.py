@@ -34,7 +34,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,8 @@ from attnrnn.config import (
     check_probability,
     from_dict,
 )
+from attnrnn.console import Log
+from attnrnn.console import log as log_stderr
 from attnrnn.data.batching import make_batches
 from attnrnn.data.readers import read_examples
 from attnrnn.data.tokenizers import WordTokenizer
@@ -74,8 +76,6 @@ from attnrnn.training.optim import (
     set_learning_rate,
 )
 from attnrnn.training.runtime import resolve_device, seed_everything
-
-Log = Callable[[str], None]
 
 CONFIG_FILE = "lm_config.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -507,7 +507,7 @@ def evaluate_language_model(
 
 
 def pretrain_language_model(
-    config: LanguageModelConfig, texts: Sequence[str], output: Path, log: Log = print
+    config: LanguageModelConfig, texts: Sequence[str], output: Path, log: Log = log_stderr
 ) -> dict[str, Any]:
     """Pretrain on ``texts`` and write the run directory ``output`` (see the module
     docstring). Returns the results, also written to ``results.json``.
@@ -593,7 +593,7 @@ def main_lm(
 
 
 def load_pretrained_encoder(
-    run_directory: Path, model: TextClassifier, vocab: Vocab, log: Log = print
+    run_directory: Path, model: TextClassifier, vocab: Vocab, log: Log = log_stderr
 ) -> None:
     """Initialise ``model``'s embedding and RNN encoder from a pretraining run.
 

@@ -193,7 +193,7 @@ def test_main_lm_reads_files_and_applies_overrides(tmp_path, capsys):
     overrides = [f"{key}={json.dumps(value)}" for key, value in TINY.items()]
     results = main_lm([str(corpus)], tmp_path / "run", [*overrides, "epochs=1"])
     assert results["texts"] == 30
-    assert "dev perplexity" in capsys.readouterr().out
+    assert "dev perplexity" in capsys.readouterr().err
 
 
 def test_read_texts_reads_plain_and_jsonl(tmp_path):
