@@ -14,6 +14,7 @@ RNG and optimizer states are saved with it.
 from __future__ import annotations
 
 import csv
+import sys
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -249,7 +250,9 @@ class Trainer:
                 self._tensorboard.add_scalar(f"dev/{name}", value, self.state.step)
         if self.config.progress:
             shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-            tqdm.write(f"step {self.state.step} epoch {self.state.epoch}: dev {shown}")
+            tqdm.write(
+                f"step {self.state.step} epoch {self.state.epoch}: dev {shown}", file=sys.stderr
+            )
 
 
 def _open_tensorboard(directory: Path) -> Any:
