@@ -57,7 +57,6 @@ def main() -> None:
         "test_accuracy": main_run["test_accuracy"],
         "dev_accuracy": main_run["dev_accuracy"],
         "train_seconds": main_run["train_seconds"],
-        "train_wall_seconds": main_run["seconds"],
         "pretrain_seconds": vectors["pretrain_seconds"],
         "pretraining": "word2vec skip-gram on IMDB train + unsup reviews (attnrnn pretrain)",
         "baseline_tfidf_lr_test_accuracy": tfidf["test_accuracy"],

@@ -81,7 +81,12 @@ def main() -> None:
         lambda: train_classifier(
             "configs/sst2.yaml",
             runs / "sst2_scratch",
-            [*data_overrides, "pretrained.vectors=null", "pretrained.vocab_from_vectors=0"],
+            [
+                *data_overrides,
+                "pretrained.vectors=null",
+                "pretrained.vocab_from_vectors=0",
+                "model.freeze_embeddings=false",
+            ],
         ),
     )
     sst5 = steps.run(

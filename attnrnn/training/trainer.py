@@ -14,8 +14,8 @@ RNG and optimizer states are saved with it.
 from __future__ import annotations
 
 import csv
-import sys
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
