@@ -16,6 +16,7 @@ from dataclasses import dataclass
 POSITIVE = ("good", "great", "superb", "wonderful", "brilliant", "delightful", "moving", "fun")
 NEGATIVE = ("bad", "awful", "boring", "terrible", "dull", "poor", "clumsy", "tedious")
 NEGATIONS = ("not", "never", "hardly")
+NEGATION_RATE = 0.5  # often enough that a model cannot do well by ignoring negation
 INTENSIFIERS = ("very", "really", "quite", "truly", "rather")
 SUBJECTS = (
     "the movie",
@@ -75,7 +76,7 @@ def _opinion(rng: random.Random) -> tuple[list[str], bool]:
     words = [rng.choice(POSITIVE if positive else NEGATIVE)]
     if rng.random() < 0.3:
         words.insert(0, rng.choice(INTENSIFIERS))
-    if rng.random() < 0.3:
+    if rng.random() < NEGATION_RATE:
         words.insert(0, rng.choice(NEGATIONS))
         positive = not positive
     return words, positive
