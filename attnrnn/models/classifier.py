@@ -69,15 +69,7 @@ class TextClassifier(nn.Module):
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_index)
         self.embedding.weight.requires_grad_(not config.freeze_embeddings)
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
-        encoder = config.encoder
-        self.encoder = RNNEncoder(
-            config.embedding_size,
-            encoder.hidden_size,
-            num_layers=encoder.num_layers,
-            cell=encoder.cell,
-            bidirectional=encoder.bidirectional,
-            dropout=encoder.dropout,
-        )
+        self.encoder = RNNEncoder.from_config(config.embedding_size, config.encoder)
         self.encoder_dropout = nn.Dropout(config.encoder_dropout)
         self.pooling = AttentionPooling(
             self.encoder.output_size, config.pooling.attention_size, config.pooling.hops

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from attnrnn.config import EncoderConfig
 from attnrnn.errors import ConfigError
 
 RNN_CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -68,6 +69,18 @@ class RNNEncoder(nn.Module):
             batch_first=True,
             bidirectional=bidirectional,
             dropout=dropout if num_layers > 1 else 0.0,
+        )
+
+    @classmethod
+    def from_config(cls, input_size: int, config: EncoderConfig) -> RNNEncoder:
+        """Build from an :class:`attnrnn.config.EncoderConfig`."""
+        return cls(
+            input_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            cell=config.cell,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
         )
 
     @property

@@ -201,14 +201,7 @@ class BidirectionalLanguageModel(nn.Module):
         encoder = config.encoder
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_index)
         self.dropout = nn.Dropout(config.dropout)
-        self.encoder = RNNEncoder(
-            config.embedding_size,
-            encoder.hidden_size,
-            num_layers=encoder.num_layers,
-            cell=encoder.cell,
-            bidirectional=encoder.bidirectional,
-            dropout=encoder.dropout,
-        )
+        self.encoder = RNNEncoder.from_config(config.embedding_size, config.encoder)
         cutoffs = clip_cutoffs(config.adaptive_cutoffs, vocab_size)
         H = encoder.hidden_size
         self.forward_head = nn.AdaptiveLogSoftmaxWithLoss(H, vocab_size, cutoffs, ADAPTIVE_DIVISOR)
