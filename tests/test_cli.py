@@ -233,3 +233,21 @@ def test_pretrain_language_model_then_initialise_a_classifier(
     status, _, err = run_cli(capsys, "train", str(path), "-o", str(tmp_path / "run2"))
     assert status == 2 and "model.encoder.hidden_size" in err
     assert not (tmp_path / "run2").exists()
+
+
+def test_sentencepiece_tokenizer_is_trained_and_saved_with_the_run(
+    tmp_path, capsys, review_files, tiny_config
+):
+    config = tiny_config(review_files, max_steps=3)
+    config["tokenizer"] = {"type": "sentencepiece", "vocab_size": 60}
+    path = write(tmp_path / "c.yaml", yaml.safe_dump(config))
+    run = tmp_path / "run"
+    status, _, err = run_cli(capsys, "train", str(path), "-o", str(run))
+    assert status == 0, err
+    assert (run / "sentencepiece.model").is_file()
+    assert json.loads((run / "tokenizer.json").read_text())["type"] == "sentencepiece"
+    texts = write(tmp_path / "t.txt", "the music was wonderful\n")
+    status, out, err = run_cli(capsys, "predict", str(run), str(texts), "--attention")
+    assert status == 0, err
+    tokens = json.loads(out)["tokens"]
+    assert "".join(tokens).replace("\u2581", "") == "themusicwaswonderful"
