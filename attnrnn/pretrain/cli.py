@@ -37,7 +37,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command_pretrain(arguments: argparse.Namespace) -> int:
-    from attnrnn.pretrain.language_model import main_lm, read_texts
+    from attnrnn.pretrain.lm_training import main_lm, read_texts
 
     if arguments.method == "lm":
         results = main_lm(

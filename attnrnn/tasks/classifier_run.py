@@ -181,7 +181,7 @@ def initialise_from_pretrained(
             model.embedding.weight.copy_(matrix)
         log(f"pretrained vectors cover {coverage:.1%} of the vocabulary")
     if pretrained.encoder:
-        from attnrnn.pretrain.language_model import load_pretrained_encoder
+        from attnrnn.pretrain.transfer import load_pretrained_encoder
 
         load_pretrained_encoder(Path(pretrained.encoder), model, vocab, log)
 

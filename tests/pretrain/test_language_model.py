@@ -14,13 +14,8 @@ from attnrnn.config import EncoderConfig, apply_overrides, from_dict
 from attnrnn.data.vocab import Vocab
 from attnrnn.errors import ConfigError, RunError
 from attnrnn.models.classifier import ClassifierConfig, TextClassifier
-from attnrnn.pretrain.language_model import (
-    BidirectionalLanguageModel,
-    LanguageModelConfig,
-    main_lm,
-    pretrain_language_model,
-    read_texts,
-)
+from attnrnn.pretrain.language_model import BidirectionalLanguageModel, LanguageModelConfig
+from attnrnn.pretrain.lm_training import main_lm, pretrain_language_model, read_texts
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "and", "then"]
 TINY = {
@@ -215,7 +210,7 @@ def make_classifier(vocab: Vocab, hidden_size: int = 24) -> TextClassifier:
 
 
 def test_load_pretrained_encoder_copies_weights_by_word(pretrained_run):
-    from attnrnn.pretrain.language_model import load_pretrained_encoder
+    from attnrnn.pretrain.transfer import load_pretrained_encoder
 
     output, _, _ = pretrained_run
     # Another order of the words, and one word the language model never saw.
@@ -238,7 +233,7 @@ def test_load_pretrained_encoder_copies_weights_by_word(pretrained_run):
 
 
 def test_mismatched_hidden_size_names_the_setting(pretrained_run):
-    from attnrnn.pretrain.language_model import load_pretrained_encoder
+    from attnrnn.pretrain.transfer import load_pretrained_encoder
 
     output, _, _ = pretrained_run
     vocab = Vocab.build([WORDS], min_freq=1)
@@ -247,7 +242,7 @@ def test_mismatched_hidden_size_names_the_setting(pretrained_run):
 
 
 def test_missing_or_incomplete_run_directory_is_a_run_error(pretrained_run, tmp_path):
-    from attnrnn.pretrain.language_model import load_pretrained_encoder
+    from attnrnn.pretrain.transfer import load_pretrained_encoder
 
     vocab = Vocab.build([WORDS], min_freq=1)
     classifier = make_classifier(vocab)
