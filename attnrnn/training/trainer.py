@@ -132,6 +132,8 @@ class Trainer:
                 progress.set_postfix(
                     loss=f"{self._mean_train_loss():.4f}", units_s=f"{units_per_second:.0f}"
                 )
+                if progress.disable and config.progress:  # not a terminal: plain log lines
+                    self._log_progress(len(batches), units_per_second, started)
                 if config.eval_every_steps and self.state.step % config.eval_every_steps == 0:
                     self._validate(started)
                 if self.state.stop_reason is None and self._out_of_budget(started):
@@ -213,6 +215,18 @@ class Trainer:
 
     def _mean_train_loss(self) -> float:
         return self._train_loss_sum / max(self._train_loss_count, 1)
+
+    def _log_progress(self, batches: int, units_per_second: float, started: float) -> None:
+        if self.state.step % self.config.log_every_steps:
+            return
+        elapsed = time.monotonic() - started
+        print(
+            f"step {self.state.step} epoch {self.state.epoch + 1} "
+            f"batch {self.state.batch_in_epoch}/{batches}: loss {self._mean_train_loss():.4f}, "
+            f"{units_per_second:.0f} units/s, {elapsed / 60:.1f} min",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _out_of_budget(self, started: float) -> bool:
         config = self.config

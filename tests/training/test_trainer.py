@@ -85,3 +85,15 @@ def test_schedule_warms_up_then_decays(schedule):
         assert rates[-1] < 0.15 and all(a >= b for a, b in itertools.pairwise(rates[10:]))
     else:
         assert rates[-1] == pytest.approx(1.0)
+
+
+def test_progress_is_logged_as_lines_when_not_a_terminal(
+    tmp_path, review_files, tiny_config, capsys
+):
+    config = ClassificationRunConfig.from_dict(
+        tiny_config(review_files, max_steps=4, progress=True, log_every_steps=2)
+    )
+    classifier_run.train(config, tmp_path / "run", log=quiet)
+    err = capsys.readouterr().err
+    assert "step 2 epoch 1 batch 2/" in err and "units/s" in err
+    assert "step 4 epoch 1: dev accuracy=" in err
