@@ -264,9 +264,7 @@ class Trainer:
                 self._tensorboard.add_scalar(f"dev/{name}", value, self.state.step)
         if self.config.progress:
             shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-            tqdm.write(
-                f"step {self.state.step} epoch {self.state.epoch}: dev {shown}", file=sys.stderr
-            )
+            tqdm.write(f"step {self.state.step}: dev {shown}", file=sys.stderr)
 
 
 def _open_tensorboard(directory: Path) -> Any:
