@@ -51,12 +51,12 @@ def load_pretrained_encoder(
     pretrained_config, pretrained_vocab, weights = read_pretraining_run(run_directory)
     check_compatible(run_directory, pretrained_config, model)
     rnn_weights = {
-        name.removeprefix("encoder.rnn."): tensor
+        name.removeprefix("encoder."): tensor
         for name, tensor in weights.items()
-        if name.startswith("encoder.rnn.")
+        if name.startswith("encoder.")
     }
     try:
-        model.encoder.rnn.load_state_dict(rnn_weights, strict=True)
+        model.encoder.load_state_dict(rnn_weights, strict=True)
     except RuntimeError as error:
         raise RunError(
             f"{run_directory}: RNN weights do not fit the classifier ({error})"

@@ -68,3 +68,33 @@ def test_encoder_padding_invariance_and_gradients(cell, bidirectional, num_layer
     together.sum().backward()
     for name, parameter in encoder.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_encoder_equals_torch_rnn_with_packed_sequences():
+    """Same weights, same outputs and final states as PyTorch's packed bidirectional RNN."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(5)
+    encoder = RNNEncoder(4, 5, num_layers=2, cell="lstm", bidirectional=True)
+    reference = torch.nn.LSTM(4, 5, num_layers=2, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        for layer in range(2):
+            for direction, suffix in enumerate(("", "_reverse")):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    source = getattr(encoder.layers[layer][direction], f"{name}_l0")
+                    getattr(reference, f"{name}_l{layer}{suffix}").copy_(source)
+    inputs, lengths = torch.randn(3, 6, 4), torch.tensor([6, 2, 4])
+    packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+    expected, (h, _) = reference(packed)
+    expected, _ = pad_packed_sequence(expected, batch_first=True, total_length=6)
+    output = encoder(inputs, lengths)
+    torch.testing.assert_close(output.outputs, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(output.final, h, atol=1e-6, rtol=1e-5)
+
+
+def test_reverse_within_lengths_keeps_padding_in_place():
+    from attnrnn.nn.encoders import reverse_within_lengths
+
+    sequences = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]]).unsqueeze(-1)
+    reversed_ = reverse_within_lengths(sequences, torch.tensor([3, 4])).squeeze(-1)
+    assert reversed_.tolist() == [[3, 2, 1, 0], [7, 6, 5, 4]]

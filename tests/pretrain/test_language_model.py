@@ -227,8 +227,8 @@ def test_load_pretrained_encoder_copies_weights_by_word(pretrained_run):
     torch.testing.assert_close(
         classifier.embedding.weight[vocab.encode(["zebra"])[0]], zebra_before
     )
-    for name, parameter in classifier.encoder.rnn.named_parameters():
-        torch.testing.assert_close(parameter, weights[f"encoder.rnn.{name}"])
+    for name, parameter in classifier.encoder.named_parameters():
+        torch.testing.assert_close(parameter, weights[f"encoder.{name}"])
     assert f"for {len(vocab) - 2} of {len(vocab)} vocabulary words" in logs[0]  # not pad, zebra
 
 
