@@ -404,12 +404,18 @@ def read_sst_trees(
 # --- plain text and dispatch ---------------------------------------------------------------
 
 
-def read_plain(path: PathLike) -> list[TextExample]:
-    """Returns one unlabeled example per line of a text file (``-`` reads stdin)."""
+def read_plain(path: PathLike, skip_empty_lines: bool = False) -> list[TextExample]:
+    """Returns one unlabeled example per line of a text file (``-`` reads stdin).
+
+    An empty line is an error, unless ``skip_empty_lines`` (raw pretraining
+    corpora separate paragraphs with them).
+    """
     name = _display_name(path)
     examples = []
     for number, line in _decoded_lines(path):
         if not line.strip():
+            if skip_empty_lines:
+                continue
             raise _empty_line(number, name)
         examples.append(TextExample(line, None, f"{name}:{number}"))
     return _require_examples(examples, name)

@@ -24,7 +24,7 @@ from attnrnn.config import (
 from attnrnn.console import Log
 from attnrnn.console import log as log_stderr
 from attnrnn.data.batching import make_batches
-from attnrnn.data.readers import read_examples
+from attnrnn.data.readers import guess_format, read_examples, read_plain
 from attnrnn.data.tokenizers import WordTokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.errors import DataError, RunError
@@ -57,12 +57,16 @@ from attnrnn.training.runtime import resolve_device, seed_everything
 def read_texts(paths: Sequence[str], text_field: str = "text") -> list[str]:
     """The non-blank texts of raw text files.
 
-    ``.txt`` files hold one text a line, ``.jsonl[.gz]`` one JSON object with
-    ``text_field`` a line, ``.tsv``/``.csv`` a ``text_field`` column.
+    ``.txt`` files hold one text a line (empty lines are skipped),
+    ``.jsonl[.gz]`` one JSON object with ``text_field`` a line, ``.tsv``/``.csv``
+    a ``text_field`` column.
     """
     texts: list[str] = []
     for path in paths:
-        examples = read_examples(path, label_field=None, text_field=text_field)
+        if guess_format(path) == "plain":
+            examples = read_plain(path, skip_empty_lines=True)
+        else:
+            examples = read_examples(path, label_field=None, text_field=text_field)
         texts.extend(example.text for example in examples if example.text.strip())
     return texts
 

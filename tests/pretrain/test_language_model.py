@@ -255,3 +255,9 @@ def test_missing_or_incomplete_run_directory_is_a_run_error(pretrained_run, tmp_
         (incomplete / name).write_bytes((output / name).read_bytes())
     with pytest.raises(RunError, match="checkpoint"):
         load_pretrained_encoder(incomplete, classifier, vocab, print)
+
+
+def test_read_texts_skips_paragraph_breaks_in_plain_text(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("first paragraph\n\nsecond paragraph\n")
+    assert read_texts([str(corpus)]) == ["first paragraph", "second paragraph"]
