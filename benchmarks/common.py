@@ -1,7 +1,7 @@
 """Shared parts of the benchmark scripts: steps cached on disk, machine facts, results files.
 
 Each benchmark is a list of named steps. A finished step writes its result to
-``benchmarks/work/<benchmark>/<step>.json``; running the script again skips
+``benchmarks/cache/<benchmark>/<step>.json``; running the script again skips
 finished steps, so a long benchmark that was stopped resumes where it was.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-WORK = ROOT / "benchmarks" / "work"
+WORK = ROOT / "benchmarks" / "cache"
 
 
 def machine() -> dict[str, Any]:
@@ -68,7 +68,7 @@ def command_line() -> str:
 
 
 class Steps:
-    """Run named steps once each, caching their JSON results under ``work/<name>``."""
+    """Run named steps once each, caching their JSON results under ``cache/<name>``."""
 
     def __init__(self, name: str, force: bool = False) -> None:
         self.directory = WORK / name

@@ -2,7 +2,7 @@
 
     python benchmarks/imdb.py [--data ../shared/data] [--force]
 
-Steps (each cached in benchmarks/work/imdb/, so a stopped run resumes):
+Steps (each cached in benchmarks/cache/imdb/, so a stopped run resumes):
 1. word vectors pretrained on IMDB train + unlabelled reviews (shared with sst2.py),
 2. the classifier initialised from them (configs/imdb.yaml), 3. from scratch,
 4. TF-IDF + logistic regression. Writes benchmarks/results/imdb.json.

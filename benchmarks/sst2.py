@@ -2,7 +2,7 @@
 
     python benchmarks/sst2.py [--data ../shared/data] [--force]
 
-Steps (each cached in benchmarks/work/sst2/, so a stopped run resumes):
+Steps (each cached in benchmarks/cache/sst2/, so a stopped run resumes):
 1. word vectors pretrained on IMDB train + unlabelled reviews (`attnrnn pretrain`),
 2. the SST-2 classifier initialised from them (configs/sst2.yaml),
 3. the same classifier from scratch, 4. SST-5 with the vectors,
