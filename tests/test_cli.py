@@ -251,3 +251,12 @@ def test_sentencepiece_tokenizer_is_trained_and_saved_with_the_run(
     assert status == 0, err
     tokens = json.loads(out)["tokens"]
     assert "".join(tokens).replace("\u2581", "") == "themusicwaswonderful"
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    status, out, err = run_cli(capsys, "demo", "--quick", "--output", str(tmp_path / "demo"))
+    assert status == 0, err
+    assert "test accuracy" in out and "most attended:" in out
+    assert (tmp_path / "demo" / "sentiment-attention" / "explain.html").is_file()
+    assert (tmp_path / "demo" / "sentiment-attention" / "explain-1.png").is_file()
+    assert (tmp_path / "demo" / "sentiment-run" / "best" / "model.safetensors").is_file()
