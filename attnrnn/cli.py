@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from attnrnn.errors import AttnrnnError, ConfigError
 
@@ -59,9 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a trained run on labelled data")
     evaluate.add_argument("run", help="run directory")
     evaluate.add_argument(
-        "--data", required=True, help="labelled file, read like the training data"
+        "--data",
+        help="labelled file, read like the training data (translation: a prefix or "
+        "TSV/JSONL; default the run's test split)",
     )
+    evaluate.add_argument("--beam", type=int, help="translation: beam size (default: the run's)")
     evaluate.set_defaults(handler=command_evaluate)
+
+    translate = commands.add_parser("translate", help="translate sentences, one a line")
+    translate.add_argument("run", help="translation run directory")
+    translate.add_argument(
+        "input", nargs="?", default="-", help="text file, one sentence a line (- = stdin)"
+    )
+    translate.add_argument("--beam", type=int, help="beam size (default: the run's)")
+    translate.add_argument("--n-best", type=int, default=1, help="alternatives to print")
+    translate.add_argument(
+        "--json", action="store_true", help="JSON lines with score, tokens and attention"
+    )
+    translate.set_defaults(handler=command_translate)
 
     predict = commands.add_parser("predict", help="predict labels, one JSON line per text")
     predict.add_argument("run", help="run directory")
@@ -105,7 +121,12 @@ def load_run_config(path: str, overrides: Sequence[str]):
 
     data = apply_overrides(load_yaml(path), overrides)
     task = data.get("task", "classification")
-    tasks = {"classification": ClassificationRunConfig}
+    from attnrnn.tasks.translation import TranslationRunConfig
+
+    tasks: dict[str, Any] = {
+        "classification": ClassificationRunConfig,
+        "translation": TranslationRunConfig,
+    }
     if task not in tasks:
         raise ConfigError(f"{path}: unknown task {task!r}; valid: {', '.join(tasks)}")
     try:
@@ -114,8 +135,21 @@ def load_run_config(path: str, overrides: Sequence[str]):
         raise ConfigError(f"{path}: {error}") from None
 
 
+def run_task(run_directory: str) -> str:
+    """The task of a run directory ("classification", "translation"), from its config.yaml."""
+    from attnrnn.config import load_yaml
+    from attnrnn.errors import RunError
+
+    path = Path(run_directory) / "config.yaml"
+    if not Path(run_directory).is_dir():
+        raise RunError(f"{run_directory}: no such run directory")
+    if not path.is_file():
+        raise RunError(f"{run_directory}: not a run directory (missing config.yaml)")
+    return str(load_yaml(path).get("task", "classification"))
+
+
 def command_train(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks import classifier_run
+    from attnrnn.tasks import classifier_run, translation_run
 
     if arguments.resume:
         run_directory = Path(arguments.resume)
@@ -132,7 +166,8 @@ def command_train(arguments: argparse.Namespace) -> int:
         default = Path("runs") / f"{Path(arguments.config).stem}-{stamp}"
         run_directory = Path(arguments.output) if arguments.output else default
         resume = False
-    results = classifier_run.train(config, run_directory, resume=resume)
+    trainer = translation_run if config.task == "translation" else classifier_run
+    results = trainer.train(config, run_directory, resume=resume)
     print(json.dumps({"run": str(run_directory), **results}, indent=2))
     return 0
 
@@ -141,10 +176,63 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
     from attnrnn.tasks.classification import read_split
     from attnrnn.tasks.classifier_run import ClassifierRun
 
+    if run_task(arguments.run) == "translation":
+        return evaluate_translation(arguments)
+    if not arguments.data:
+        raise ConfigError("evaluate needs --data FILE for a classification run")
     run = ClassifierRun(arguments.run)
     examples = read_split(arguments.data, run.config.data)
     metrics = run.evaluate(examples)
     print(json.dumps({"data": arguments.data, "examples": len(examples), **metrics}, indent=2))
+    return 0
+
+
+def _search_config(run: Any, beam: int | None, n_best: int = 1) -> Any:
+    import dataclasses
+
+    search = run.config.search
+    beam_size = beam if beam is not None else search.beam_size
+    return dataclasses.replace(search, beam_size=beam_size, n_best=max(n_best, 1))
+
+
+def evaluate_translation(arguments: argparse.Namespace) -> int:
+    from attnrnn.tasks.translation import read_pairs
+    from attnrnn.tasks.translation_run import TranslationRun
+
+    run = TranslationRun(arguments.run)
+    location = arguments.data or run.config.data.test
+    if not location:
+        raise ConfigError("the run has no test split: pass --data PREFIX|FILE")
+    examples = read_pairs(location, run.config.data)
+    metrics = run.evaluate(examples, _search_config(run, arguments.beam))
+    print(f"BLEU {metrics['bleu']:.2f} ({metrics['bleu_signature']})", file=sys.stderr)
+    print(f"chrF {metrics['chrf']:.2f} ({metrics['chrf_signature']})", file=sys.stderr)
+    print(json.dumps({"data": location, "examples": len(examples), **metrics}, indent=2))
+    return 0
+
+
+def command_translate(arguments: argparse.Namespace) -> int:
+    from attnrnn.data.parallel import read_sources
+    from attnrnn.tasks.translation_run import TranslationRun
+
+    if run_task(arguments.run) != "translation":
+        raise ConfigError(f"{arguments.run} is not a translation run")
+    run = TranslationRun(arguments.run)
+    texts = [example.source for example in read_sources(arguments.input)]
+    search = _search_config(run, arguments.beam, arguments.n_best)
+    for item in run.translate(texts, search):
+        if arguments.json:
+            record = {
+                "translation": item.translation,
+                "score": item.score,
+                "alternatives": item.alternatives,
+                "source_tokens": item.source_tokens,
+                "target_tokens": item.target_tokens,
+                "attention": item.attention,
+            }
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            print("\t".join([item.translation, *item.alternatives]))
     return 0
 
 
@@ -164,8 +252,11 @@ def command_predict(arguments: argparse.Namespace) -> int:
 
 
 def command_explain(arguments: argparse.Namespace) -> int:
-    from attnrnn.explain import explain_texts
+    from attnrnn.explain import explain_texts, explain_translations
 
+    if run_task(arguments.run) == "translation":
+        explain_translations(arguments.run, arguments.text, Path(arguments.output))
+        return 0
     explain_texts(arguments.run, arguments.text, Path(arguments.output), not arguments.no_color)
     return 0
 

@@ -14,6 +14,8 @@ from attnrnn.viz import (
     ExplainedText,
     terminal_colored,
     top_tokens,
+    write_alignment_html,
+    write_alignment_png,
     write_html,
     write_token_heatmap_png,
 )
@@ -75,3 +77,33 @@ def explain_texts(
     for path in write_explanations(predictions, output, f"attnrnn explain: {run.directory.name}"):
         print(f"wrote {path}")
     return predictions
+
+
+def explain_translations(
+    run_directory: str | Path, texts: Sequence[str], output: Path
+) -> list[Path]:
+    """Translate ``texts`` and write each source-target alignment as PNG and HTML.
+
+    Prints every translation with, per output token, the source token it
+    attended to most.
+    """
+    from attnrnn.tasks.translation_run import TranslationRun
+
+    run = TranslationRun(run_directory)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, item in enumerate(run.translate(list(texts)), start=1):
+        print(f"{item.source}\n  -> {item.translation}")
+        links = [
+            f"{target}<-{item.source_tokens[max(range(len(row)), key=row.__getitem__)]}"
+            for target, row in zip(item.target_tokens, item.attention, strict=True)
+            if row
+        ]
+        print("  " + " ".join(links))
+        title = f"{item.source} -> {item.translation}"
+        for suffix, write in (("png", write_alignment_png), ("html", write_alignment_html)):
+            path = output / f"alignment-{number}.{suffix}"
+            write(path, item.source_tokens, item.target_tokens, item.attention, title)
+            paths.append(path)
+            print(f"wrote {path}")
+    return paths

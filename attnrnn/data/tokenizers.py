@@ -345,6 +345,38 @@ class SentencePieceTokenizer:
         return f"SentencePieceTokenizer({self.model_path.name!r}, vocab_size={self.vocab_size})"
 
 
+class CharacterTokenizer:
+    """One token per character; spaces become ``▁`` so that they survive as tokens.
+
+    For small closed-vocabulary tasks such as the date-normalization demo.
+    """
+
+    SPACE = "\u2581"
+
+    def __init__(self, lowercase: bool = False):
+        self.lowercase = lowercase
+
+    def tokenize(self, text: str) -> list[str]:
+        """``"9 Apr"`` -> ``["9", "▁", "A", "p", "r"]``."""
+        text = " ".join(text.split())
+        if self.lowercase:
+            text = text.lower()
+        return [self.SPACE if character == " " else character for character in text]
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        return "".join(" " if token == self.SPACE else token for token in tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "character", "lowercase": self.lowercase}
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any], directory: str | Path) -> CharacterTokenizer:
+        return cls(lowercase=bool(settings.get("lowercase", False)))
+
+    def __repr__(self) -> str:
+        return f"CharacterTokenizer(lowercase={self.lowercase})"
+
+
 def _sample_sentences(texts: Iterable[str], max_sentences: int | None) -> list[str]:
     """Non-empty texts, reservoir-sampled (seed 0) down to ``max_sentences`` if given."""
     non_empty: Iterator[str] = (text for text in texts if text and not text.isspace())
@@ -383,9 +415,12 @@ def _run_trainer(sentences: list[str], vocab_size: int, options: dict[str, Any])
 # Registry
 # ----------------------------------------------------------------------------
 
-TOKENIZERS: dict[str, type[WordTokenizer] | type[SentencePieceTokenizer]] = {
+TOKENIZERS: dict[
+    str, type[WordTokenizer] | type[SentencePieceTokenizer] | type[CharacterTokenizer]
+] = {
     "word": WordTokenizer,
     "sentencepiece": SentencePieceTokenizer,
+    "character": CharacterTokenizer,
 }
 
 

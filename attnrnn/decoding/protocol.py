@@ -51,9 +51,7 @@ class StepModel(Protocol):
         """The decoder state for a batch of B encoded sources."""
         ...
 
-    def step(
-        self, prev_tokens: torch.Tensor, state: Any
-    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+    def step(self, prev_tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """``(log_probs (N, V), new state, attention (N, S))`` for ``prev_tokens`` (N,)."""
         ...
 

@@ -19,3 +19,18 @@ class ClassifierOutput:
     logits: torch.Tensor
     attention: torch.Tensor
     penalty: torch.Tensor
+
+
+@dataclass
+class Seq2SeqOutput:
+    """What :class:`attnrnn.models.seq2seq.Seq2Seq` returns for a teacher-forced pass.
+
+    attentional: (B, T, A) the decoder's attentional vectors; the model's
+        ``output_logits`` turns them into (B, T, V) scores. They are returned
+        instead of the logits so that a loss can project only the positions
+        it needs (no output layer on padding).
+    attention: (B, T, S) attention of every target step over the source.
+    """
+
+    attentional: torch.Tensor
+    attention: torch.Tensor

@@ -14,7 +14,10 @@ Every module here implements::
 Modules are stateless between calls. What can be computed once per source
 sequence (the projected keys of additive attention) comes from
 ``attention.precompute(keys)``; the caller keeps it and passes it back as
-``projected_keys``, so nothing is ever cached on ``self``.
+``projected_keys``, so nothing is ever cached on ``self``. Location-aware
+attention also reads the previous step's weights, ``previous_weights``
+(B, S); the caller keeps those too (modules with ``uses_previous_weights``
+False ignore them). Such a module scores one step at a time (T = 1).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from attnrnn.nn.masking import expand_mask, masked_softmax
 class Attention(nn.Module):
     """Base class: subclasses implement :meth:`score`; the weighting is shared."""
 
+    uses_previous_weights = False
+
     def precompute(self, keys: torch.Tensor) -> torch.Tensor | None:
         """Per-source work that does not depend on the query (None when there is none).
 
@@ -40,7 +45,11 @@ class Attention(nn.Module):
         return None
 
     def score(
-        self, query: torch.Tensor, keys: torch.Tensor, projected_keys: torch.Tensor | None
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        projected_keys: torch.Tensor | None,
+        previous_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Unnormalised scores (B, T, S) for query (B, T, Hq) and keys (B, S, Hk)."""
         raise NotImplementedError
@@ -52,11 +61,12 @@ class Attention(nn.Module):
         values: torch.Tensor,
         mask: torch.Tensor | None = None,
         projected_keys: torch.Tensor | None = None,
+        previous_weights: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(context (B, T, Hv), weights (B, T, S))``; see the module docstring."""
         if projected_keys is None:
             projected_keys = self.precompute(keys)
-        scores = self.score(query, keys, projected_keys)  # (B, T, S)
+        scores = self.score(query, keys, projected_keys, previous_weights)  # (B, T, S)
         weights = masked_softmax(scores, expand_mask(mask, query.size(1)), dim=-1)  # (B, T, S)
         context = torch.bmm(weights, values)  # (B, T, Hv)
         return context, weights
@@ -75,7 +85,11 @@ class AdditiveAttention(Attention):
         return self.key_projection(keys)  # (B, S, A)
 
     def score(
-        self, query: torch.Tensor, keys: torch.Tensor, projected_keys: torch.Tensor | None
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        projected_keys: torch.Tensor | None,
+        previous_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         assert projected_keys is not None
         projected_query = self.query_projection(query)  # (B, T, A)
@@ -88,7 +102,11 @@ class DotAttention(Attention):
     """Luong et al. (2015) "dot": ``score(q, k) = q^T k`` (query and key sizes equal)."""
 
     def score(
-        self, query: torch.Tensor, keys: torch.Tensor, projected_keys: torch.Tensor | None
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        projected_keys: torch.Tensor | None,
+        previous_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
 
@@ -97,7 +115,11 @@ class ScaledDotAttention(Attention):
     """Vaswani et al. (2017): ``score(q, k) = q^T k / sqrt(d)``."""
 
     def score(
-        self, query: torch.Tensor, keys: torch.Tensor, projected_keys: torch.Tensor | None
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        projected_keys: torch.Tensor | None,
+        previous_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         scale = 1.0 / math.sqrt(query.size(-1))
         return torch.bmm(query, keys.transpose(1, 2)) * scale  # (B, T, S)
@@ -114,7 +136,11 @@ class GeneralAttention(Attention):
         return self.key_projection(keys)  # (B, S, Hq)
 
     def score(
-        self, query: torch.Tensor, keys: torch.Tensor, projected_keys: torch.Tensor | None
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        projected_keys: torch.Tensor | None,
+        previous_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         assert projected_keys is not None
         return torch.bmm(query, projected_keys.transpose(1, 2))  # (B, T, S)
@@ -166,6 +192,7 @@ class MultiHeadAttention(Attention):
         values: torch.Tensor,
         mask: torch.Tensor | None = None,
         projected_keys: torch.Tensor | None = None,
+        previous_weights: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, _ = query.shape
         if projected_keys is None:
@@ -183,12 +210,67 @@ class MultiHeadAttention(Attention):
         return self.output_projection(merged), head_weights.mean(dim=1)  # (B,T,O), (B,T,S)
 
 
+class LocationAwareAttention(Attention):
+    """Chorowski et al. (2015): additive attention that also sees where it looked last.
+
+    ``score(q, k_s) = v^T tanh(W_q q + W_k k_s + U f_s)`` with location features
+    ``f = conv1d(previous_weights)`` (``channels`` filters of width
+    ``kernel_size``), so the weights can move monotonically along the source,
+    which speech recognition needs. Scores one step at a time (T = 1); with no
+    ``previous_weights`` (the first step) they are taken as all zero.
+    """
+
+    uses_previous_weights = True
+
+    def __init__(
+        self,
+        query_size: int,
+        key_size: int,
+        attention_size: int,
+        channels: int = 10,
+        kernel_size: int = 31,
+    ) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ConfigError(f"location kernel_size must be odd, got {kernel_size}")
+        self.query_projection = nn.Linear(query_size, attention_size, bias=False)
+        self.key_projection = nn.Linear(key_size, attention_size, bias=True)
+        self.location_convolution = nn.Conv1d(
+            1, channels, kernel_size, padding=kernel_size // 2, bias=False
+        )
+        self.location_projection = nn.Linear(channels, attention_size, bias=False)
+        self.energy = nn.Linear(attention_size, 1, bias=False)
+
+    def precompute(self, keys: torch.Tensor) -> torch.Tensor:
+        return self.key_projection(keys)  # (B, S, A)
+
+    def score(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        projected_keys: torch.Tensor | None,
+        previous_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        assert projected_keys is not None
+        B, T, _ = query.shape
+        if T != 1:
+            raise ValueError(f"location-aware attention scores one step at a time, got T={T}")
+        if previous_weights is None:
+            previous_weights = keys.new_zeros(B, keys.size(1))
+        features = self.location_convolution(previous_weights.view(B, 1, -1))  # (B, C, S)
+        location = self.location_projection(features.transpose(1, 2))  # (B, S, A)
+        projected_query = self.query_projection(query)  # (B, 1, A)
+        hidden = torch.tanh(projected_query + projected_keys + location)  # (B, S, A)
+        return self.energy(hidden).squeeze(-1).unsqueeze(1)  # (B, 1, S)
+
+
 ATTENTIONS: dict[str, type[Attention]] = {
     "additive": AdditiveAttention,
     "dot": DotAttention,
     "general": GeneralAttention,
     "scaled_dot": ScaledDotAttention,
     "multi_head": MultiHeadAttention,
+    "location": LocationAwareAttention,
 }
 
 
@@ -207,6 +289,8 @@ def build_attention(
         raise ConfigError(f"unknown attention {name!r}; valid: {', '.join(ATTENTIONS)}")
     if name == "additive":
         return AdditiveAttention(query_size, key_size, attention_size or key_size)
+    if name == "location":
+        return LocationAwareAttention(query_size, key_size, attention_size or key_size)
     if name == "general":
         return GeneralAttention(query_size, key_size)
     if name == "multi_head":

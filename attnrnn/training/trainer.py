@@ -64,6 +64,7 @@ class TrainerState:
     best_step: int = 0
     evaluations_without_gain: int = 0
     elapsed_seconds: float = 0.0
+    units: int = 0  # tokens / examples / frames trained on so far
     stop_reason: str | None = None  # "epochs", "budget" or "early_stopping"
     plateau: dict[str, Any] = field(default_factory=lambda: asdict(PlateauState()))
 
@@ -172,6 +173,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.optimizer_config.clip_norm)
         self.optimizer.step()
         self.state.step += 1
+        self.state.units += output.units
         loss = float(output.loss.detach())
         self._train_loss_sum += loss
         self._train_loss_count += 1
