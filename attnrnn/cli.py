@@ -202,7 +202,7 @@ def evaluate_translation(arguments: argparse.Namespace) -> int:
     run = TranslationRun(arguments.run)
     location = arguments.data or run.config.data.test
     if not location:
-        raise ConfigError("the run has no test split: pass --data PREFIX|FILE")
+        raise ConfigError(f"{arguments.run}: the run has no test split; pass --data PREFIX|FILE")
     examples = read_pairs(location, run.config.data)
     metrics = run.evaluate(examples, _search_config(run, arguments.beam))
     print(f"BLEU {metrics['bleu']:.2f} ({metrics['bleu_signature']})", file=sys.stderr)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from attnrnn.config import EncoderConfig, OptimizerConfig, TrainerConfig, save_yaml
 from attnrnn.data.synthetic import make_reviews, write_tsv
+from attnrnn.demo_dates import dates_demo
 from attnrnn.explain import describe, write_explanations
 from attnrnn.models.classifier import ClassifierConfig, PoolingConfig
 from attnrnn.tasks import classifier_run
@@ -90,3 +91,5 @@ def run_demo(output: Path, quick: bool = False) -> None:
     """Run every demo section, writing under ``output``."""
     output.mkdir(parents=True, exist_ok=True)
     sentiment_demo(output, quick)
+    print()
+    dates_demo(output, quick)

@@ -27,7 +27,7 @@ from attnrnn.data.tokenizers import Tokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig, search
 from attnrnn.errors import ConfigError
-from attnrnn.metrics import corpus_bleu, corpus_chrf
+from attnrnn.metrics import corpus_bleu, corpus_chrf, exact_match
 from attnrnn.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnrnn.training.trainer import LossOutput
 
@@ -90,6 +90,8 @@ class TranslationRunConfig:
     """Everything a translation run needs; stored as the run's config.yaml.
 
     label_smoothing: epsilon of the label-smoothed cross-entropy.
+    metric: the dev score that selects the best checkpoint (bleu, chrf, or
+        exact_match for tasks with one right answer, such as dates).
     dev_search: decoding used to score dev during training (greedy by default:
         fast, and it ranks checkpoints like beam search does).
     search: decoding used by ``translate`` and ``evaluate``.
@@ -100,6 +102,7 @@ class TranslationRunConfig:
     tokenizer: TranslationTokenizerConfig = TranslationTokenizerConfig()
     model: Seq2SeqConfig = Seq2SeqConfig()
     label_smoothing: float = 0.1
+    metric: Literal["bleu", "chrf", "exact_match"] = "bleu"
     optimizer: OptimizerConfig = OptimizerConfig()
     trainer: TrainerConfig = TrainerConfig()
     dev_search: SearchConfig = SearchConfig(beam_size=1)
@@ -322,6 +325,7 @@ def score_split(
     return {
         "bleu": corpus_bleu(outputs, split.references).score,
         "chrf": corpus_chrf(outputs, split.references).score,
+        "exact_match": exact_match(outputs, split.references),
     }
 
 

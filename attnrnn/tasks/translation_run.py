@@ -26,7 +26,7 @@ from attnrnn.data.tokenizers import (
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.errors import RunError
-from attnrnn.metrics import corpus_bleu, corpus_chrf
+from attnrnn.metrics import corpus_bleu, corpus_chrf, exact_match
 from attnrnn.models.seq2seq import Seq2Seq
 from attnrnn.tasks.translation import (
     SPECIALS,
@@ -196,7 +196,7 @@ def train(
         device,
         special_ids(prepared.target.vocab),
     )
-    trainer = Trainer(model, task, config.optimizer, config.trainer, run_directory, "bleu")
+    trainer = Trainer(model, task, config.optimizer, config.trainer, run_directory, config.metric)
     if resume:
         trainer.resume()
         log(f"resumed {run_directory} at step {trainer.state.step}")
@@ -298,6 +298,7 @@ class TranslationRun:
         return {
             "bleu": bleu.score,
             "chrf": chrf.score,
+            "exact_match": exact_match(outputs, references),
             "loss": loss,
             "bleu_signature": bleu.signature,
             "chrf_signature": chrf.signature,
