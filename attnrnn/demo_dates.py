@@ -80,15 +80,13 @@ def dates_config(data_directory: Path, quick: bool) -> TranslationRunConfig:
 def field_sources(item: Translation) -> dict[str, str]:
     """For each ISO field, the source word (run of letters or digits) that its output
     characters attended to most, summing their attention over each word's characters."""
-    words = [match for match in re.finditer(r"[A-Za-z]+|[0-9]+", item.source)]
+    words = list(re.finditer(r"[A-Za-z]+|[0-9]+", item.source))
     attended = {}
     for name, positions in FIELDS.items():
         rows = [item.attention[p] for p in positions if p < len(item.attention)]
         if not rows or not words:
             continue
-        mass = [sum(row[w.start() : w.end()]) for w in words for row in rows[:1]]
-        for row in rows[1:]:
-            mass = [total + sum(row[w.start() : w.end()]) for total, w in zip(mass, words)]
+        mass = [sum(sum(row[w.start() : w.end()]) for row in rows) for w in words]
         attended[name] = words[max(range(len(words)), key=mass.__getitem__)].group()
     return attended
 
