@@ -164,8 +164,6 @@ class Seq2Seq(nn.Module):
                 decoder.attention_size or decoder.hidden_size,
                 decoder.num_heads,
             )
-        if decoder.attention == "multi_head":
-            raise ConfigError("multi_head attention is not supported by the seq2seq decoder yet")
         return RNNDecoder(
             decoder.style,
             config.embedding_size,

@@ -62,7 +62,7 @@ def make_model(
             hidden_size=H,
             num_layers=num_layers,
             attention=attention,
-            attention_size=10,
+            attention_size=8 if attention == "multi_head" else 10,
             location_channels=3,
             location_kernel_size=5,
             input_feeding=input_feeding,
@@ -110,7 +110,9 @@ STYLES = [("bahdanau", False), ("luong", True), ("luong", False)]  # Bahdanau ha
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("attention", ["additive", "dot", "general", "scaled_dot", "location"])
+@pytest.mark.parametrize(
+    "attention", ["additive", "dot", "general", "scaled_dot", "multi_head", "location"]
+)
 @pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
 @pytest.mark.parametrize(("style", "input_feeding"), STYLES)
 def test_step_by_step_equals_teacher_forced_pass(style, input_feeding, cell, attention, num_layers):
@@ -291,13 +293,13 @@ def test_share_embeddings_uses_one_matrix_and_needs_one_vocabulary():
         Seq2Seq(SOURCE_VOCAB, TARGET_VOCAB, config, PAD, BOS, EOS)
 
 
-def test_multi_head_attention_is_refused():
+def test_multi_head_attention_needs_divisible_size():
     config = Seq2SeqConfig(
         embedding_size=E,
         encoder=EncoderConfig(hidden_size=8),
-        decoder=DecoderConfig(hidden_size=H, attention="multi_head", attention_size=8),
+        decoder=DecoderConfig(hidden_size=H, attention="multi_head", attention_size=10),
     )
-    with pytest.raises(ConfigError, match="multi_head"):
+    with pytest.raises(ConfigError, match="divisible"):
         Seq2Seq(SOURCE_VOCAB, TARGET_VOCAB, config, PAD, BOS, EOS)
 
 
