@@ -157,6 +157,10 @@ def command_train(arguments: argparse.Namespace) -> int:
         if not config_path.is_file():
             raise ConfigError(f"{run_directory}: not a run directory (no config.yaml)")
         config = load_run_config(str(config_path), arguments.set)
+        if arguments.set:  # the run's config.yaml says how it was trained from now on
+            from attnrnn.config import save_yaml
+
+            save_yaml(config, config_path)
         resume = True
     else:
         if not arguments.config:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -146,9 +147,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def save_yaml(config: Any, path: str | Path) -> None:
-    """Write a configuration dataclass as YAML."""
+    """Write a configuration dataclass as YAML (through a temporary file and a rename)."""
     text = yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)
-    Path(path).write_text(text, encoding="utf-8")
+    temporary = Path(path).with_name(Path(path).name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

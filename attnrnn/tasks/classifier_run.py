@@ -190,13 +190,7 @@ def write_run_files(
     run_directory: Path, config: ClassificationRunConfig, prepared: Prepared
 ) -> None:
     """Create the run directory with config, tokenizer, vocabulary and labels, atomically."""
-    if run_directory.exists() and any(run_directory.iterdir()):
-        raise RunError(
-            f"{run_directory} already exists; pass --resume to continue it or choose "
-            "another --output"
-        )
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=run_directory.parent))
-    try:
+    with checkpoint.staged_run_directory(run_directory) as staging:
         save_yaml(config, staging / "config.yaml")
         tokenizer_settings = prepared.tokenizer.to_dict()
         model_file = tokenizer_settings.get("model_file")
@@ -205,12 +199,6 @@ def write_run_files(
         checkpoint.write_json_atomic(staging / "tokenizer.json", tokenizer_settings)
         prepared.vocab.save(staging / "vocab.json")
         checkpoint.write_json_atomic(staging / "labels.json", prepared.labels)
-        if run_directory.exists():
-            run_directory.rmdir()
-        staging.rename(run_directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def train(

@@ -131,13 +131,7 @@ def make_model(config: TranslationRunConfig, source: TextSide, target: TextSide)
 
 def write_run_files(run_directory: Path, config: TranslationRunConfig, prepared: Prepared) -> None:
     """Create the run directory with config, tokenizers and vocabularies, atomically."""
-    if run_directory.exists() and any(run_directory.iterdir()):
-        raise RunError(
-            f"{run_directory} already exists; pass --resume to continue it or choose "
-            "another --output"
-        )
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=run_directory.parent))
-    try:
+    with checkpoint.staged_run_directory(run_directory) as staging:
         save_yaml(config, staging / "config.yaml")
         for name, side in (("source", prepared.source), ("target", prepared.target)):
             settings = side.tokenizer.to_dict()
@@ -146,12 +140,6 @@ def write_run_files(run_directory: Path, config: TranslationRunConfig, prepared:
                 shutil.copy(prepared.workdir / model_file, staging / model_file)
             checkpoint.write_json_atomic(run_file(staging, name, "tokenizer"), settings)
             side.vocab.save(run_file(staging, name, "vocab"))
-        if run_directory.exists():
-            run_directory.rmdir()
-        staging.rename(run_directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def load_text_sides(run_directory: Path) -> tuple[TextSide, TextSide]:

@@ -13,10 +13,13 @@ one is expected.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,32 @@ def write_json_atomic(path: Path, data: Any) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(data, indent=2, sort_keys=False), encoding="utf-8")
     os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def staged_run_directory(run_directory: Path) -> Iterator[Path]:
+    """Yield an empty staging folder that becomes ``run_directory`` when the block ends
+    without an error; on an error it is removed, so no half-made run is left behind.
+
+    An existing, non-empty ``run_directory`` is an error (resume it instead).
+    """
+    if run_directory.exists() and any(run_directory.iterdir()):
+        raise RunError(
+            f"{run_directory} already exists; pass --resume to continue it or choose "
+            "another --output"
+        )
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=run_directory.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run is an ordinary folder
+        yield staging
+        if run_directory.exists():
+            run_directory.rmdir()
+        staging.rename(run_directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def save_checkpoint(
