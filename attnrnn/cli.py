@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     translate.set_defaults(handler=command_translate)
 
+    transcribe = commands.add_parser("transcribe", help="transcribe audio files (WAV, FLAC)")
+    transcribe.add_argument("run", help="speech recognition run directory")
+    transcribe.add_argument("audio", nargs="+", help="audio files")
+    transcribe.add_argument("--beam", type=int, help="beam size (default: the run's)")
+    transcribe.add_argument("--json", action="store_true", help="JSON lines with scores")
+    transcribe.set_defaults(handler=command_transcribe)
+
     predict = commands.add_parser("predict", help="predict labels, one JSON line per text")
     predict.add_argument("run", help="run directory")
     predict.add_argument(
@@ -89,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="show which tokens the attention picked")
     explain.add_argument("run", help="run directory")
-    explain.add_argument("text", nargs="+", help="one or more texts")
+    explain.add_argument("text", nargs="+", help="one or more texts (speech runs: audio files)")
     explain.add_argument(
         "--output",
         "-o",
@@ -121,11 +128,13 @@ def load_run_config(path: str, overrides: Sequence[str]):
 
     data = apply_overrides(load_yaml(path), overrides)
     task = data.get("task", "classification")
+    from attnrnn.tasks.speech import SpeechRunConfig
     from attnrnn.tasks.translation import TranslationRunConfig
 
     tasks: dict[str, Any] = {
         "classification": ClassificationRunConfig,
         "translation": TranslationRunConfig,
+        "speech": SpeechRunConfig,
     }
     if task not in tasks:
         raise ConfigError(f"{path}: unknown task {task!r}; valid: {', '.join(tasks)}")
@@ -149,7 +158,7 @@ def run_task(run_directory: str) -> str:
 
 
 def command_train(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks import classifier_run, translation_run
+    from attnrnn.tasks import classifier_run, speech_run, translation_run
 
     if arguments.resume:
         run_directory = Path(arguments.resume)
@@ -170,8 +179,12 @@ def command_train(arguments: argparse.Namespace) -> int:
         default = Path("runs") / f"{Path(arguments.config).stem}-{stamp}"
         run_directory = Path(arguments.output) if arguments.output else default
         resume = False
-    trainer = translation_run if config.task == "translation" else classifier_run
-    results = trainer.train(config, run_directory, resume=resume)
+    runs: dict[str, Any] = {
+        "classification": classifier_run,
+        "translation": translation_run,
+        "speech": speech_run,
+    }
+    results = runs[config.task].train(config, run_directory, resume=resume)
     print(json.dumps({"run": str(run_directory), **results}, indent=2))
     return 0
 
@@ -180,8 +193,11 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
     from attnrnn.tasks.classification import read_split
     from attnrnn.tasks.classifier_run import ClassifierRun
 
-    if run_task(arguments.run) == "translation":
+    task = run_task(arguments.run)
+    if task == "translation":
         return evaluate_translation(arguments)
+    if task == "speech":
+        return evaluate_speech(arguments)
     if not arguments.data:
         raise ConfigError("evaluate needs --data FILE for a classification run")
     run = ClassifierRun(arguments.run)
@@ -212,6 +228,36 @@ def evaluate_translation(arguments: argparse.Namespace) -> int:
     print(f"BLEU {metrics['bleu']:.2f} ({metrics['bleu_signature']})", file=sys.stderr)
     print(f"chrF {metrics['chrf']:.2f} ({metrics['chrf_signature']})", file=sys.stderr)
     print(json.dumps({"data": location, "examples": len(examples), **metrics}, indent=2))
+    return 0
+
+
+def evaluate_speech(arguments: argparse.Namespace) -> int:
+    from attnrnn.tasks.speech import read_manifest
+    from attnrnn.tasks.speech_run import SpeechRun
+
+    run = SpeechRun(arguments.run)
+    location = arguments.data or run.config.data.test
+    if not location:
+        raise ConfigError(f"{arguments.run}: the run has no test manifest; pass --data FILE")
+    utterances = read_manifest(location, run.config.data)
+    metrics = run.evaluate(utterances, _search_config(run, arguments.beam))
+    print(json.dumps({"data": location, "utterances": len(utterances), **metrics}, indent=2))
+    return 0
+
+
+def command_transcribe(arguments: argparse.Namespace) -> int:
+    from attnrnn.tasks.speech_run import SpeechRun
+
+    if run_task(arguments.run) != "speech":
+        raise ConfigError(f"{arguments.run} is not a speech recognition run")
+    run = SpeechRun(arguments.run)
+    search = _search_config(run, arguments.beam)
+    for item in run.transcribe(arguments.audio, search):
+        if arguments.json:
+            record = {"audio": item.audio, "text": item.text, "score": item.score}
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            print(f"{item.audio}\t{item.text}")
     return 0
 
 
@@ -258,8 +304,14 @@ def command_predict(arguments: argparse.Namespace) -> int:
 def command_explain(arguments: argparse.Namespace) -> int:
     from attnrnn.explain import explain_texts, explain_translations
 
-    if run_task(arguments.run) == "translation":
+    task = run_task(arguments.run)
+    if task == "translation":
         explain_translations(arguments.run, arguments.text, Path(arguments.output))
+        return 0
+    if task == "speech":
+        from attnrnn.explain import explain_speech
+
+        explain_speech(arguments.run, arguments.text, Path(arguments.output))
         return 0
     explain_texts(arguments.run, arguments.text, Path(arguments.output), not arguments.no_color)
     return 0

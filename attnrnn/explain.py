@@ -107,3 +107,27 @@ def explain_translations(
             paths.append(path)
             print(f"wrote {path}")
     return paths
+
+
+def explain_speech(run_directory: str | Path, audio: Sequence[str], output: Path) -> list[Path]:
+    """Transcribe audio files and draw each output-to-frame alignment over its spectrogram."""
+    from attnrnn.tasks.speech_run import SpeechRun
+    from attnrnn.viz_speech import write_speech_alignment_png
+
+    run = SpeechRun(run_directory)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = []
+    hop_seconds = run.config.features.hop_ms / 1000
+    for number, item in enumerate(run.transcribe(list(audio)), start=1):
+        print(f"{item.audio}\n  -> {item.text}")
+        path = write_speech_alignment_png(
+            output / f"alignment-{number}.png",
+            item.features.numpy(),
+            item.attention,
+            item.tokens,
+            hop_seconds,
+            title=f"{Path(item.audio).name}: {item.text}",
+        )
+        paths.append(path)
+        print(f"wrote {path}")
+    return paths

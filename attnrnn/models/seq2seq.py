@@ -19,7 +19,7 @@ from torch import nn
 from attnrnn.config import EncoderConfig, check_positive, check_probability
 from attnrnn.errors import ConfigError
 from attnrnn.models.outputs import Seq2SeqOutput
-from attnrnn.nn.attention import LocationAwareAttention, build_attention
+from attnrnn.nn.attention import Attention, LocationAwareAttention, build_attention
 from attnrnn.nn.decoders import DecoderState, RNNDecoder
 from attnrnn.nn.encoders import RNNEncoder
 from attnrnn.nn.masking import lengths_to_mask
@@ -86,6 +86,22 @@ class Seq2SeqConfig:
             )
 
 
+def build_attention_for(decoder: DecoderConfig, memory_size: int) -> Attention:
+    """The attention module a decoder configuration asks for, over memory of size M."""
+    attention_size = decoder.attention_size or decoder.hidden_size
+    if decoder.attention == "location":
+        return LocationAwareAttention(
+            decoder.hidden_size,
+            memory_size,
+            attention_size,
+            decoder.location_channels,
+            decoder.location_kernel_size,
+        )
+    return build_attention(
+        decoder.attention, decoder.hidden_size, memory_size, attention_size, decoder.num_heads
+    )
+
+
 @dataclass
 class EncodedSource:
     """The encoder's view of a batch of sources.
@@ -148,28 +164,12 @@ class Seq2Seq(nn.Module):
     def _build_decoder(self, config: Seq2SeqConfig) -> RNNDecoder:
         decoder = config.decoder
         memory_size = self.encoder.output_size
-        if decoder.attention == "location":
-            attention: nn.Module = LocationAwareAttention(
-                decoder.hidden_size,
-                memory_size,
-                decoder.attention_size or decoder.hidden_size,
-                decoder.location_channels,
-                decoder.location_kernel_size,
-            )
-        else:
-            attention = build_attention(
-                decoder.attention,
-                decoder.hidden_size,
-                memory_size,
-                decoder.attention_size or decoder.hidden_size,
-                decoder.num_heads,
-            )
         return RNNDecoder(
             decoder.style,
             config.embedding_size,
             memory_size,
             decoder.hidden_size,
-            attention,  # type: ignore[arg-type]
+            build_attention_for(decoder, memory_size),
             decoder.attentional_size or decoder.hidden_size,
             num_layers=decoder.num_layers,
             cell=decoder.cell,

@@ -1,0 +1,264 @@
+"""Speech recognizer: Listen, Attend and Spell (Chan et al. 2016) with a joint CTC head.
+
+    features (B, T, F) -> listener -> memory (B, T', M)      T' = T / 4 (conv) or T / 8 (pyramid)
+                                     |-> CTC layer -> frame posteriors (B, T', V)
+    previous token -> speller (attention decoder over the memory) -> next-token scores (B, V)
+
+The listener is either convolutional subsampling (two 3x3 convolutions with
+stride 2) followed by a bidirectional LSTM, or a pyramidal BiLSTM whose layers
+each halve the frame rate by concatenating neighbouring frames. The speller is
+the attention decoder of :mod:`attnrnn.nn.decoders`, by default with
+location-aware attention (Chorowski et al. 2015). Training minimises
+``lambda * CTC + (1 - lambda) * cross-entropy`` (Watanabe et al. 2017); the
+CTC head also scores hypotheses in joint decoding
+(:mod:`attnrnn.decoding.ctc`).
+
+The model implements the search protocol (``init_state``, ``step``), so greedy
+and beam search decode it exactly as they decode a translation model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnrnn.config import check_positive, check_probability
+from attnrnn.models.seq2seq import DecoderConfig, EncodedSource, build_attention_for
+from attnrnn.nn.decoders import DecoderState, RNNDecoder
+from attnrnn.nn.encoders import RNNEncoder
+from attnrnn.nn.masking import lengths_to_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenerConfig:
+    """The acoustic encoder.
+
+    type: "conv" (2 strided convolutions, frame rate / 4, then BiLSTM layers)
+        or "pyramidal" (BiLSTM layers, each after the first halving the frame rate).
+    conv_channels: channels of the convolutions.
+    hidden_size: per direction.
+    """
+
+    type: Literal["conv", "pyramidal"] = "conv"
+    conv_channels: int = 32
+    hidden_size: int = 256
+    num_layers: int = 3
+    cell: Literal["gru", "lstm"] = "lstm"
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_positive(self, "conv_channels", "hidden_size", "num_layers")
+        check_probability(self, "dropout")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechModelConfig:
+    """Hyperparameters of :class:`SpeechRecognizer`.
+
+    ctc_weight: lambda of the joint loss (0: attention only; 1: CTC only).
+    """
+
+    listener: ListenerConfig = ListenerConfig()
+    embedding_size: int = 64
+    embedding_dropout: float = 0.1
+    decoder: DecoderConfig = DecoderConfig(
+        style="bahdanau", cell="lstm", hidden_size=256, attention="location", output_dropout=0.2
+    )
+    ctc_weight: float = 0.3
+
+    def __post_init__(self) -> None:
+        check_positive(self, "embedding_size")
+        check_probability(self, "embedding_dropout", "ctc_weight")
+
+
+class ConvSubsampling(nn.Module):
+    """Two 3x3 convolutions with stride 2 over (time, frequency): frame rate / 4."""
+
+    def __init__(self, num_mel_bins: int, channels: int, output_size: int) -> None:
+        super().__init__()
+        self.convolutions = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        reduced_bins = subsampled_lengths(subsampled_lengths(torch.tensor([num_mel_bins])))
+        self.projection = nn.Linear(channels * int(reduced_bins), output_size)
+
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, F) -> (B, T', output_size) and lengths (B,)."""
+        hidden = self.convolutions(features.unsqueeze(1))  # (B, C, T', F')
+        B, C, T, Fr = hidden.shape
+        hidden = hidden.permute(0, 2, 1, 3).reshape(B, T, C * Fr)  # (B, T', C * F')
+        return self.projection(hidden), subsampled_lengths(subsampled_lengths(lengths))
+
+
+def subsampled_lengths(lengths: torch.Tensor) -> torch.Tensor:
+    """Output lengths of a 3-wide convolution with stride 2 and padding 1."""
+    return torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+
+
+class Listener(nn.Module):
+    """Features (B, T, F) -> memory (B, T', 2H) with lengths (B,)."""
+
+    def __init__(self, num_mel_bins: int, config: ListenerConfig) -> None:
+        super().__init__()
+        self.config = config
+        H = config.hidden_size
+        if config.type == "conv":
+            self.subsampling: ConvSubsampling | None = ConvSubsampling(
+                num_mel_bins, config.conv_channels, 2 * H
+            )
+            self.layers = nn.ModuleList(
+                [RNNEncoder(2 * H, H, config.num_layers, config.cell, True, config.dropout)]
+            )
+        else:
+            self.subsampling = None
+            sizes = [num_mel_bins] + [4 * H] * (config.num_layers - 1)
+            self.layers = nn.ModuleList(RNNEncoder(size, H, 1, config.cell) for size in sizes)
+        self.dropout = nn.Dropout(config.dropout)
+
+    @property
+    def output_size(self) -> int:
+        return 2 * self.config.hidden_size
+
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.subsampling is not None:
+            hidden, lengths = self.subsampling(features, lengths)  # (B, T/4, 2H)
+            return self.layers[0](hidden, lengths).outputs, lengths
+        hidden = features
+        for index, layer in enumerate(self.layers):
+            if index > 0:  # halve the frame rate: concatenate frames 2i and 2i + 1
+                B, T, size = hidden.shape
+                if T % 2:
+                    hidden = F.pad(hidden, (0, 0, 0, 1))  # (B, T + 1, size)
+                hidden = hidden.reshape(B, (T + 1) // 2, 2 * size)  # (B, T/2, 2 * size)
+                lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
+                hidden = self.dropout(hidden)
+            hidden = layer(hidden, lengths).outputs  # (B, T', 2H)
+        return hidden, lengths
+
+
+@dataclass
+class SpeechOutput:
+    """A teacher-forced pass.
+
+    attentional: (B, U, A) attentional vectors (``output_logits`` makes scores).
+    attention: (B, U, T') attention over the listener frames.
+    ctc_log_probs: (B, T', V) CTC log-posteriors; ctc_lengths: (B,).
+    """
+
+    attentional: torch.Tensor
+    attention: torch.Tensor
+    ctc_log_probs: torch.Tensor
+    ctc_lengths: torch.Tensor
+
+
+class SpeechRecognizer(nn.Module):
+    """Listener + CTC head + attention speller.
+
+    Args:
+        num_mel_bins: F of the input features.
+        vocab_size: V of the output units (characters or subwords); the
+            padding id doubles as the CTC blank.
+    """
+
+    def __init__(
+        self,
+        num_mel_bins: int,
+        vocab_size: int,
+        config: SpeechModelConfig,
+        pad_index: int,
+        bos_index: int,
+        eos_index: int,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.pad_index, self.bos_index, self.eos_index = pad_index, bos_index, eos_index
+        self.listener = Listener(num_mel_bins, config.listener)
+        memory_size = self.listener.output_size
+        self.ctc_layer = nn.Linear(memory_size, vocab_size)
+        decoder = config.decoder
+        self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_index)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.decoder = RNNDecoder(
+            decoder.style,
+            config.embedding_size,
+            memory_size,
+            decoder.hidden_size,
+            build_attention_for(decoder, memory_size),
+            decoder.attentional_size or decoder.hidden_size,
+            num_layers=decoder.num_layers,
+            cell=decoder.cell,
+            dropout=decoder.dropout,
+            input_feeding=decoder.input_feeding,
+        )
+        self.bridge = (
+            nn.Linear(memory_size, decoder.num_layers * decoder.hidden_size)
+            if decoder.bridge == "linear"
+            else None
+        )
+        self.output_dropout = nn.Dropout(decoder.output_dropout)
+        self.output_layer = nn.Linear(self.decoder.attentional_size, vocab_size)
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> EncodedSource:
+        """Listen to features (B, T, F) with valid frames (B,).
+
+        ``final`` of the result holds the mean listener output per utterance,
+        (1, B, M), which the bridge reads.
+        """
+        memory, memory_lengths = self.listener(features, lengths.to(features.device))
+        mask = lengths_to_mask(memory_lengths, memory.size(1))  # (B, T')
+        mean = (memory * mask.unsqueeze(-1)).sum(1) / memory_lengths.unsqueeze(1)  # (B, M)
+        return EncodedSource(memory, mask, mean.unsqueeze(0))
+
+    def ctc_log_probs(self, encoded: EncodedSource) -> tuple[torch.Tensor, torch.Tensor]:
+        """CTC log-posteriors (B, T', V) in float32 and valid frames (B,)."""
+        log_probs = F.log_softmax(self.ctc_layer(encoded.memory).float(), dim=-1)
+        return log_probs, encoded.memory_mask.sum(dim=1)
+
+    def init_state(self, encoded: EncodedSource) -> DecoderState:
+        """The speller's state before the first token (search protocol)."""
+        B = encoded.memory.size(0)
+        decoder = self.config.decoder
+        if self.bridge is None:
+            hidden = encoded.memory.new_zeros(B, decoder.num_layers, decoder.hidden_size)
+        else:
+            summary = encoded.final[0]  # (B, M)
+            hidden = torch.tanh(self.bridge(summary)).view(
+                B, decoder.num_layers, decoder.hidden_size
+            )  # (B, L, H)
+        return self.decoder.initial_state(encoded.memory, encoded.memory_mask, hidden)
+
+    def output_logits(self, attentional: torch.Tensor) -> torch.Tensor:
+        """Next-token scores (..., V) for attentional vectors (..., A)."""
+        return self.output_layer(self.output_dropout(attentional))
+
+    def step(
+        self, prev_tokens: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        """One speller step (search protocol): log-probs (N, V), state, attention (N, T')."""
+        embedded = self.embedding_dropout(self.embedding(prev_tokens))  # (N, E)
+        attentional, state, weights = self.decoder.step(embedded, state)
+        log_probs = F.log_softmax(self.output_logits(attentional).float(), dim=-1)  # (N, V)
+        return log_probs, state, weights
+
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor, target_input: torch.Tensor
+    ) -> SpeechOutput:
+        """Teacher-forced pass over features (B, T, F) and target input (B, U)."""
+        encoded = self.encode(features, lengths)
+        ctc_log_probs, ctc_lengths = self.ctc_log_probs(encoded)
+        state = self.init_state(encoded)
+        embedded = self.embedding_dropout(self.embedding(target_input))  # (B, U, E)
+        attentional, attention = self.decoder(embedded, state)
+        return SpeechOutput(attentional, attention, ctc_log_probs, ctc_lengths)
