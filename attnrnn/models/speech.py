@@ -77,16 +77,17 @@ class SpeechModelConfig:
 
 
 class ConvSubsampling(nn.Module):
-    """Two 3x3 convolutions with stride 2 over (time, frequency): frame rate / 4."""
+    """Two 3x3 convolutions with stride 2 over (time, frequency): frame rate / 4.
+
+    The first convolution's output is zeroed beyond each utterance's length, so
+    the second sees the same zeros there as an utterance decoded alone: the
+    listener's valid outputs do not depend on the batch's padding.
+    """
 
     def __init__(self, num_mel_bins: int, channels: int, output_size: int) -> None:
         super().__init__()
-        self.convolutions = nn.Sequential(
-            nn.Conv2d(1, channels, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, stride=2, padding=1),
-            nn.ReLU(),
-        )
+        self.first = nn.Conv2d(1, channels, 3, stride=2, padding=1)
+        self.second = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
         reduced_bins = subsampled_lengths(subsampled_lengths(torch.tensor([num_mel_bins])))
         self.projection = nn.Linear(channels * int(reduced_bins), output_size)
 
@@ -94,10 +95,13 @@ class ConvSubsampling(nn.Module):
         self, features: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F) -> (B, T', output_size) and lengths (B,)."""
-        hidden = self.convolutions(features.unsqueeze(1))  # (B, C, T', F')
+        hidden = torch.relu(self.first(features.unsqueeze(1)))  # (B, C, T/2, F/2)
+        lengths = subsampled_lengths(lengths)
+        valid = lengths_to_mask(lengths, hidden.size(2)).view(hidden.size(0), 1, -1, 1)
+        hidden = torch.relu(self.second(hidden * valid))  # (B, C, T/4, F/4)
         B, C, T, Fr = hidden.shape
         hidden = hidden.permute(0, 2, 1, 3).reshape(B, T, C * Fr)  # (B, T', C * F')
-        return self.projection(hidden), subsampled_lengths(subsampled_lengths(lengths))
+        return self.projection(hidden), subsampled_lengths(lengths)
 
 
 def subsampled_lengths(lengths: torch.Tensor) -> torch.Tensor:

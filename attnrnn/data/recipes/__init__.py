@@ -1,0 +1,1 @@
+"""Dataset recipes: turn public corpora into attnrnn manifests and parallel files."""
