@@ -1,0 +1,152 @@
+"""The speech commands (train, transcribe, evaluate, explain) end to end on generated
+tone audio, and clear one-line errors for bad audio and manifests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from attnrnn.cli import main
+from attnrnn.data.tones import make_tone_utterances
+
+soundfile = pytest.importorskip("soundfile")
+pytest.importorskip("jiwer")
+
+
+def run_cli(capsys, *arguments):
+    status = main([str(argument) for argument in arguments])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def write_manifest(directory: Path, name: str, count: int, seed: int, rate: int = 8000) -> Path:
+    """WAV files of tone utterances and a TSV manifest with relative audio paths."""
+    audio = directory / name
+    audio.mkdir(parents=True, exist_ok=True)
+    lines = ["audio\ttext\tspeaker"]
+    for number, utterance in enumerate(make_tone_utterances(count, seed, sample_rate=rate)):
+        path = audio / f"{number}.wav"
+        soundfile.write(path, utterance.samples, rate)
+        lines.append(f"{name}/{number}.wav\t{utterance.text}\tsynth")
+    manifest = directory / f"{name}.tsv"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
+
+
+def speech_config(train: Path, test: Path | None, cache: Path | None) -> dict:
+    data: dict = {"train": str(train), "dev_fraction": 0.2}
+    if test is not None:
+        data["test"] = str(test)
+    data["feature_cache"] = str(cache) if cache else None
+    return {
+        "task": "speech",
+        "data": data,
+        "features": {"sample_rate": 8000, "num_mel_bins": 20},
+        "spec_augment": {"frequency_masks": 1, "max_frequency_width": 3, "time_masks": 0},
+        "model": {
+            "listener": {"conv_channels": 4, "hidden_size": 16, "num_layers": 1, "dropout": 0.0},
+            "embedding_size": 8,
+            "decoder": {
+                "hidden_size": 16,
+                "attention_size": 12,
+                "location_channels": 3,
+                "location_kernel_size": 5,
+                "output_dropout": 0.0,
+            },
+        },
+        "optimizer": {"learning_rate": 0.005, "warmup_steps": 5},
+        "trainer": {
+            "epochs": 2,
+            "batch_tokens": 3000,
+            "max_batch_size": 16,
+            "progress": False,
+            "num_threads": 1,
+            "early_stopping_patience": None,
+        },
+        "search": {"beam_size": 3, "max_length_ratio": 2.0},
+    }
+
+
+@pytest.fixture(scope="module")
+def speech_run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("speech")
+    train = write_manifest(directory, "train", 60, seed=1)
+    test = write_manifest(directory, "test", 8, seed=2, rate=16000)  # resampled on reading
+    config = directory / "speech.yaml"
+    config.write_text(yaml.safe_dump(speech_config(train, test, directory / "cache")))
+    run = directory / "run"
+    status = main(["train", str(config), "--output", str(run)])
+    assert status == 0
+    return directory, run, test
+
+
+def test_train_writes_a_speech_run(speech_run):
+    _, run, _ = speech_run
+    for name in ("config.yaml", "tokenizer.json", "vocab.json", "normalizer.json"):
+        assert (run / name).is_file()
+    assert (run / "best" / "model.safetensors").is_file()
+    results = json.loads((run / "results.json").read_text())
+    assert {"dev_wer", "dev_cer", "test_wer", "test_cer"} <= set(results)
+    normalizer = json.loads((run / "normalizer.json").read_text())
+    assert len(normalizer["mean"]) == 20
+
+
+def test_feature_cache_is_written(speech_run):
+    directory, _, _ = speech_run
+    assert list((directory / "cache").glob("features-*.safetensors"))
+
+
+def test_transcribe_evaluate_explain(speech_run, capsys, tmp_path):
+    directory, run, _ = speech_run
+    files = [directory / "test" / "0.wav", directory / "test" / "1.wav"]
+    status, out, _ = run_cli(capsys, "transcribe", run, *files)
+    assert status == 0
+    lines = out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(f) for f in files]
+    status, out, _ = run_cli(capsys, "transcribe", run, files[0], "--json", "--beam", "1")
+    record = json.loads(out)
+    assert set(record) == {"audio", "text", "score"}
+    status, out, _ = run_cli(capsys, "evaluate", run)
+    metrics = json.loads(out)
+    assert metrics["utterances"] == 8 and metrics["cer"] >= 0.0
+    status, out, _ = run_cli(capsys, "explain", run, files[0], "--output", tmp_path / "pics")
+    assert status == 0
+    assert (tmp_path / "pics" / "alignment-1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_audio_is_one_clear_error(speech_run, capsys, tmp_path):
+    _, run, _ = speech_run
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"definitely not audio")
+    status, out, err = run_cli(capsys, "transcribe", run, corrupt)
+    assert status == 2 and out == ""
+    assert err.startswith("error: ") and "corrupt.wav" in err and "Traceback" not in err
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), 8000)
+    status, _, err = run_cli(capsys, "transcribe", run, empty)
+    assert status == 2 and "no samples" in err
+    long = tmp_path / "long.wav"
+    soundfile.write(long, np.zeros(8000 * 40, dtype=np.float32), 8000)
+    status, _, err = run_cli(capsys, "transcribe", run, long)
+    assert status == 2 and "limit is 30 s" in err
+    status, _, err = run_cli(capsys, "transcribe", run, tmp_path / "missing.flac")
+    assert status == 2 and "not found" in err
+
+
+def test_bad_manifest_leaves_no_run(capsys, tmp_path):
+    manifest = tmp_path / "bad.tsv"
+    manifest.write_text("audio\ttext\nmissing.wav\thello\n", encoding="utf-8")
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(speech_config(manifest, None, None)))
+    status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
+    assert status == 2 and "missing.wav" in err and "not found" in err
+    assert not (tmp_path / "run").exists()
+    no_text = tmp_path / "no_text.tsv"
+    no_text.write_text("audio\tsentence\nx.wav\thello\n", encoding="utf-8")
+    config.write_text(yaml.safe_dump(speech_config(no_text, None, None)))
+    status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
+    assert status == 2 and "text" in err and "no_text.tsv" in err
