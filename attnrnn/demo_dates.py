@@ -66,7 +66,7 @@ def dates_config(data_directory: Path, quick: bool) -> TranslationRunConfig:
         metric="exact_match",
         optimizer=OptimizerConfig(learning_rate=5e-3, warmup_steps=50, schedule="linear"),
         trainer=TrainerConfig(
-            epochs=4 if quick else 8,
+            epochs=4 if quick else 5,
             batch_tokens=3000,
             max_batch_size=128,
             early_stopping_patience=None,
@@ -95,7 +95,7 @@ def dates_demo(output: Path, quick: bool) -> float:
     """Generate dates, train, print exact match and aligned examples; return exact match."""
     data_directory = output / "dates-data"
     data_directory.mkdir(parents=True, exist_ok=True)
-    sizes = {"train": 8000 if quick else 20000, "dev": 500, "test": 1000}
+    sizes = {"train": 6000 if quick else 10000, "dev": 500, "test": 1000}
     splits = split_date_pairs(sizes["train"], sizes["dev"], sizes["test"], seed=11)
     for name, pairs in zip(sizes, splits, strict=True):
         write_parallel(pairs, data_directory / f"{name}.human", data_directory / f"{name}.iso")
