@@ -121,7 +121,7 @@ class ReferenceSeq2Seq(nn.Module):
                 log_probs = F.log_softmax(logits, dim=-1)[0]
                 top = log_probs.topk(beam_size)
                 for value, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-                    candidates.append((tokens + [index], score + value, new_hidden, new_feed))
+                    candidates.append(([*tokens, index], score + value, new_hidden, new_feed))
             candidates.sort(key=lambda item: item[1], reverse=True)
             beams = []
             for candidate in candidates[:beam_size]:
