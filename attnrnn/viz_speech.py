@@ -18,8 +18,8 @@ from attnrnn.viz import _new_figure, _plain, _save_png, _tick_label
 
 def write_speech_alignment_png(
     path: str | os.PathLike[str],
-    features: np.ndarray,
-    attention: np.ndarray,
+    features: np.ndarray | Sequence[Sequence[float]],
+    attention: np.ndarray | Sequence[Sequence[float]],
     tokens: Sequence[str],
     hop_seconds: float,
     title: str | None = None,

@@ -139,7 +139,7 @@ def test_bad_audio_is_one_clear_error(speech_run, capsys, tmp_path):
 
 def test_bad_manifest_leaves_no_run(capsys, tmp_path):
     manifest = tmp_path / "bad.tsv"
-    manifest.write_text("audio\ttext\nmissing.wav\thello\n", encoding="utf-8")
+    manifest.write_text("audio\ttext\n" + "missing.wav\thello\n" * 5, encoding="utf-8")
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump(speech_config(manifest, None, None)))
     status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
@@ -150,3 +150,12 @@ def test_bad_manifest_leaves_no_run(capsys, tmp_path):
     config.write_text(yaml.safe_dump(speech_config(no_text, None, None)))
     status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
     assert status == 2 and "text" in err and "no_text.tsv" in err
+
+
+def test_too_few_utterances_is_a_clear_error(capsys, tmp_path):
+    manifest = write_manifest(tmp_path, "one", 1, seed=3)
+    config = tmp_path / "one.yaml"
+    config.write_text(yaml.safe_dump(speech_config(manifest, None, None)))
+    status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
+    assert status == 2 and "one.tsv" in err and "dev" in err
+    assert not (tmp_path / "run").exists()

@@ -320,9 +320,9 @@ class FeatureCache:
         path = self.directory / f"features-{self.key(paths, config)}.safetensors"
         if path.is_file():
             stored = load_file(str(path))
-            offsets = stored["offsets"].tolist()
+            bounds = stored["offsets"].tolist()
             frames = stored["features"]
-            return [frames[offsets[i] : offsets[i + 1]] for i in range(len(paths))]
+            return [frames[bounds[i] : bounds[i + 1]] for i in range(len(paths))]
         features = [compute(item) for item in paths]
         lengths = [0] + [len(f) for f in features]
         offsets = torch.tensor(np.cumsum(lengths), dtype=torch.long)

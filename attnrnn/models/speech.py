@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnrnn.config import check_positive, check_probability
+from attnrnn.errors import ConfigError
 from attnrnn.models.seq2seq import DecoderConfig, EncodedSource, build_attention_for
 from attnrnn.nn.decoders import DecoderState, RNNDecoder
 from attnrnn.nn.encoders import RNNEncoder
@@ -73,7 +74,9 @@ class SpeechModelConfig:
 
     def __post_init__(self) -> None:
         check_positive(self, "embedding_size")
-        check_probability(self, "embedding_dropout", "ctc_weight")
+        check_probability(self, "embedding_dropout")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ConfigError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
 
 
 class ConvSubsampling(nn.Module):

@@ -26,7 +26,7 @@ from attnrnn.data.tokenizers import (
 )
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import SearchConfig
-from attnrnn.errors import RunError
+from attnrnn.errors import DataError, RunError
 from attnrnn.models.speech import SpeechRecognizer
 from attnrnn.tasks.speech import (
     SpeechRunConfig,
@@ -106,6 +106,12 @@ def prepare(
     if data.dev:
         dev_utterances = read_manifest(data.dev, data)
     else:
+        if len(train_utterances) < 2:
+            raise DataError(
+                f"{len(train_utterances)} utterance(s): too few to hold out a dev set; "
+                "give data.dev or more training data",
+                data.train,
+            )
         train_utterances, dev_utterances = _split_off_dev(
             train_utterances, data.dev_fraction, config.trainer.seed
         )

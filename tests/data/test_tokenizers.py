@@ -158,9 +158,9 @@ def test_unknown_word_tokenizer_setting_is_an_error():
 
 
 def test_unknown_tokenizer_type_lists_the_valid_ones(tmp_path):
-    with pytest.raises(DataError, match=r"\['sentencepiece', 'word'\]"):
+    with pytest.raises(DataError, match=r"\['character', 'sentencepiece', 'word'\]"):
         tokenizer_from_dict({"type": "bytes"}, tmp_path)
-    assert set(TOKENIZERS) == {"word", "sentencepiece"}
+    assert set(TOKENIZERS) == {"word", "sentencepiece", "character"}
 
 
 # --------------------------------------------------------------------------- sentencepiece
