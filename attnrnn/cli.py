@@ -79,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     translate.set_defaults(handler=command_translate)
 
+    summarize = commands.add_parser("summarize", help="summarize documents (JSON lines)")
+    summarize.add_argument("run", help="summarization run directory")
+    summarize.add_argument(
+        "input", nargs="?", default="-", help="JSONL file, one document a line (- = stdin)"
+    )
+    summarize.add_argument(
+        "--field", default="dialogue", help="the JSON field holding the text (default: dialogue)"
+    )
+    summarize.add_argument("--beam", type=int, help="beam size (default: the run's)")
+    summarize.add_argument("--json", action="store_true", help="JSON lines with copy probabilities")
+    summarize.set_defaults(handler=command_summarize)
+
     transcribe = commands.add_parser("transcribe", help="transcribe audio files (WAV, FLAC)")
     transcribe.add_argument("run", help="speech recognition run directory")
     transcribe.add_argument("audio", nargs="+", help="audio files")
@@ -129,12 +141,14 @@ def load_run_config(path: str, overrides: Sequence[str]):
     data = apply_overrides(load_yaml(path), overrides)
     task = data.get("task", "classification")
     from attnrnn.tasks.speech import SpeechRunConfig
+    from attnrnn.tasks.summarization import SummarizationRunConfig
     from attnrnn.tasks.translation import TranslationRunConfig
 
     tasks: dict[str, Any] = {
         "classification": ClassificationRunConfig,
         "translation": TranslationRunConfig,
         "speech": SpeechRunConfig,
+        "summarization": SummarizationRunConfig,
     }
     if task not in tasks:
         raise ConfigError(f"{path}: unknown task {task!r}; valid: {', '.join(tasks)}")
@@ -158,7 +172,7 @@ def run_task(run_directory: str) -> str:
 
 
 def command_train(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks import classifier_run, speech_run, translation_run
+    from attnrnn.tasks import classifier_run, speech_run, summarization_run, translation_run
 
     if arguments.resume:
         run_directory = Path(arguments.resume)
@@ -183,6 +197,7 @@ def command_train(arguments: argparse.Namespace) -> int:
         "classification": classifier_run,
         "translation": translation_run,
         "speech": speech_run,
+        "summarization": summarization_run,
     }
     results = runs[config.task].train(config, run_directory, resume=resume)
     print(json.dumps({"run": str(run_directory), **results}, indent=2))
@@ -198,6 +213,8 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
         return evaluate_translation(arguments)
     if task == "speech":
         return evaluate_speech(arguments)
+    if task == "summarization":
+        return evaluate_summarization(arguments)
     if not arguments.data:
         raise ConfigError("evaluate needs --data FILE for a classification run")
     run = ClassifierRun(arguments.run)
@@ -242,6 +259,45 @@ def evaluate_speech(arguments: argparse.Namespace) -> int:
     utterances = read_manifest(location, run.config.data)
     metrics = run.evaluate(utterances, _search_config(run, arguments.beam))
     print(json.dumps({"data": location, "utterances": len(utterances), **metrics}, indent=2))
+    return 0
+
+
+def evaluate_summarization(arguments: argparse.Namespace) -> int:
+    from attnrnn.tasks.summarization import read_documents
+    from attnrnn.tasks.summarization_run import SummarizationRun
+
+    run = SummarizationRun(arguments.run)
+    data = run.config.data
+    location = arguments.data or data.test
+    if not location:
+        raise ConfigError(f"{arguments.run}: the run has no test file; pass --data FILE")
+    fields = data.reference_fields if location == data.test else ()
+    documents = read_documents(location, data, fields)
+    metrics = run.evaluate(documents, _search_config(run, arguments.beam))
+    print(json.dumps({"data": location, "documents": len(documents), **metrics}, indent=2))
+    return 0
+
+
+def command_summarize(arguments: argparse.Namespace) -> int:
+    from attnrnn.data.parallel import read_parallel_jsonl
+    from attnrnn.tasks.summarization_run import SummarizationRun
+
+    if run_task(arguments.run) != "summarization":
+        raise ConfigError(f"{arguments.run} is not a summarization run")
+    run = SummarizationRun(arguments.run)
+    texts = [
+        example.source for example in read_parallel_jsonl(arguments.input, arguments.field, None)
+    ]
+    for item in run.summarize(texts, _search_config(run, arguments.beam)):
+        if arguments.json:
+            record = {
+                "summary": item.summary,
+                "tokens": item.tokens,
+                "copy_probability": item.copy_probability,
+            }
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            print(item.summary)
     return 0
 
 
@@ -307,6 +363,11 @@ def command_explain(arguments: argparse.Namespace) -> int:
     task = run_task(arguments.run)
     if task == "translation":
         explain_translations(arguments.run, arguments.text, Path(arguments.output))
+        return 0
+    if task == "summarization":
+        from attnrnn.explain import explain_summaries
+
+        explain_summaries(arguments.run, arguments.text, Path(arguments.output))
         return 0
     if task == "speech":
         from attnrnn.explain import explain_speech

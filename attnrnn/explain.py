@@ -131,3 +131,30 @@ def explain_speech(run_directory: str | Path, audio: Sequence[str], output: Path
         paths.append(path)
         print(f"wrote {path}")
     return paths
+
+
+def explain_summaries(run_directory: str | Path, texts: Sequence[str], output: Path) -> list[Path]:
+    """Summarize texts; print each output token with its copy probability (how much of
+    it came from pointing at the source) and write the attention heatmaps."""
+    from attnrnn.tasks.summarization_run import SummarizationRun
+
+    run = SummarizationRun(run_directory)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, item in enumerate(run.summarize(list(texts)), start=1):
+        print(item.summary)
+        print(
+            "  "
+            + " ".join(
+                f"{token}({copy:.2f})"
+                for token, copy in zip(item.tokens, item.copy_probability, strict=True)
+            )
+        )
+        title = f"summary {number}: copy probability in parentheses on the rows"
+        rows = [f"{t} ({c:.2f})" for t, c in zip(item.tokens, item.copy_probability, strict=True)]
+        for suffix, write in (("png", write_alignment_png), ("html", write_alignment_html)):
+            path = output / f"summary-{number}.{suffix}"
+            write(path, item.source_tokens, rows, item.attention, title)
+            paths.append(path)
+            print(f"wrote {path}")
+    return paths

@@ -16,8 +16,10 @@ sequence (the projected keys of additive attention) comes from
 ``attention.precompute(keys)``; the caller keeps it and passes it back as
 ``projected_keys``, so nothing is ever cached on ``self``. Location-aware
 attention also reads the previous step's weights, ``previous_weights``
-(B, S); the caller keeps those too (modules with ``uses_previous_weights``
-False ignore them). Such a module scores one step at a time (T = 1).
+(B, S), and coverage attention the sum of all previous weights, ``coverage``
+(B, S); the caller keeps those too (modules whose ``uses_previous_weights`` /
+``uses_coverage`` is False ignore them). Such modules score one step at a
+time (T = 1).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Attention(nn.Module):
     """Base class: subclasses implement :meth:`score`; the weighting is shared."""
 
     uses_previous_weights = False
+    uses_coverage = False
 
     def precompute(self, keys: torch.Tensor) -> torch.Tensor | None:
         """Per-source work that does not depend on the query (None when there is none).
@@ -50,6 +53,7 @@ class Attention(nn.Module):
         keys: torch.Tensor,
         projected_keys: torch.Tensor | None,
         previous_weights: torch.Tensor | None = None,
+        coverage: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Unnormalised scores (B, T, S) for query (B, T, Hq) and keys (B, S, Hk)."""
         raise NotImplementedError
@@ -62,11 +66,12 @@ class Attention(nn.Module):
         mask: torch.Tensor | None = None,
         projected_keys: torch.Tensor | None = None,
         previous_weights: torch.Tensor | None = None,
+        coverage: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(context (B, T, Hv), weights (B, T, S))``; see the module docstring."""
         if projected_keys is None:
             projected_keys = self.precompute(keys)
-        scores = self.score(query, keys, projected_keys, previous_weights)  # (B, T, S)
+        scores = self.score(query, keys, projected_keys, previous_weights, coverage)  # (B,T,S)
         weights = masked_softmax(scores, expand_mask(mask, query.size(1)), dim=-1)  # (B, T, S)
         context = torch.bmm(weights, values)  # (B, T, Hv)
         return context, weights
@@ -90,6 +95,7 @@ class AdditiveAttention(Attention):
         keys: torch.Tensor,
         projected_keys: torch.Tensor | None,
         previous_weights: torch.Tensor | None = None,
+        coverage: torch.Tensor | None = None,
     ) -> torch.Tensor:
         assert projected_keys is not None
         projected_query = self.query_projection(query)  # (B, T, A)
@@ -107,6 +113,7 @@ class DotAttention(Attention):
         keys: torch.Tensor,
         projected_keys: torch.Tensor | None,
         previous_weights: torch.Tensor | None = None,
+        coverage: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
 
@@ -120,6 +127,7 @@ class ScaledDotAttention(Attention):
         keys: torch.Tensor,
         projected_keys: torch.Tensor | None,
         previous_weights: torch.Tensor | None = None,
+        coverage: torch.Tensor | None = None,
     ) -> torch.Tensor:
         scale = 1.0 / math.sqrt(query.size(-1))
         return torch.bmm(query, keys.transpose(1, 2)) * scale  # (B, T, S)
@@ -141,6 +149,7 @@ class GeneralAttention(Attention):
         keys: torch.Tensor,
         projected_keys: torch.Tensor | None,
         previous_weights: torch.Tensor | None = None,
+        coverage: torch.Tensor | None = None,
     ) -> torch.Tensor:
         assert projected_keys is not None
         return torch.bmm(query, projected_keys.transpose(1, 2))  # (B, T, S)
@@ -193,6 +202,7 @@ class MultiHeadAttention(Attention):
         mask: torch.Tensor | None = None,
         projected_keys: torch.Tensor | None = None,
         previous_weights: torch.Tensor | None = None,
+        coverage: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, _ = query.shape
         if projected_keys is None:
@@ -250,6 +260,7 @@ class LocationAwareAttention(Attention):
         keys: torch.Tensor,
         projected_keys: torch.Tensor | None,
         previous_weights: torch.Tensor | None = None,
+        coverage: torch.Tensor | None = None,
     ) -> torch.Tensor:
         assert projected_keys is not None
         B, T, _ = query.shape
@@ -264,6 +275,40 @@ class LocationAwareAttention(Attention):
         return self.energy(hidden).squeeze(-1).unsqueeze(1)  # (B, 1, S)
 
 
+class CoverageAttention(AdditiveAttention):
+    """See et al. (2017): additive attention that also sees how much each position
+    has been attended so far, ``score = v^T tanh(W_q q + W_k k_s + w_c c_s)`` with
+    coverage ``c_s = sum of the previous steps' weights on s``, so that the
+    model can learn not to attend the same source words twice. Scores one step
+    at a time (T = 1); no ``coverage`` (the first step) means all zero.
+    """
+
+    uses_coverage = True
+
+    def __init__(self, query_size: int, key_size: int, attention_size: int) -> None:
+        super().__init__(query_size, key_size, attention_size)
+        self.coverage_projection = nn.Linear(1, attention_size, bias=False)
+
+    def score(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        projected_keys: torch.Tensor | None,
+        previous_weights: torch.Tensor | None = None,
+        coverage: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        assert projected_keys is not None
+        B, T, _ = query.shape
+        if T != 1:
+            raise ValueError(f"coverage attention scores one step at a time, got T={T}")
+        if coverage is None:
+            coverage = keys.new_zeros(B, keys.size(1))
+        covered = self.coverage_projection(coverage.unsqueeze(-1))  # (B, S, A)
+        projected_query = self.query_projection(query)  # (B, 1, A)
+        hidden = torch.tanh(projected_query + projected_keys + covered)  # (B, S, A)
+        return self.energy(hidden).squeeze(-1).unsqueeze(1)  # (B, 1, S)
+
+
 ATTENTIONS: dict[str, type[Attention]] = {
     "additive": AdditiveAttention,
     "dot": DotAttention,
@@ -271,6 +316,7 @@ ATTENTIONS: dict[str, type[Attention]] = {
     "scaled_dot": ScaledDotAttention,
     "multi_head": MultiHeadAttention,
     "location": LocationAwareAttention,
+    "coverage": CoverageAttention,
 }
 
 
@@ -291,6 +337,8 @@ def build_attention(
         return AdditiveAttention(query_size, key_size, attention_size or key_size)
     if name == "location":
         return LocationAwareAttention(query_size, key_size, attention_size or key_size)
+    if name == "coverage":
+        return CoverageAttention(query_size, key_size, attention_size or key_size)
     if name == "general":
         return GeneralAttention(query_size, key_size)
     if name == "multi_head":

@@ -15,8 +15,8 @@ One step is a pure function of tensors (:meth:`RNNDecoder.step` on a
 :class:`DecoderState`), which is what search and an exported decoder step
 need. Teacher-forced training (:meth:`RNNDecoder.forward`) runs the RNN over
 the whole target in one fused call when nothing recurrent but the RNN itself
-links the steps (Luong style without input feeding, attention that does not
-read its previous weights); otherwise it loops over :meth:`step`, so the two
+links the steps (Luong style without input feeding, attention that reads
+neither its previous weights nor its coverage); otherwise it loops over :meth:`step`, so the two
 are the same computation by construction.
 """
 
@@ -125,6 +125,7 @@ class RNNDecoder(nn.Module):
             self.style == "luong"
             and not self.input_feeding
             and not self.attention.uses_previous_weights
+            and not self.attention.uses_coverage
         )
 
     def initial_state(
@@ -161,6 +162,7 @@ class RNNDecoder(nn.Module):
             state.memory_mask,
             projected_keys=state.projected_keys,
             previous_weights=state.previous_weights,
+            coverage=state.coverage if self.attention.uses_coverage else None,
         )
 
     def _run_rnn(

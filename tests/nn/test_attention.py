@@ -108,7 +108,7 @@ def test_contract_rows_sum_to_one_and_padding_gets_zero(name, inputs):
     if name == "multi_head":
         module = MultiHeadAttention(H, H, H + 2, num_heads=2, attention_size=8)
     steps = T
-    if module.uses_previous_weights:  # location-aware attention scores one step at a time
+    if module.uses_previous_weights or module.uses_coverage:  # these score one step at a time
         steps, query = 1, query[:, :1]
     context, weights = module(query, keys, values, mask)
     assert weights.shape == (B, steps, S)
