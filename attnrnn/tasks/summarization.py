@@ -109,8 +109,6 @@ class SummarizationRunConfig:
             raise ConfigError(
                 f"coverage_loss_weight must not be negative, got {self.coverage_loss_weight}"
             )
-        if not self.model.share_embeddings:
-            raise ConfigError("summarization needs model.share_embeddings: true (one vocabulary)")
 
     @classmethod
     def from_dict(cls, data: dict) -> SummarizationRunConfig:

@@ -1,0 +1,137 @@
+"""The summarization commands (train, summarize, evaluate, explain) end to end on tiny
+generated dialogues, and clear one-line errors for malformed JSONL."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from attnrnn.cli import main
+
+NAMES = ("anna", "bob", "carl", "dora")
+THINGS = ("tea", "cake", "bread", "soup", "rice")
+
+
+def run_cli(capsys, *arguments):
+    status = main([str(argument) for argument in arguments])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def dialogue(generator: random.Random) -> tuple[str, str]:
+    name, thing = generator.choice(NAMES), generator.choice(THINGS)
+    turns = [
+        f"#Person1#: Hello {name}, would you like some {thing}?",
+        f"#Person2#: Yes please, I love {thing}.",
+        "#Person1#: Here you are.",
+    ]
+    return "\n".join(turns), f"#Person2# wants some {thing}."
+
+
+def write_jsonl(path: Path, count: int, seed: int, references: int = 1) -> Path:
+    generator = random.Random(seed)
+    with path.open("w", encoding="utf-8") as handle:
+        for _ in range(count):
+            text, summary = dialogue(generator)
+            record = {"dialogue": text}
+            if references == 1:
+                record["summary"] = summary
+            else:
+                for number in range(1, references + 1):
+                    record[f"summary{number}"] = summary
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+def config_for(directory: Path, train: Path, dev: Path, test: Path | None) -> Path:
+    data = {"train": str(train), "dev": str(dev), "max_source_length": 60}
+    if test is not None:
+        data["test"] = str(test)
+        data["reference_fields"] = ["summary1", "summary2"]
+    config = {
+        "task": "summarization",
+        "data": data,
+        "tokenizer": {"min_freq": 1},
+        "model": {
+            "embedding_size": 16,
+            "encoder": {"cell": "lstm", "hidden_size": 16},
+            "decoder": {"cell": "lstm", "hidden_size": 32, "attention_size": 16},
+        },
+        "optimizer": {"learning_rate": 0.01, "warmup_steps": 5},
+        "trainer": {
+            "epochs": 3,
+            "batch_tokens": 2000,
+            "max_batch_size": 32,
+            "progress": False,
+            "num_threads": 1,
+            "early_stopping_patience": None,
+        },
+        "search": {"beam_size": 2, "min_length": 2},
+        "dev_search": {"beam_size": 1, "min_length": 2},
+    }
+    path = directory / "summarize.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def summary_run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("summaries")
+    train = write_jsonl(directory / "train.jsonl", 200, seed=1)
+    dev = write_jsonl(directory / "dev.jsonl", 20, seed=2)
+    test = write_jsonl(directory / "test.jsonl", 20, seed=3, references=2)
+    config = config_for(directory, train, dev, test)
+    run = directory / "run"
+    assert main(["train", str(config), "--output", str(run)]) == 0
+    return directory, run, test
+
+
+def test_train_reports_rouge_with_several_references(summary_run):
+    _, run, _ = summary_run
+    results = json.loads((run / "results.json").read_text())
+    for key in ("test_rouge1", "test_rouge2", "test_rougeL", "test_rouge1_max"):
+        assert 0.0 <= results[key] <= 1.0
+    assert results["test_rouge1_max"] >= results["test_rouge1"] - 1e-9
+    assert results["test_summary_words_mean"] > 0
+
+
+def test_summarize_evaluate_explain(summary_run, capsys, tmp_path, monkeypatch):
+    _, run, test = summary_run
+    status, out, _ = run_cli(capsys, "summarize", run, test)
+    assert status == 0 and len(out.strip().splitlines()) == 20
+    text, _ = dialogue(random.Random(5))
+    monkeypatch.setattr(
+        sys, "stdin", io.TextIOWrapper(io.BytesIO((json.dumps({"dialogue": text}) + "\n").encode()))
+    )
+    status, out, _ = run_cli(capsys, "summarize", run, "-", "--json")
+    record = json.loads(out)
+    assert len(record["tokens"]) == len(record["copy_probability"])
+    assert all(0.0 <= p <= 1.0 for p in record["copy_probability"])
+    status, out, _ = run_cli(capsys, "evaluate", run)
+    metrics = json.loads(out)
+    assert metrics["documents"] == 20 and "rougeL_max" in metrics
+    status, out, _ = run_cli(capsys, "explain", run, text, "--output", tmp_path / "x")
+    assert status == 0 and (tmp_path / "x" / "summary-1.png").is_file()
+    assert "(" in out  # tokens printed with their copy probabilities
+
+
+def test_malformed_jsonl_names_the_line(capsys, tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", 5, seed=1)
+    with train.open("a", encoding="utf-8") as handle:
+        handle.write('{"dialogue": "hi", "summary": \n')
+    config = config_for(tmp_path, train, train, None)
+    status, out, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
+    assert status == 2 and out == ""
+    assert "train.jsonl" in err and ":6" in err and "invalid JSON" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+    missing = tmp_path / "missing_field.jsonl"
+    missing.write_text(json.dumps({"dialogue": "hi there"}) + "\n", encoding="utf-8")
+    config = config_for(tmp_path, missing, missing, None)
+    status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
+    assert status == 2 and "summary" in err and "missing_field.jsonl" in err
