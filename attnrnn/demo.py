@@ -15,6 +15,7 @@ from pathlib import Path
 from attnrnn.config import EncoderConfig, OptimizerConfig, TrainerConfig, save_yaml
 from attnrnn.data.synthetic import make_reviews, write_tsv
 from attnrnn.demo_dates import dates_demo
+from attnrnn.demo_speech import speech_demo
 from attnrnn.explain import describe, write_explanations
 from attnrnn.models.classifier import ClassifierConfig, PoolingConfig
 from attnrnn.tasks import classifier_run
@@ -93,3 +94,5 @@ def run_demo(output: Path, quick: bool = False) -> None:
     sentiment_demo(output, quick)
     print()
     dates_demo(output, quick)
+    print()
+    speech_demo(output, quick)
