@@ -1,7 +1,9 @@
 """Sequence-to-sequence model: embeddings -> RNN encoder -> attention decoder -> output layer.
 
 The encoder-decoder of Bahdanau et al. (2014) and Luong et al. (2015), used
-for translation and (with copying, later) summarization. It implements the
+for translation and (with copying, :mod:`attnrnn.models.pointer_generator`)
+summarization. The target side (decoder, bridge, output layer, ``step``) is
+:class:`attnrnn.models.target_side.TargetSide`, shared with the speech model. It implements the
 search protocol of :mod:`attnrnn.decoding.protocol` (``init_state``,
 ``step``), so greedy and beam search drive it without knowing what it is.
 """
@@ -10,52 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from attnrnn.config import EncoderConfig, check_positive, check_probability
 from attnrnn.errors import ConfigError
 from attnrnn.models.outputs import Seq2SeqOutput
-from attnrnn.nn.attention import Attention, LocationAwareAttention, build_attention
-from attnrnn.nn.decoders import DecoderState, RNNDecoder
+from attnrnn.models.target_side import DecoderConfig, TargetSide
+from attnrnn.nn.decoders import DecoderState
 from attnrnn.nn.encoders import RNNEncoder
 from attnrnn.nn.masking import lengths_to_mask
-
-
-@dataclasses.dataclass(frozen=True)
-class DecoderConfig:
-    """The attention decoder (see :mod:`attnrnn.nn.decoders`).
-
-    attention: additive, dot, general, scaled_dot, multi_head or location.
-    attention_size: hidden size of additive / location / multi-head
-        attention (None: the decoder's hidden size).
-    attentional_size: size of ``tanh(W_c [c; h])`` (None: the hidden size).
-    bridge: "linear" initialises the decoder from the encoder's final states
-        through ``tanh(W [h_fwd; h_bwd])``; "zeros" starts from zeros.
-    """
-
-    style: Literal["bahdanau", "luong"] = "luong"
-    cell: Literal["gru", "lstm", "rnn"] = "gru"
-    hidden_size: int = 512
-    num_layers: int = 1
-    attention: str = "additive"
-    attention_size: int | None = None
-    num_heads: int = 4
-    location_channels: int = 10
-    location_kernel_size: int = 31
-    input_feeding: bool = True
-    attentional_size: int | None = None
-    bridge: Literal["linear", "zeros"] = "linear"
-    dropout: float = 0.0
-    output_dropout: float = 0.3
-
-    def __post_init__(self) -> None:
-        check_positive(self, "hidden_size", "num_layers", "num_heads")
-        check_positive(self, "location_channels", "location_kernel_size")
-        check_probability(self, "dropout", "output_dropout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,22 +53,6 @@ class Seq2SeqConfig:
             )
 
 
-def build_attention_for(decoder: DecoderConfig, memory_size: int) -> Attention:
-    """The attention module a decoder configuration asks for, over memory of size M."""
-    attention_size = decoder.attention_size or decoder.hidden_size
-    if decoder.attention == "location":
-        return LocationAwareAttention(
-            decoder.hidden_size,
-            memory_size,
-            attention_size,
-            decoder.location_channels,
-            decoder.location_kernel_size,
-        )
-    return build_attention(
-        decoder.attention, decoder.hidden_size, memory_size, attention_size, decoder.num_heads
-    )
-
-
 @dataclass
 class EncodedSource:
     """The encoder's view of a batch of sources.
@@ -116,7 +67,7 @@ class EncodedSource:
     final: torch.Tensor
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(TargetSide):
     """Attention encoder-decoder.
 
     Args:
@@ -148,34 +99,16 @@ class Seq2Seq(nn.Module):
             self.target_embedding = nn.Embedding(target_vocab_size, E, padding_idx=pad_index)
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         self.encoder = RNNEncoder.from_config(E, config.encoder)
-        self.decoder = self._build_decoder(config)
-        decoder = config.decoder
-        bridge_input = config.encoder.hidden_size * (2 if config.encoder.bidirectional else 1)
-        self.bridge = (
-            nn.Linear(bridge_input, decoder.num_layers * decoder.hidden_size)
-            if decoder.bridge == "linear"
-            else None
+        directions = 2 if config.encoder.bidirectional else 1
+        self.build_target_side(
+            config.decoder,
+            E,
+            self.encoder.output_size,
+            config.encoder.hidden_size * directions,
+            target_vocab_size,
         )
-        self.output_dropout = nn.Dropout(decoder.output_dropout)
-        self.output_layer = nn.Linear(self.decoder.attentional_size, target_vocab_size)
         if config.tie_output:
             self.output_layer.weight = self.target_embedding.weight
-
-    def _build_decoder(self, config: Seq2SeqConfig) -> RNNDecoder:
-        decoder = config.decoder
-        memory_size = self.encoder.output_size
-        return RNNDecoder(
-            decoder.style,
-            config.embedding_size,
-            memory_size,
-            decoder.hidden_size,
-            build_attention_for(decoder, memory_size),
-            decoder.attentional_size or decoder.hidden_size,
-            num_layers=decoder.num_layers,
-            cell=decoder.cell,
-            dropout=decoder.dropout,
-            input_feeding=decoder.input_feeding,
-        )
 
     # ------------------------------------------------------------------ encoder side
 
@@ -187,41 +120,13 @@ class Seq2Seq(nn.Module):
         return EncodedSource(encoded.outputs, mask, encoded.final)
 
     def init_state(self, encoded: EncodedSource) -> DecoderState:
-        """The decoder state before the first target token (search protocol)."""
+        """The decoder state before the first target token (search protocol); the
+        bridge reads the last encoder layer's final states of both directions."""
         B = encoded.memory.size(0)
-        decoder = self.config.decoder
-        if self.bridge is None:
-            hidden = encoded.memory.new_zeros(B, decoder.num_layers, decoder.hidden_size)
-        else:
-            directions = 2 if self.config.encoder.bidirectional else 1
-            last_layer = encoded.final[-directions:]  # (D, B, H_enc)
-            summary = last_layer.transpose(0, 1).reshape(B, -1)  # (B, D * H_enc)
-            hidden = torch.tanh(self.bridge(summary)).view(
-                B, decoder.num_layers, decoder.hidden_size
-            )  # (B, L, H)
-        return self.decoder.initial_state(encoded.memory, encoded.memory_mask, hidden)
-
-    # ------------------------------------------------------------------ decoder side
-
-    def output_logits(self, attentional: torch.Tensor) -> torch.Tensor:
-        """Next-token scores (..., V) for attentional vectors (..., A)."""
-        return self.output_layer(self.output_dropout(attentional))
-
-    def step(
-        self, prev_tokens: torch.Tensor, state: DecoderState
-    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
-        """One decoding step (search protocol).
-
-        Args:
-            prev_tokens: (N,) the previous target token of every row.
-
-        Returns:
-            log-probabilities (N, V) in float32, the new state, attention (N, S).
-        """
-        embedded = self.embedding_dropout(self.target_embedding(prev_tokens))  # (N, E)
-        attentional, state, weights = self.decoder.step(embedded, state)
-        log_probs = F.log_softmax(self.output_logits(attentional).float(), dim=-1)  # (N, V)
-        return log_probs, state, weights
+        directions = 2 if self.config.encoder.bidirectional else 1
+        last_layer = encoded.final[-directions:]  # (D, B, H_enc)
+        summary = last_layer.transpose(0, 1).reshape(B, -1)  # (B, D * H_enc)
+        return self.target_state(encoded.memory, encoded.memory_mask, summary)
 
     def forward(
         self, source: torch.Tensor, source_lengths: torch.Tensor, target_input: torch.Tensor
@@ -237,6 +142,5 @@ class Seq2Seq(nn.Module):
             :class:`Seq2SeqOutput`.
         """
         state = self.init_state(self.encode(source, source_lengths))
-        embedded = self.embedding_dropout(self.target_embedding(target_input))  # (B, T, E)
-        attentional, attention = self.decoder(embedded, state)
+        attentional, attention = self.teacher_forced(target_input, state)
         return Seq2SeqOutput(attentional, attention)

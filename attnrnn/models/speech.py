@@ -29,8 +29,9 @@ from torch import nn
 
 from attnrnn.config import check_positive, check_probability
 from attnrnn.errors import ConfigError
-from attnrnn.models.seq2seq import DecoderConfig, EncodedSource, build_attention_for
-from attnrnn.nn.decoders import DecoderState, RNNDecoder
+from attnrnn.models.seq2seq import EncodedSource
+from attnrnn.models.target_side import DecoderConfig, TargetSide
+from attnrnn.nn.decoders import DecoderState
 from attnrnn.nn.encoders import RNNEncoder
 from attnrnn.nn.masking import lengths_to_mask
 
@@ -170,8 +171,8 @@ class SpeechOutput:
     ctc_lengths: torch.Tensor
 
 
-class SpeechRecognizer(nn.Module):
-    """Listener + CTC head + attention speller.
+class SpeechRecognizer(TargetSide):
+    """Listener + CTC head + attention speller (the shared target side).
 
     Args:
         num_mel_bins: F of the input features.
@@ -194,28 +195,13 @@ class SpeechRecognizer(nn.Module):
         self.listener = Listener(num_mel_bins, config.listener)
         memory_size = self.listener.output_size
         self.ctc_layer = nn.Linear(memory_size, vocab_size)
-        decoder = config.decoder
-        self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_index)
+        self.target_embedding = nn.Embedding(
+            vocab_size, config.embedding_size, padding_idx=pad_index
+        )
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
-        self.decoder = RNNDecoder(
-            decoder.style,
-            config.embedding_size,
-            memory_size,
-            decoder.hidden_size,
-            build_attention_for(decoder, memory_size),
-            decoder.attentional_size or decoder.hidden_size,
-            num_layers=decoder.num_layers,
-            cell=decoder.cell,
-            dropout=decoder.dropout,
-            input_feeding=decoder.input_feeding,
+        self.build_target_side(
+            config.decoder, config.embedding_size, memory_size, memory_size, vocab_size
         )
-        self.bridge = (
-            nn.Linear(memory_size, decoder.num_layers * decoder.hidden_size)
-            if decoder.bridge == "linear"
-            else None
-        )
-        self.output_dropout = nn.Dropout(decoder.output_dropout)
-        self.output_layer = nn.Linear(self.decoder.attentional_size, vocab_size)
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> EncodedSource:
         """Listen to features (B, T, F) with valid frames (B,).
@@ -234,30 +220,9 @@ class SpeechRecognizer(nn.Module):
         return log_probs, encoded.memory_mask.sum(dim=1)
 
     def init_state(self, encoded: EncodedSource) -> DecoderState:
-        """The speller's state before the first token (search protocol)."""
-        B = encoded.memory.size(0)
-        decoder = self.config.decoder
-        if self.bridge is None:
-            hidden = encoded.memory.new_zeros(B, decoder.num_layers, decoder.hidden_size)
-        else:
-            summary = encoded.final[0]  # (B, M)
-            hidden = torch.tanh(self.bridge(summary)).view(
-                B, decoder.num_layers, decoder.hidden_size
-            )  # (B, L, H)
-        return self.decoder.initial_state(encoded.memory, encoded.memory_mask, hidden)
-
-    def output_logits(self, attentional: torch.Tensor) -> torch.Tensor:
-        """Next-token scores (..., V) for attentional vectors (..., A)."""
-        return self.output_layer(self.output_dropout(attentional))
-
-    def step(
-        self, prev_tokens: torch.Tensor, state: DecoderState
-    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
-        """One speller step (search protocol): log-probs (N, V), state, attention (N, T')."""
-        embedded = self.embedding_dropout(self.embedding(prev_tokens))  # (N, E)
-        attentional, state, weights = self.decoder.step(embedded, state)
-        log_probs = F.log_softmax(self.output_logits(attentional).float(), dim=-1)  # (N, V)
-        return log_probs, state, weights
+        """The speller's state before the first token (search protocol); the bridge
+        reads the mean listener output."""
+        return self.target_state(encoded.memory, encoded.memory_mask, encoded.final[0])
 
     def forward(
         self, features: torch.Tensor, lengths: torch.Tensor, target_input: torch.Tensor
@@ -265,7 +230,5 @@ class SpeechRecognizer(nn.Module):
         """Teacher-forced pass over features (B, T, F) and target input (B, U)."""
         encoded = self.encode(features, lengths)
         ctc_log_probs, ctc_lengths = self.ctc_log_probs(encoded)
-        state = self.init_state(encoded)
-        embedded = self.embedding_dropout(self.embedding(target_input))  # (B, U, E)
-        attentional, attention = self.decoder(embedded, state)
+        attentional, attention = self.teacher_forced(target_input, self.init_state(encoded))
         return SpeechOutput(attentional, attention, ctc_log_probs, ctc_lengths)
