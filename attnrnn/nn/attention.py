@@ -89,6 +89,18 @@ class AdditiveAttention(Attention):
     def precompute(self, keys: torch.Tensor) -> torch.Tensor:
         return self.key_projection(keys)  # (B, S, A)
 
+    def _step_scores(
+        self, query: torch.Tensor, projected_keys: torch.Tensor | None, extra: torch.Tensor
+    ) -> torch.Tensor:
+        """Scores (B, 1, S) of one step whose hidden layer also adds ``extra`` (B, S, A)
+        (location features, coverage): ``v^T tanh(W_q q + W_k k_s + extra_s)``."""
+        assert projected_keys is not None
+        if query.size(1) != 1:
+            name = type(self).__name__
+            raise ValueError(f"{name} scores one step at a time, got T={query.size(1)}")
+        hidden = torch.tanh(self.query_projection(query) + projected_keys + extra)  # (B, S, A)
+        return self.energy(hidden).squeeze(-1).unsqueeze(1)  # (B, 1, S)
+
     def score(
         self,
         query: torch.Tensor,
@@ -220,7 +232,7 @@ class MultiHeadAttention(Attention):
         return self.output_projection(merged), head_weights.mean(dim=1)  # (B,T,O), (B,T,S)
 
 
-class LocationAwareAttention(Attention):
+class LocationAwareAttention(AdditiveAttention):
     """Chorowski et al. (2015): additive attention that also sees where it looked last.
 
     ``score(q, k_s) = v^T tanh(W_q q + W_k k_s + U f_s)`` with location features
@@ -240,19 +252,13 @@ class LocationAwareAttention(Attention):
         channels: int = 10,
         kernel_size: int = 31,
     ) -> None:
-        super().__init__()
         if kernel_size % 2 == 0:
             raise ConfigError(f"location kernel_size must be odd, got {kernel_size}")
-        self.query_projection = nn.Linear(query_size, attention_size, bias=False)
-        self.key_projection = nn.Linear(key_size, attention_size, bias=True)
+        super().__init__(query_size, key_size, attention_size)
         self.location_convolution = nn.Conv1d(
             1, channels, kernel_size, padding=kernel_size // 2, bias=False
         )
         self.location_projection = nn.Linear(channels, attention_size, bias=False)
-        self.energy = nn.Linear(attention_size, 1, bias=False)
-
-    def precompute(self, keys: torch.Tensor) -> torch.Tensor:
-        return self.key_projection(keys)  # (B, S, A)
 
     def score(
         self,
@@ -262,17 +268,12 @@ class LocationAwareAttention(Attention):
         previous_weights: torch.Tensor | None = None,
         coverage: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        assert projected_keys is not None
-        B, T, _ = query.shape
-        if T != 1:
-            raise ValueError(f"location-aware attention scores one step at a time, got T={T}")
+        B = query.size(0)
         if previous_weights is None:
             previous_weights = keys.new_zeros(B, keys.size(1))
         features = self.location_convolution(previous_weights.view(B, 1, -1))  # (B, C, S)
         location = self.location_projection(features.transpose(1, 2))  # (B, S, A)
-        projected_query = self.query_projection(query)  # (B, 1, A)
-        hidden = torch.tanh(projected_query + projected_keys + location)  # (B, S, A)
-        return self.energy(hidden).squeeze(-1).unsqueeze(1)  # (B, 1, S)
+        return self._step_scores(query, projected_keys, location)
 
 
 class CoverageAttention(AdditiveAttention):
@@ -297,16 +298,10 @@ class CoverageAttention(AdditiveAttention):
         previous_weights: torch.Tensor | None = None,
         coverage: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        assert projected_keys is not None
-        B, T, _ = query.shape
-        if T != 1:
-            raise ValueError(f"coverage attention scores one step at a time, got T={T}")
         if coverage is None:
-            coverage = keys.new_zeros(B, keys.size(1))
+            coverage = keys.new_zeros(query.size(0), keys.size(1))
         covered = self.coverage_projection(coverage.unsqueeze(-1))  # (B, S, A)
-        projected_query = self.query_projection(query)  # (B, 1, A)
-        hidden = torch.tanh(projected_query + projected_keys + covered)  # (B, S, A)
-        return self.energy(hidden).squeeze(-1).unsqueeze(1)  # (B, 1, S)
+        return self._step_scores(query, projected_keys, covered)
 
 
 ATTENTIONS: dict[str, type[Attention]] = {
