@@ -41,7 +41,7 @@ from attnrnn.tasks.speech import (
 from attnrnn.tasks.translation import SPECIALS, TextSide, special_ids
 from attnrnn.training import checkpoint
 from attnrnn.training.runtime import configure_runtime, resolve_device
-from attnrnn.training.trainer import Trainer
+from attnrnn.training.trainer import Trainer, train_and_score
 
 
 @dataclass
@@ -197,20 +197,16 @@ def train(
         config.metric,
         higher_is_better=False,
     )
-    if resume:
-        trainer.resume()
-        log(f"resumed {run_directory} at step {trainer.state.step}")
-    trainer.train()
-    checkpoint.load_weights(run_directory / "best", model, device)
-    results = {}
-    splits = [("dev", prepared.dev)] + ([("test", prepared.test)] if prepared.test else [])
-    for name, split in splits:
-        scores = score_split(
+    return train_and_score(
+        trainer,
+        resume,
+        [("dev", prepared.dev), ("test", prepared.test)],
+        lambda split: score_split(
             model, split, prepared.target, config.search, config.ctc_weight, config.trainer, device
-        )
-        results.update({f"{name}_{key}": value for key, value in scores.items()})
-    checkpoint.write_json_atomic(run_directory / "results.json", results)
-    return results
+        ),
+        device,
+        log,
+    )
 
 
 @dataclass

@@ -31,7 +31,7 @@ from attnrnn.tasks.summarization import (
 from attnrnn.tasks.translation import SPECIALS, special_ids
 from attnrnn.training import checkpoint
 from attnrnn.training.runtime import configure_runtime, resolve_device
-from attnrnn.training.trainer import Trainer
+from attnrnn.training.trainer import Trainer, train_and_score
 
 
 @dataclass
@@ -137,20 +137,16 @@ def train(
         prepared.train, prepared.dev, prepared.tokenizer, prepared.vocab, config, device
     )
     trainer = Trainer(model, task, config.optimizer, config.trainer, run_directory, config.metric)
-    if resume:
-        trainer.resume()
-        log(f"resumed {run_directory} at step {trainer.state.step}")
-    trainer.train()
-    checkpoint.load_weights(run_directory / "best", model, device)
-    results = {}
-    splits = [("dev", prepared.dev)] + ([("test", prepared.test)] if prepared.test else [])
-    for name, split in splits:
-        scores = score(
+    return train_and_score(
+        trainer,
+        resume,
+        [("dev", prepared.dev), ("test", prepared.test)],
+        lambda split: score(
             model, split, prepared.tokenizer, prepared.vocab, config.search, config, device
-        )
-        results.update({f"{name}_{key}": value for key, value in scores.items()})
-    checkpoint.write_json_atomic(run_directory / "results.json", results)
-    return results
+        ),
+        device,
+        log,
+    )
 
 
 @dataclass

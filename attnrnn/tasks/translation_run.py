@@ -45,7 +45,7 @@ from attnrnn.tasks.translation import (
 )
 from attnrnn.training import checkpoint
 from attnrnn.training.runtime import configure_runtime, resolve_device
-from attnrnn.training.trainer import Trainer
+from attnrnn.training.trainer import Trainer, train_and_score
 
 # --------------------------------------------------------------------------- preparation
 
@@ -185,18 +185,16 @@ def train(
         special_ids(prepared.target.vocab),
     )
     trainer = Trainer(model, task, config.optimizer, config.trainer, run_directory, config.metric)
-    if resume:
-        trainer.resume()
-        log(f"resumed {run_directory} at step {trainer.state.step}")
-    trainer.train()
-    checkpoint.load_weights(run_directory / "best", model, device)
-    results = {}
-    splits = [("dev", prepared.dev)] + ([("test", prepared.test)] if prepared.test else [])
-    for name, split in splits:
-        scores = score_split(model, split, prepared.target, config.search, config.trainer, device)
-        results.update({f"{name}_{key}": value for key, value in scores.items()})
-    checkpoint.write_json_atomic(run_directory / "results.json", results)
-    return results
+    return train_and_score(
+        trainer,
+        resume,
+        [("dev", prepared.dev), ("test", prepared.test)],
+        lambda split: score_split(
+            model, split, prepared.target, config.search, config.trainer, device
+        ),
+        device,
+        log,
+    )
 
 
 # --------------------------------------------------------------------------- using a run

@@ -276,3 +276,27 @@ def _open_tensorboard(directory: Path) -> Any:
     except ImportError:
         return None
     return SummaryWriter(str(directory))
+
+
+def train_and_score(
+    trainer: Trainer,
+    resume: bool,
+    splits: list[tuple[str, Any]],
+    score: Any,
+    device: torch.device | str,
+    log: Any,
+) -> dict[str, float]:
+    """Run ``trainer`` (resuming its run directory's ``last`` checkpoint when asked),
+    load the ``best`` weights, score every ``(name, split)`` with ``score(split)`` and
+    write ``results.json`` with keys ``<name>_<metric>``; return them."""
+    if resume:
+        trainer.resume()
+        log(f"resumed {trainer.run_directory} at step {trainer.state.step}")
+    trainer.train()
+    checkpoint.load_weights(trainer.run_directory / "best", trainer.model, device)
+    results: dict[str, float] = {}
+    for name, split in splits:
+        if split is not None:
+            results.update({f"{name}_{key}": value for key, value in score(split).items()})
+    checkpoint.write_json_atomic(trainer.run_directory / "results.json", results)
+    return results
