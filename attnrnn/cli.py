@@ -123,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pretrain_arguments(pretrain)
 
+    data = commands.add_parser("data", help="download public datasets")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    fetch = data_commands.add_parser("fetch", help="download a dataset from its canonical source")
+    fetch.add_argument("name", help="multi30k, dialogsum, fsdd or an4 (see `attnrnn data list`)")
+    fetch.add_argument("--output", "-o", help="folder (default: data/NAME)")
+    fetch.set_defaults(handler=command_fetch)
+    listing = data_commands.add_parser("list", help="the datasets `fetch` knows")
+    listing.set_defaults(handler=command_data_list)
+
     demo = commands.add_parser("demo", help="train on generated data and show the attention")
     demo.add_argument("--output", "-o", default="demo_out", help="output folder")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster demo")
@@ -375,6 +384,22 @@ def command_explain(arguments: argparse.Namespace) -> int:
         explain_speech(arguments.run, arguments.text, Path(arguments.output))
         return 0
     explain_texts(arguments.run, arguments.text, Path(arguments.output), not arguments.no_color)
+    return 0
+
+
+def command_fetch(arguments: argparse.Namespace) -> int:
+    from attnrnn.data.fetch import fetch
+
+    output = Path(arguments.output or Path("data") / arguments.name)
+    print(f"fetched {arguments.name} into {fetch(arguments.name, output)}")
+    return 0
+
+
+def command_data_list(arguments: argparse.Namespace) -> int:
+    from attnrnn.data.fetch import DATASETS
+
+    for name, dataset in DATASETS.items():
+        print(f"{name:10} {dataset.description}")
     return 0
 
 

@@ -1,0 +1,205 @@
+"""``attnrnn data fetch``: download public datasets from their canonical sources.
+
+Every file is downloaded to a temporary name beside its destination, checked
+(sha256, or the git blob id the source repository publishes), and only then
+renamed into place, so an interrupted or failed download leaves nothing
+behind. Sources are pinned to a commit where the source is a git repository.
+
+Layouts match the recipes' defaults (``configs/*.yaml`` read
+``../shared/data/<name>/...``; pass ``--set data.train=...`` for another folder):
+
+- ``multi30k``: ``plain/{train,val,test_2016_flickr}.{de,en}`` (cased, untokenized);
+- ``dialogsum``: ``dialogsum.{train,dev,test}.jsonl``;
+- ``fsdd``: ``recordings/*.wav``, then ``python -m attnrnn.data.recipes.fsdd``;
+- ``an4``: the CMU SPHERE release, with ``train.tsv`` / ``test.tsv`` manifests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from attnrnn.errors import DataError
+
+MULTI30K = "https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw"
+DIALOGSUM = "https://raw.githubusercontent.com/cylnlp/dialogsum/848cc8c05e0a04def79326539de827f1b28786a0/DialogSum_Data"
+FSDD = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.zip"
+AN4 = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
+
+MULTI30K_SHA256 = {
+    "train.de.gz": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
+    "train.en.gz": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
+    "val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
+    "val.en.gz": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
+    "test_2016_flickr.de.gz": "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8",
+    "test_2016_flickr.en.gz": "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
+}
+# Git blob ids (sha1 of "blob <size>\0" + content), as the source repository lists them.
+DIALOGSUM_BLOBS = {
+    "dialogsum.train.jsonl": "0a02b0f0cbe801a75384ba28364a7528b9340587",
+    "dialogsum.dev.jsonl": "de762eea17e5e2464e221ac9a1cf5c7c64eec655",
+    "dialogsum.test.jsonl": "1975a852f57a07f93fbabe68841c3328e3057f65",
+}
+# sha256 of the sorted "sha256  recordings/<file>" lines of the 3,000 recordings.
+FSDD_MANIFEST_SHA256 = "04e1baae96c6a26e39c623f2b01d0182ddae627ba0ac02a3cdc17ba2af99fd9b"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_blob_id(path: Path) -> str:
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def download(url: str, destination: Path, check: Callable[[Path], str], expected: str | None):
+    """Download ``url`` to ``destination`` through a temporary file, verified by
+    ``check(path) == expected`` (no check when ``expected`` is None)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as output, urllib.request.urlopen(url, timeout=60) as source:
+            shutil.copyfileobj(source, output)
+        if expected is not None and check(temporary) != expected:
+            raise DataError(
+                f"downloaded file does not match its checksum (expected {expected[:12]}...); "
+                "the source may have changed",
+                url,
+            )
+        os.replace(temporary, destination)
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        reason = getattr(error, "reason", error)
+        raise DataError(
+            f"cannot download ({reason}); download it by hand and place it at {destination}",
+            url,
+        ) from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def fetch_multi30k(output: Path) -> None:
+    for name, digest in MULTI30K_SHA256.items():
+        archive = output / "raw" / name
+        if not archive.exists():
+            download(f"{MULTI30K}/{name}", archive, sha256_of, digest)
+        plain = output / "plain" / name.removesuffix(".gz")
+        plain.parent.mkdir(parents=True, exist_ok=True)
+        temporary = plain.with_name(plain.name + ".tmp")
+        with gzip.open(archive, "rb") as source, temporary.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        os.replace(temporary, plain)
+
+
+def fetch_dialogsum(output: Path) -> None:
+    for name, blob in DIALOGSUM_BLOBS.items():
+        destination = output / name
+        if not destination.exists():
+            download(f"{DIALOGSUM}/{name}", destination, git_blob_id, blob)
+
+
+def fetch_fsdd(output: Path) -> None:
+    archive = output / "fsdd.zip"
+    if not (output / "recordings").is_dir():
+        download(FSDD, archive, sha256_of, None)
+        staging = Path(tempfile.mkdtemp(prefix=".recordings-", dir=output))
+        try:
+            with zipfile.ZipFile(archive) as bundle:
+                for member in bundle.namelist():
+                    parts = Path(member).parts
+                    if len(parts) == 3 and parts[1] == "recordings" and member.endswith(".wav"):
+                        (staging / parts[2]).write_bytes(bundle.read(member))
+            lines = "".join(
+                f"{sha256_of(path)}  recordings/{path.name}\n"
+                for path in sorted(staging.glob("*.wav"))
+            )
+            if hashlib.sha256(lines.encode()).hexdigest() != FSDD_MANIFEST_SHA256:
+                raise DataError("the recordings do not match FSDD v1.0.10's checksums", FSDD)
+            staging.rename(output / "recordings")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            archive.unlink(missing_ok=True)
+
+
+def an4_manifest(root: Path, split: str, audio_suffix: str = ".sph") -> list[tuple[str, str]]:
+    """(audio path relative to ``root``, transcript) rows of an AN4 split from its
+    Sphinx ``etc/an4_<split>.{fileids,transcription}`` files."""
+    etc = root / "etc"
+    fileids = (etc / f"an4_{split}.fileids").read_text(encoding="utf-8").split()
+    rows = []
+    lines = (etc / f"an4_{split}.transcription").read_text(encoding="utf-8").splitlines()
+    for fileid, line in zip(fileids, [line for line in lines if line.strip()], strict=True):
+        text = line.rsplit("(", 1)[0].replace("<s>", "").replace("</s>", "")
+        rows.append((f"wav/{fileid}{audio_suffix}", " ".join(text.split())))
+    return rows
+
+
+def fetch_an4(output: Path) -> None:
+    from attnrnn.data.recipes.fsdd import write_manifest
+
+    archive = output / "an4_sphere.tar.gz"
+    if not (output / "wav").is_dir():
+        download(AN4, archive, sha256_of, None)
+        staging = Path(tempfile.mkdtemp(prefix=".an4-", dir=output))
+        try:
+            with tarfile.open(archive) as bundle:
+                bundle.extractall(staging, filter="data")
+            for name in ("wav", "etc"):
+                (staging / "an4" / name).rename(output / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            archive.unlink(missing_ok=True)
+    for split, name in (("train", "train.tsv"), ("test", "test.tsv")):
+        write_manifest(output / name, an4_manifest(output, split))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    fetch: Callable[[Path], None]
+    description: str
+
+
+DATASETS = {
+    "multi30k": Dataset(fetch_multi30k, "Multi30k task 1 (de, en), 29k/1k/1k sentence pairs"),
+    "dialogsum": Dataset(fetch_dialogsum, "DialogSum dialogues and summaries"),
+    "fsdd": Dataset(fetch_fsdd, "Free Spoken Digit Dataset v1.0.10, 3,000 recordings"),
+    "an4": Dataset(fetch_an4, "CMU AN4 census speech (SPHERE), 948 + 130 utterances"),
+}
+
+
+def fetch(name: str, output: Path) -> Path:
+    """Download dataset ``name`` into ``output``; return the folder."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    created = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        DATASETS[name].fetch(output)
+    except BaseException:
+        _remove_empty_folders(output, remove_root=created)
+        raise
+    return output
+
+
+def _remove_empty_folders(root: Path, remove_root: bool) -> None:
+    """Remove folders a failed fetch left empty (deepest first)."""
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if remove_root and root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
