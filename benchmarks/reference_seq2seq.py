@@ -52,6 +52,33 @@ class ReferenceSeq2Seq(nn.Module):
         self.output = nn.Linear(embedding_size, vocab_size)
         self.output.weight = self.embedding.weight
 
+    @torch.no_grad()
+    def load_attnrnn(self, model: nn.Module) -> None:
+        """Copy the weights of an attnrnn Seq2Seq of the same shape (configs/multi30k_*),
+        so that both implementations compute the same translations."""
+        weights = model.state_dict()
+        self.embedding.weight.copy_(weights["source_embedding.weight"])
+        for layer in range(2):
+            for direction, suffix in ((0, ""), (1, "_reverse")):
+                prefix = f"encoder.layers.{layer}.{direction}."
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(self.encoder, f"{name}_l{layer}{suffix}").copy_(
+                        weights[f"{prefix}{name}_l0"]
+                    )
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(self.cell, name).copy_(weights[f"decoder.rnn.{name}_l0"])
+        pairs = {
+            "bridge": "bridge",
+            "query_projection": "decoder.attention.query_projection",
+            "key_projection": "decoder.attention.key_projection",
+            "energy": "decoder.attention.energy",
+            "attentional": "decoder.attentional_layer",
+            "output": "output_layer",
+        }
+        for mine, theirs in pairs.items():
+            for name, parameter in getattr(self, mine).named_parameters():
+                parameter.copy_(weights[f"{theirs}.{name}"])
+
     def encode(self, source: torch.Tensor, lengths: torch.Tensor):
         packed = pack_padded_sequence(
             self.embedding(source), lengths.cpu(), batch_first=True, enforce_sorted=False
