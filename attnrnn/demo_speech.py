@@ -70,9 +70,9 @@ def tones_config(folder: Path, quick: bool) -> SpeechRunConfig:
         metric="wer",
         optimizer=OptimizerConfig(learning_rate=5e-3, warmup_steps=20, schedule="linear"),
         trainer=TrainerConfig(
-            epochs=4 if quick else 6,
-            batch_tokens=2500,
-            max_batch_size=32,
+            epochs=10 if quick else 15,
+            batch_tokens=1200,
+            max_batch_size=16,
             early_stopping_patience=None,
             seed=5,
             num_threads=2,

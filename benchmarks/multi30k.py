@@ -25,9 +25,11 @@ from pathlib import Path
 from common import ROOT, WORK, Steps, attnrnn, write_results
 
 
-def train_until(config: str, run: Path, minutes: float, data: Path) -> dict:
+def train_until(config: str, run: Path, minutes: float, data: Path, threads: int | None) -> dict:
     """Train (or resume) ``run`` until ``minutes`` of wall clock are spent."""
     overrides = ["--set", f"trainer.max_minutes={minutes}"]
+    if threads:
+        overrides += ["--set", f"trainer.num_threads={threads}"]
     if run.exists():
         arguments = ["train", "--resume", str(run), *overrides]
     else:
@@ -95,6 +97,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=90.0)
     parser.add_argument("--snapshot", type=float, default=25.0)
     parser.add_argument("--force", action="store_true", help="ignore cached steps")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for training (default: PyTorch's choice)"
+    )
     arguments = parser.parse_args()
     source, target = arguments.direction.split("-")
     name = f"multi30k_{source}_{target}"
@@ -106,7 +111,7 @@ def main() -> None:
     snapshot_name = f"snapshot-{arguments.snapshot:g}min"
 
     def first_leg() -> dict:
-        result = train_until(config, run, arguments.snapshot, arguments.data)
+        result = train_until(config, run, arguments.snapshot, arguments.data, arguments.threads)
         if (run / snapshot_name).exists():
             shutil.rmtree(run / snapshot_name)
         shutil.copytree(run / "best", run / snapshot_name)
@@ -115,7 +120,8 @@ def main() -> None:
     early = steps.run("train_snapshot", first_leg)
     early_scores = steps.run("score_snapshot", lambda: score(run, snapshot_name))
     final = steps.run(
-        "train_full", lambda: train_until(config, run, arguments.minutes, arguments.data)
+        "train_full",
+        lambda: train_until(config, run, arguments.minutes, arguments.data, arguments.threads),
     )
     final_scores = steps.run("score_full", lambda: score(run))
     minutes = f"{arguments.snapshot:g}min"
