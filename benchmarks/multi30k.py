@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="CPU threads for training (default: PyTorch's choice)"
     )
+    parser.add_argument("--note", default="", help="how the machine was shared, for the record")
     arguments = parser.parse_args()
     source, target = arguments.direction.split("-")
     name = f"multi30k_{source}_{target}"
@@ -145,6 +146,8 @@ def main() -> None:
             "bleu_signature": final_scores["bleu_signature"],
             "chrf_signature": final_scores["chrf_signature"],
             "config": config,
+            "train_threads": arguments.threads or "default",
+            "note": arguments.note,
         },
     )
 
