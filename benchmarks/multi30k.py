@@ -146,8 +146,8 @@ def main() -> None:
             "bleu_signature": final_scores["bleu_signature"],
             "chrf_signature": final_scores["chrf_signature"],
             "config": config,
-            "train_threads": arguments.threads or "default",
-            "note": arguments.note,
+            **({"train_threads": arguments.threads} if arguments.threads else {}),
+            **({"note": arguments.note} if arguments.note else {}),
         },
     )
 
