@@ -21,9 +21,10 @@ from common import ROOT, WORK, Steps, attnrnn, write_results
 from attnrnn.data.recipes import fsdd
 
 
-def train(config: str, run: Path, data_dir: Path, name: str) -> dict:
+def train(config: str, run: Path, data_dir: Path, name: str, threads: int | None) -> dict:
+    threads_setting = ["--set", f"trainer.num_threads={threads}"] if threads else []
     if run.exists():
-        arguments = ["train", "--resume", str(run)]
+        arguments = ["train", "--resume", str(run), *threads_setting]
     else:
         arguments = [
             "train",
@@ -36,6 +37,7 @@ def train(config: str, run: Path, data_dir: Path, name: str) -> dict:
             f"data.test={data_dir / f'{name}_test.tsv'}",
             "--set",
             f"data.feature_cache={WORK / 'fsdd' / 'features'}",
+            *threads_setting,
         ]
     result = attnrnn(*arguments)
     state = json.loads((run / "last" / "state.json").read_text())["state"]
@@ -61,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--force", action="store_true", help="ignore cached steps")
+    parser.add_argument("--threads", type=int, help="CPU threads for training")
     arguments = parser.parse_args()
     steps = Steps("fsdd", force=arguments.force)
     data_dir = WORK / "fsdd" / "data"
@@ -77,7 +80,9 @@ def main() -> None:
     steps.run("manifests", manifests)
     isolated = steps.run(
         "isolated",
-        lambda: train("configs/fsdd_isolated.yaml", runs["isolated"], data_dir, "isolated"),
+        lambda: train(
+            "configs/fsdd_isolated.yaml", runs["isolated"], data_dir, "isolated", arguments.threads
+        ),
     )
     accuracy = steps.run(
         "isolated_accuracy",
@@ -85,7 +90,13 @@ def main() -> None:
     )
     connected = steps.run(
         "connected",
-        lambda: train("configs/fsdd_connected.yaml", runs["connected"], data_dir, "connected"),
+        lambda: train(
+            "configs/fsdd_connected.yaml",
+            runs["connected"],
+            data_dir,
+            "connected",
+            arguments.threads,
+        ),
     )
     write_results(
         "fsdd",
