@@ -141,8 +141,8 @@ def read_split(path: str, config: DataConfig, phrases: bool = False) -> list[Tex
 
 
 def split_off_dev(
-    examples: list[TextExample], fraction: float, seed: int
-) -> tuple[list[TextExample], list[TextExample]]:
+    examples: list[Item], fraction: float, seed: int
+) -> tuple[list[Item], list[Item]]:
     """Hold out a seeded random ``fraction`` of the training examples as dev."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)

@@ -5,7 +5,6 @@ evaluate and explain."""
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import SearchConfig
 from attnrnn.errors import DataError, RunError
 from attnrnn.models.speech import SpeechRecognizer
+from attnrnn.tasks.classification import split_off_dev
 from attnrnn.tasks.speech import (
     SpeechRunConfig,
     SpeechSplit,
@@ -83,17 +83,6 @@ def _fit_target(config: SpeechRunConfig, texts: Sequence[str], workdir: Path) ->
     return TextSide(tokenizer, vocab)
 
 
-def _split_off_dev(
-    utterances: list[Utterance], fraction: float, seed: int
-) -> tuple[list[Utterance], list[Utterance]]:
-    order = list(range(len(utterances)))
-    random.Random(seed).shuffle(order)
-    cut = max(1, int(len(utterances) * fraction))
-    held = set(order[:cut])
-    train = [u for i, u in enumerate(utterances) if i not in held]
-    return train, [u for i, u in enumerate(utterances) if i in held]
-
-
 def prepare(
     config: SpeechRunConfig,
     workdir: Path,
@@ -112,7 +101,7 @@ def prepare(
                 "give data.dev or more training data",
                 data.train,
             )
-        train_utterances, dev_utterances = _split_off_dev(
+        train_utterances, dev_utterances = split_off_dev(
             train_utterances, data.dev_fraction, config.trainer.seed
         )
     test_utterances = read_manifest(data.test, data) if data.test else None
