@@ -56,11 +56,14 @@ class OptimizerConfig:
     min_learning_rate_ratio: float = 0.0
     plateau_factor: float = 0.5
     plateau_patience: int = 1
+    plateau_start_step: int = 0
     clip_norm: float = 5.0
 
     def __post_init__(self) -> None:
         check_positive(self, "learning_rate")
-        check_non_negative(self, "weight_decay", "warmup_steps", "clip_norm")
+        check_non_negative(
+            self, "weight_decay", "warmup_steps", "plateau_start_step", "clip_norm"
+        )
         check_probability(self, "min_learning_rate_ratio")
         if not 0.0 < self.plateau_factor < 1.0:
             raise ConfigError(f"plateau_factor must be in (0, 1), got {self.plateau_factor}")

@@ -1,6 +1,6 @@
 """AN4 speech recognition benchmark: LAS + joint CTC trained from scratch on this machine.
 
-    python benchmarks/an4.py [--data ../shared/data] [--minutes 110] [--force]
+    python benchmarks/an4.py [--data ../shared/data] [--minutes 110] [--threads N] [--force]
 
 One run of configs/an4.yaml (character outputs, SpecAugment, location-aware
 attention, CTC weight 0.3 in training and decoding), scored on the 130 test
@@ -19,8 +19,10 @@ from pathlib import Path
 from common import ROOT, WORK, Steps, attnrnn, write_results
 
 
-def train(run: Path, data: Path, minutes: float) -> dict:
+def train(run: Path, data: Path, minutes: float, threads: int | None) -> dict:
     overrides = ["--set", f"trainer.max_minutes={minutes}"]
+    if threads:
+        overrides += ["--set", f"trainer.num_threads={threads}"]
     if run.exists():
         arguments = ["train", "--resume", str(run), *overrides]
     else:
@@ -48,13 +50,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--minutes", type=float, default=110.0)
+    parser.add_argument("--threads", type=int, help="CPU threads for training")
     parser.add_argument("--force", action="store_true", help="ignore cached steps")
     arguments = parser.parse_args()
     steps = Steps("an4", force=arguments.force)
     run = WORK / "an4" / "run"
     if arguments.force and run.exists():
         shutil.rmtree(run)
-    trained = steps.run("train", lambda: train(run, arguments.data, arguments.minutes))
+    trained = steps.run(
+        "train", lambda: train(run, arguments.data, arguments.minutes, arguments.threads)
+    )
     write_results(
         "an4",
         {

@@ -78,6 +78,12 @@ class Steps:
     def path(self, step: str) -> Path:
         return self.directory / f"{step}.json"
 
+    def done(self, step: str) -> bool:
+        return self.path(step).exists()
+
+    def load(self, step: str) -> dict[str, Any]:
+        return json.loads(self.path(step).read_text())
+
     def run(self, step: str, function: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         path = self.path(step)
         if path.exists() and not self.force:

@@ -64,8 +64,17 @@ def learning_rate_at(
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def update_plateau(plateau: PlateauState, improved: bool, config: OptimizerConfig) -> None:
-    """Record one evaluation; decay the factor after ``plateau_patience`` without gain."""
+def update_plateau(
+    plateau: PlateauState, improved: bool, config: OptimizerConfig, step: int
+) -> None:
+    """Record one evaluation; decay the factor after ``plateau_patience`` without gain.
+
+    Evaluations during warmup and before ``plateau_start_step`` are not counted:
+    a model that has not started to learn (a speech model before its attention
+    locks on, say) must not have its rate halved away.
+    """
+    if step < max(config.warmup_steps, config.plateau_start_step):
+        return
     if improved:
         plateau.bad_evaluations = 0
         return

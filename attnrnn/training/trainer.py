@@ -199,7 +199,7 @@ class Trainer:
         else:
             self.state.evaluations_without_gain += 1
         plateau = PlateauState(**self.state.plateau)
-        update_plateau(plateau, improved, self.optimizer_config)
+        update_plateau(plateau, improved, self.optimizer_config, self.state.step)
         self.state.plateau = asdict(plateau)
         patience = self.config.early_stopping_patience
         if patience is not None and self.state.evaluations_without_gain >= patience:

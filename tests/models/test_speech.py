@@ -14,10 +14,17 @@ from attnrnn.data.audio import FeatureConfig, GlobalNormalizer, LogMelFrontEnd
 from attnrnn.data.tokenizers import CharacterTokenizer
 from attnrnn.data.tones import make_tone_utterances
 from attnrnn.data.vocab import Vocab
-from attnrnn.decoding import SearchConfig
+from attnrnn.decoding import SearchConfig, beam_search, greedy_search
+from attnrnn.decoding.ctc import JointCTCAttention
 from attnrnn.models.seq2seq import DecoderConfig
 from attnrnn.models.speech import ListenerConfig, SpeechModelConfig, SpeechRecognizer
-from attnrnn.tasks.speech import SpeechSplit, collate, joint_loss, transcribe_features
+from attnrnn.tasks.speech import (
+    SpeechSplit,
+    collate,
+    joint_loss,
+    pad_features,
+    transcribe_features,
+)
 from attnrnn.tasks.translation import SPECIALS, TextSide
 
 PAD, BOS, EOS = 0, 2, 3
@@ -155,3 +162,61 @@ def test_tone_sequences_train_end_to_end():
         outputs = [side.decode(n_best[0].tokens) for n_best in hypotheses]
         correct = sum(o == r for o, r in zip(outputs, test.references, strict=True))
         assert correct / len(test) >= floor, (weight, outputs[:5], test.references[:5])
+
+
+# ----------------------------------------------- the decoding invariants of translation
+
+
+def random_utterances(lengths: list[int], seed: int = 3) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, F_BINS, generator=generator, dtype=torch.float64) for n in lengths]
+
+
+def sharpened(model: SpeechRecognizer) -> SpeechRecognizer:
+    """Scale the output layers so an untrained model makes confident, varied choices."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "output" in name or "ctc" in name:
+                parameter.mul_(6.0)
+    return model
+
+
+@pytest.mark.parametrize("ctc_weight", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("listener", ["conv", "pyramidal"])
+def test_speech_beam_one_equals_greedy(listener, ctc_weight):
+    model = sharpened(make_model(listener, seed=2))
+    features = random_utterances([40, 23, 31])
+    config = SearchConfig(beam_size=1, max_length_ratio=1.0, max_length_offset=4)
+    padded, lengths = pad_features(features)
+    with torch.no_grad():
+        encoded = model.encode(padded, lengths)
+        memory_lengths = encoded.memory_mask.sum(dim=1)
+        step_model: object = model
+        if ctc_weight:
+            log_probs, ctc_lengths = model.ctc_log_probs(encoded)
+            step_model = JointCTCAttention(model, log_probs, ctc_lengths, ctc_weight, PAD)
+        state = step_model.init_state(encoded)
+        greedy = greedy_search(step_model, state, memory_lengths, config)
+        beam = beam_search(step_model, state, memory_lengths, config)
+    assert [n[0].tokens for n in greedy] == [n[0].tokens for n in beam]
+    assert any(len(n[0].tokens) > 1 for n in greedy)  # the outputs are not all trivial
+    for g, b in zip(greedy, beam, strict=True):
+        assert g[0].log_prob == pytest.approx(b[0].log_prob, abs=1e-9)
+
+
+@pytest.mark.parametrize("ctc_weight", [0.0, 0.5])
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_speech_batch_gives_the_same_transcripts_as_one_by_one(beam_size, ctc_weight):
+    model = sharpened(make_model("conv", seed=4))
+    features = random_utterances([44, 17, 29, 36, 23], seed=5)
+    config = SearchConfig(beam_size=beam_size, n_best=beam_size, max_length_offset=4)
+    trainer = TrainerConfig(batch_tokens=10**6, max_batch_size=64)
+    cpu = torch.device("cpu")
+    batched = transcribe_features(model, features, config, ctc_weight, trainer, cpu)
+    assert len({tuple(n[0].tokens) for n in batched}) > 1  # varied, non-trivial outputs
+    for feature, n_best in zip(features, batched, strict=True):
+        (alone,) = transcribe_features(model, [feature], config, ctc_weight, trainer, cpu)
+        assert [h.tokens for h in n_best] == [h.tokens for h in alone]
+        for together, single in zip(n_best, alone, strict=True):
+            assert together.score == pytest.approx(single.score, abs=1e-7)
+            torch.testing.assert_close(together.attention, single.attention)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from attnrnn.config import OptimizerConfig
 from attnrnn.tasks import classifier_run
 from attnrnn.tasks.classification import ClassificationRunConfig
-from attnrnn.training.optim import PlateauState, learning_rate_at
+from attnrnn.training.optim import PlateauState, learning_rate_at, update_plateau
 
 
 def quiet(message: str) -> None:
@@ -85,6 +85,23 @@ def test_schedule_warms_up_then_decays(schedule):
         assert rates[-1] < 0.15 and all(a >= b for a, b in itertools.pairwise(rates[10:]))
     else:
         assert rates[-1] == pytest.approx(1.0)
+
+
+def test_plateau_decays_only_after_warmup_and_start_step():
+    config = OptimizerConfig(
+        warmup_steps=10, schedule="plateau", plateau_patience=2, plateau_start_step=50
+    )
+    plateau = PlateauState()
+    for step in (5, 20, 30, 40):  # a model that has not started to learn yet
+        update_plateau(plateau, improved=False, config=config, step=step)
+    assert plateau.factor == 1.0 and plateau.bad_evaluations == 0
+    update_plateau(plateau, improved=False, config=config, step=50)
+    assert plateau.factor == 1.0 and plateau.bad_evaluations == 1
+    update_plateau(plateau, improved=False, config=config, step=60)
+    assert plateau.factor == 0.5 and plateau.bad_evaluations == 0
+    update_plateau(plateau, improved=True, config=config, step=70)
+    update_plateau(plateau, improved=False, config=config, step=80)
+    assert plateau.factor == 0.5 and plateau.bad_evaluations == 1
 
 
 def test_progress_is_logged_as_lines_when_not_a_terminal(
