@@ -61,9 +61,7 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         check_positive(self, "learning_rate")
-        check_non_negative(
-            self, "weight_decay", "warmup_steps", "plateau_start_step", "clip_norm"
-        )
+        check_non_negative(self, "weight_decay", "warmup_steps", "plateau_start_step", "clip_norm")
         check_probability(self, "min_learning_rate_ratio")
         if not 0.0 < self.plateau_factor < 1.0:
             raise ConfigError(f"plateau_factor must be in (0, 1), got {self.plateau_factor}")
