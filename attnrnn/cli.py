@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         "TSV/JSONL; default the run's test split)",
     )
     evaluate.add_argument("--beam", type=int, help="translation: beam size (default: the run's)")
+    evaluate.add_argument(
+        "--int8", action="store_true", help="translation: int8 dynamic quantization (CPU)"
+    )
     evaluate.set_defaults(handler=command_evaluate)
 
     translate = commands.add_parser("translate", help="translate sentences, one a line")
@@ -74,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     translate.add_argument("--beam", type=int, help="beam size (default: the run's)")
     translate.add_argument("--n-best", type=int, default=1, help="alternatives to print")
+    translate.add_argument(
+        "--int8", action="store_true", help="int8 dynamic quantization of the model (CPU)"
+    )
     translate.add_argument(
         "--json", action="store_true", help="JSON lines with score, tokens and attention"
     )
@@ -218,6 +224,8 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
     from attnrnn.tasks.classifier_run import ClassifierRun
 
     task = run_task(arguments.run)
+    if arguments.int8 and task != "translation":
+        raise ConfigError(f"--int8 applies to translation runs; {arguments.run} is a {task} run")
     if task == "translation":
         return evaluate_translation(arguments)
     if task == "speech":
@@ -245,7 +253,9 @@ def evaluate_translation(arguments: argparse.Namespace) -> int:
     from attnrnn.tasks.translation import read_pairs
     from attnrnn.tasks.translation_run import TranslationRun
 
-    run = TranslationRun(arguments.run)
+    run = TranslationRun(
+        arguments.run, device="cpu" if arguments.int8 else "auto", int8=arguments.int8
+    )
     location = arguments.data or run.config.data.test
     if not location:
         raise ConfigError(f"{arguments.run}: the run has no test split; pass --data PREFIX|FILE")
@@ -332,7 +342,9 @@ def command_translate(arguments: argparse.Namespace) -> int:
 
     if run_task(arguments.run) != "translation":
         raise ConfigError(f"{arguments.run} is not a translation run")
-    run = TranslationRun(arguments.run)
+    run = TranslationRun(
+        arguments.run, device="cpu" if arguments.int8 else "auto", int8=arguments.int8
+    )
     texts = [example.source for example in read_sources(arguments.input)]
     search = _search_config(run, arguments.beam, arguments.n_best)
     for item in run.translate(texts, search):

@@ -83,6 +83,7 @@ class TrainerConfig:
     deterministic: bool = False
     device: str = "auto"
     num_threads: int | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
     progress: bool = True
 
     def __post_init__(self) -> None:

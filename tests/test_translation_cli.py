@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from attnrnn.cli import main
@@ -455,3 +456,31 @@ def test_evaluate_without_a_test_split(date_run, tmp_path, capsys):
     status, out, err = run_cli(capsys, "evaluate", run)
     check_user_error(status, err, f"{run}: the run has no test split", "--data")
     assert out == ""
+
+
+def test_int8_quantized_translation_stays_close(date_run, date_files, capsys):
+    from attnrnn.models.quantize import quantize_int8
+
+    run, _, _ = date_run
+    lines = (date_files / "test.src").read_text().splitlines()
+    status, out, err = run_cli(capsys, "translate", run, date_files / "test.src", "--int8")
+    assert status == 0, err
+    assert "Warning" not in err and len(out.splitlines()) == len(lines)
+    status, out, err = run_cli(capsys, "evaluate", run, "--int8")
+    assert status == 0, err
+    int8 = json.loads(out)
+    full = json.loads(run_cli(capsys, "evaluate", run)[1])
+    # The test loss (teacher forced) moves by well under 5%: the weights are rounded,
+    # not changed. (The two-epoch model's greedy outputs are too unsure to compare.)
+    assert int8["loss"] == pytest.approx(full["loss"], rel=0.05)
+    assert int8["loss"] != full["loss"]
+    quantized = quantize_int8(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GRU(4, 4)))
+    assert all(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in quantized)
+
+
+def test_int8_is_refused_for_other_tasks(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    write(run / "config.yaml", "task: speech\n")
+    status, _, err = run_cli(capsys, "evaluate", run, "--int8")
+    check_user_error(status, err, "--int8", "speech")

@@ -27,6 +27,7 @@ from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.errors import RunError
 from attnrnn.metrics import corpus_bleu, corpus_chrf, exact_match
+from attnrnn.models.quantize import quantize_int8
 from attnrnn.models.seq2seq import Seq2Seq
 from attnrnn.tasks.translation import (
     SPECIALS,
@@ -217,8 +218,13 @@ class TranslationRun:
     """A trained translation run loaded from its directory."""
 
     def __init__(
-        self, run_directory: str | Path, device: str = "auto", checkpoint_name: str = "best"
+        self,
+        run_directory: str | Path,
+        device: str = "auto",
+        checkpoint_name: str = "best",
+        int8: bool = False,
     ) -> None:
+        """Load a run; ``int8`` quantizes its linear and RNN layers for CPU inference."""
         self.directory = Path(run_directory)
         if not self.directory.is_dir():
             raise RunError(f"{self.directory}: no such run directory")
@@ -230,6 +236,8 @@ class TranslationRun:
         self.model = make_model(self.config, self.source, self.target).to(self.device)
         checkpoint.load_weights(self.directory / checkpoint_name, self.model, self.device)
         self.model.eval()
+        if int8:
+            self.model = quantize_int8(self.model)
 
     def _encode_sources(self, texts: Sequence[str]) -> list[list[int]]:
         limit = self.config.data.max_source_length

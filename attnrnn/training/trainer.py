@@ -166,7 +166,8 @@ class Trainer:
         )
         set_learning_rate(self.optimizer, learning_rate)
         self.model.train()
-        output = self.task.compute_loss(self.model, batch)
+        with autocast(self.model, self.config.precision):
+            output = self.task.compute_loss(self.model, batch)
         self.optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         if self.optimizer_config.clip_norm:
@@ -300,3 +301,15 @@ def train_and_score(
             results.update({f"{name}_{key}": value for key, value in score(split).items()})
     checkpoint.write_json_atomic(trainer.run_directory / "results.json", results)
     return results
+
+
+def autocast(model: nn.Module, precision: str) -> torch.autocast:
+    """Mixed precision for the forward pass: bf16 matmuls where the device supports them.
+
+    Parameters, gradients and the optimizer stay fp32; only the forward pass
+    (and so its backward) runs the autocast-listed ops (linear, matmul, RNN
+    layers) in bfloat16.
+    """
+    parameter = next(model.parameters(), None)
+    device_type = parameter.device.type if parameter is not None else "cpu"
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")

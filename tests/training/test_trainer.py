@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from attnrnn.config import OptimizerConfig
+from attnrnn.config import OptimizerConfig, TrainerConfig
 from attnrnn.tasks import classifier_run
 from attnrnn.tasks.classification import ClassificationRunConfig
 from attnrnn.training.optim import PlateauState, learning_rate_at, update_plateau
+from attnrnn.training.trainer import LossOutput, Trainer
 
 
 def quiet(message: str) -> None:
@@ -114,3 +115,47 @@ def test_progress_is_logged_as_lines_when_not_a_terminal(
     err = capsys.readouterr().err
     assert "step 2 epoch 1 batch 2/" in err and "units/s" in err
     assert "step 4: dev accuracy=" in err
+
+
+class LinearTask:
+    """A regression task that records the dtype its forward pass computed in."""
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.inputs = torch.randn(64, 8, generator=generator)
+        self.targets = self.inputs @ torch.randn(8, 1, generator=generator)
+        self.dtypes: list[torch.dtype] = []
+
+    def train_batches(self, epoch: int) -> list[list[int]]:
+        return [list(range(start, start + 16)) for start in range(0, 64, 16)]
+
+    def compute_loss(self, model, batch):
+        predictions = model(self.inputs[batch])
+        self.dtypes.append(predictions.dtype)
+        loss = torch.nn.functional.mse_loss(predictions.float(), self.targets[batch])
+        return LossOutput(loss, len(batch))
+
+    def evaluate(self, model) -> dict[str, float]:
+        with torch.no_grad():
+            predictions = model(self.inputs)
+        return {"mse": float(torch.nn.functional.mse_loss(predictions, self.targets))}
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_precision_sets_the_forward_dtype_and_keeps_fp32_weights(tmp_path, precision, dtype):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    task = LinearTask()
+    trainer = Trainer(
+        model,
+        task,
+        OptimizerConfig(learning_rate=0.05, warmup_steps=0, schedule="constant"),
+        TrainerConfig(epochs=30, progress=False, early_stopping_patience=None, precision=precision),
+        tmp_path / "run",
+        metric="mse",
+        higher_is_better=False,
+    )
+    trainer.train()
+    assert set(task.dtypes) == {dtype}
+    assert model.weight.dtype == torch.float32
+    assert task.evaluate(model)["mse"] < 0.05  # it learned, in either precision
