@@ -23,7 +23,7 @@ from attnrnn.config import (
 )
 from attnrnn.data.batching import make_batches, pad_sequences
 from attnrnn.data.parallel import read_parallel_jsonl
-from attnrnn.data.tokenizers import Tokenizer
+from attnrnn.data.tokenizers import Tokenizer, WordTokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig, search
 from attnrnn.errors import ConfigError, DataError
@@ -144,40 +144,69 @@ def read_documents(
 @dataclass
 class EncodedDocument:
     """Extended source ids, the source's unknown words (id V + k is ``unknown[k]``),
-    extended target ids (empty without a reference)."""
+    extended target ids (empty without a reference), and the unknown words as they
+    were written in the source (``surface[k]``; a copied word is printed this way,
+    so a lowercasing tokenizer still copies "McAllister", not "mcallister")."""
 
     source: list[int]
     unknown: list[str]
     target: list[int]
+    surface: list[str] = field(default_factory=list)
 
 
 def encode_document(
-    source_tokens: Sequence[str], target_tokens: Sequence[str], vocab: Vocab
+    source_tokens: Sequence[str],
+    target_tokens: Sequence[str],
+    vocab: Vocab,
+    source_surface: Sequence[str] | None = None,
 ) -> EncodedDocument:
     """Map tokens to ids; unknown source words get extended ids, and target words
-    that occur in the source take the same extended id (so they can be copied)."""
+    that occur in the source take the same extended id (so they can be copied).
+
+    ``source_surface``: the source tokens as written (same length), remembered for
+    the unknown words so that copies keep the source's spelling.
+    """
+    surface_of = source_surface if source_surface is not None else source_tokens
     unknown: list[str] = []
+    surface: list[str] = []
     positions: dict[str, int] = {}
     source = []
-    for token in source_tokens:
+    for token, written in zip(source_tokens, surface_of, strict=True):
         if token in vocab:
             source.append(vocab.index(token))
             continue
         if token not in positions:
             positions[token] = len(vocab) + len(unknown)
             unknown.append(token)
+            surface.append(written)
         source.append(positions[token])
     target = [
         vocab.index(token) if token in vocab else positions.get(token, vocab.unk_index)
         for token in target_tokens
     ]
-    return EncodedDocument(source, unknown, target)
+    return EncodedDocument(source, unknown, target, surface)
 
 
 def decode_ids(ids: Sequence[int], document: EncodedDocument, vocab: Vocab) -> list[str]:
-    """Output ids back to tokens; extended ids become the source's own words."""
+    """Output ids back to tokens; extended ids become the source's own words as written."""
     size = len(vocab)
-    return [document.unknown[i - size] if i >= size else vocab.token(i) for i in ids]
+    copied = document.surface or document.unknown
+    return [copied[i - size] if i >= size else vocab.token(i) for i in ids]
+
+
+def written_tokens(tokenizer: Tokenizer, text: str, tokens: Sequence[str]) -> list[str] | None:
+    """The tokens of ``text`` with their case kept, when ``tokenizer`` lowercases and
+    splitting without lowercasing gives the same tokens; otherwise None."""
+    if not isinstance(tokenizer, WordTokenizer) or not tokenizer.lowercase:
+        return None
+    cased = WordTokenizer(
+        lowercase=False,
+        split_contractions=tokenizer.split_contractions,
+        strip_html=tokenizer.strip_html,
+    ).tokenize(text)[: len(tokens)]
+    if len(cased) != len(tokens) or any(c.lower() != t for c, t in zip(cased, tokens, strict=True)):
+        return None
+    return cased
 
 
 @dataclass
@@ -208,7 +237,8 @@ def encode_split(
             raise DataError("the source text has no tokens", document.origin)
         first = document.references[0] if document.references else ""
         target = tokenizer.tokenize(first)[: config.max_target_length]
-        encoded.append(encode_document(source, target, vocab))
+        written = written_tokens(tokenizer, document.source, source)
+        encoded.append(encode_document(source, target, vocab, written))
     return SummarizationSplit(encoded, [d.references for d in documents])
 
 

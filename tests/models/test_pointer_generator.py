@@ -18,6 +18,7 @@ from attnrnn.tasks.summarization import (
     Document,
     SummarizationDataConfig,
     collate,
+    decode_ids,
     encode_document,
     encode_split,
     rouge_scores,
@@ -96,6 +97,12 @@ def test_unknown_target_words_take_the_source_id():
     assert encoded.source == [4, 6, 5, 6, 7]
     assert encoded.unknown == ["zorp", "blip"]
     assert encoded.target == [6, 5, vocab.unk_index]  # "fizz" is not in the source
+    assert decode_ids([6, 4, 7], encoded, vocab) == ["zorp", "the", "blip"]
+    written = encode_document(
+        ["the", "zorp", "cat"], ["zorp"], vocab, source_surface=["The", "Zorp", "cat"]
+    )
+    assert written.unknown == ["zorp"] and written.surface == ["Zorp"]
+    assert decode_ids([6, 4], written, vocab) == ["Zorp", "the"]  # only copies keep case
 
 
 def test_rouge_mean_and_best_reference():
@@ -109,11 +116,13 @@ COMMON = ["a", "b", "c", "d", "e", "f", "g", "h"]
 
 def copy_documents(count: int, seed: int) -> list[Document]:
     """Sources of common letters and one made-up name; the target is the name and the
-    first letter ("zqx7 a"), so producing it needs copying the unknown name."""
+    first letter ("Zqx7 a"), so producing it needs copying the unknown name. The
+    tokenizer lowercases; the copy must keep the name as written."""
     generator = random.Random(seed)
     documents = []
     for _ in range(count):
-        name = "".join(generator.choice("qwxzjk") for _ in range(3)) + str(generator.randint(0, 9))
+        letters = "".join(generator.choice("qwxzjk") for _ in range(3))
+        name = letters.capitalize() + str(generator.randint(0, 9))  # "Zqx7"
         words = [generator.choice(COMMON) for _ in range(generator.randint(3, 6))]
         words.insert(generator.randint(0, len(words)), name)
         target = f"{name} {words[0] if words[0] != name else words[1]}"
@@ -158,8 +167,8 @@ def test_toy_copy_task_learns_to_copy_unknown_words():
     references = [d.references[0] for d in test_documents]
     pairs = list(zip(outputs, references, strict=True))
     exact = sum(o == r for o, r in pairs) / len(pairs)
-    names = sum(o.split()[:1] == r.split()[:1] for o, r in pairs) / len(pairs)
+    names = sum(o.split()[:1] == r.split()[:1] for o, r in pairs) / len(pairs)  # case too
     assert names >= 0.9, pairs[:5]
     assert exact >= 0.8, pairs[:5]
-    # the copied name is not in the vocabulary: it came from the source
-    assert all(r.split()[0] not in vocab for r in references)
+    # the copied name is not in the vocabulary: it came from the source, as written there
+    assert all(r.split()[0].lower() not in vocab for r in references)
