@@ -29,6 +29,14 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# benchmarks/results/speed.json: the speed figures of issue 6, attnrnn beside a plain
+# reference in one run. They need the trained Multi30k De->En run (the first line reuses
+# it when benchmarks/cache holds it, otherwise trains it: about 90 minutes) and the data
+# in ../shared/data. Run it alone on the machine.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/multi30k.py --direction de-en
+	$(BIN)/python benchmarks/speed.py
+
 format: $(STAMP)
 	$(BIN)/ruff format $(SOURCES)
 	$(BIN)/ruff check --fix $(SOURCES)

@@ -1,21 +1,27 @@
 """Speed benchmark: attnrnn against a plain reference implementation, in one run.
 
-    python benchmarks/speed.py [--data ../shared/data] [--steps 30] [--sentences 1000]
+    python benchmarks/speed.py [--data ../shared/data] [--threads N] [--steps 40]
+                               [--sentences 1000] [--reference-beam-sentences 200]
 
 Needs the trained Multi30k De->En run of benchmarks/multi30k.py (its
 SentencePiece model, vocabulary and weights), so decoding runs on real
-translations. Every figure is measured in this one process on this machine,
-so ratios are fair even when the machine is noisy:
+translations, and the AN4 feature cache of benchmarks/an4.py (or the AN4 audio,
+from which the features are computed once). Every figure is measured in this
+one process on this machine, so ratios are fair even when the machine is noisy:
 
-- machine: the fp32 and bf16 matmul peak (2048 x 2048 x 2048, best of 5);
-- training: target tokens/s of attnrnn (length-bucketed batches, fused RNNs,
-  output layer on real tokens only) and of the reference (random batches,
-  GRUCell loop, keys re-projected every step, output layer on padding), over
-  the same sentences; model FLOPs utilization of attnrnn's training;
-- decoding on test_2016_flickr: sentences/s greedy and with beam 5 (attnrnn
-  batched; the reference greedy batched and beam one sentence at a time), and
-  attnrnn's single-sentence beam-5 latency p50 / p99;
-- peak resident memory of the process after each phase.
+- machine: the fp32 and bf16 matmul peak (square matmuls, best of several);
+- translation training (the Multi30k recipe's model, size and batches): target
+  tokens/s of attnrnn in fp32 and with bf16 autocast, and of the reference
+  (random batches, GRUCell loop, keys re-projected every step, output layer on
+  padding) over the same number of sentences; model FLOPs utilization of each
+  against the peak of its precision;
+- the SST-2 classifier (configs/sst2.yaml) and the AN4 speech model
+  (configs/an4.yaml): training tokens/s or frames/s;
+- decoding test_2016_flickr: sentences/s greedy and beam 5 (attnrnn batched;
+  the reference greedy batched and beam one sentence at a time), BLEU of each,
+  beam 5 with int8 dynamic quantization and with bf16 autocast (speed and
+  BLEU), and the single-sentence beam-5 latency p50 / p99;
+- the process's peak resident memory after each phase.
 
 Writes benchmarks/results/speed.json.
 """
@@ -23,18 +29,24 @@ Writes benchmarks/results/speed.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import random
 import resource
 import statistics
+import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from common import ROOT, WORK, write_results
 from reference_seq2seq import ReferenceSeq2Seq
 
 from attnrnn.data.batching import make_batches, pad_sequences
-from attnrnn.decoding import SearchConfig
+from attnrnn.metrics import corpus_bleu
+from attnrnn.models.quantize import quantize_int8
 from attnrnn.tasks.translation import (
     TranslationTask,
     collate,
@@ -45,12 +57,18 @@ from attnrnn.tasks.translation import (
 )
 from attnrnn.tasks.translation_run import TranslationRun
 
+Results = dict[str, Any]
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """Best-of-``repeats`` FLOP/s of one square matmul."""
+
+# --------------------------------------------------------------------------- helpers
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 7) -> float:
+    """Best-of-``repeats`` FLOP/s of one square matmul (the machine's practical peak)."""
     a = torch.randn(size, size, dtype=dtype)
     b = torch.randn(size, size, dtype=dtype)
-    a @ b
+    for _ in range(2):
+        a @ b
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
@@ -60,153 +78,325 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float
 
 
 def peak_memory_mib() -> float:
+    """Peak resident memory of this process so far (a high-water mark)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def training_flops_per_token(run: TranslationRun, source_tokens: float, target_tokens: float):
-    """Useful matmul FLOPs of one training step per target token (forward x 3 for backward).
+def bf16_autocast(enabled: bool = True) -> contextlib.AbstractContextManager:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
-    Counts the encoder GRUs per source token, the decoder GRU, attention
-    (query projection, scores over the source, context) and attentional layer
-    per target token, and the output layer per target token.
+
+def time_steps(step: Callable[[Any], int], batches: Sequence[Any], warmup: int = 3) -> float:
+    """Units/s over ``batches`` after ``warmup`` untimed steps (units as ``step`` counts)."""
+    for batch in batches[:warmup]:
+        step(batch)
+    units, started = 0, time.perf_counter()
+    for batch in batches[warmup:]:
+        units += step(batch)
+    return units / (time.perf_counter() - started)
+
+
+def training_step(model: torch.nn.Module, compute_loss: Callable, precision: str = "fp32"):
+    """One optimizer step as the trainer does it (clipping included); returns its units."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step(batch: Any) -> int:
+        model.train()
+        with bf16_autocast(precision == "bf16"):
+            output = compute_loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        return output.units
+
+    return step
+
+
+@contextlib.contextmanager
+def restored(model: torch.nn.Module) -> Iterator[None]:
+    """Put the weights back after timing optimizer steps on a trained model."""
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    try:
+        yield
+    finally:
+        model.load_state_dict(state)
+
+
+def translation_flops_per_token(run: TranslationRun, source_per_target: float) -> float:
+    """Useful matmul FLOPs of one training step per target token (forward x 3).
+
+    Counts the encoder GRUs (per source token, ``source_per_target`` of them per
+    target token), the decoder GRU with input feeding, the attention (query
+    projection; scores and context over the source; keys projected once per
+    source token), the attentional layer and the output layer. Elementwise work
+    (gates, tanh, softmax) is not counted.
     """
     config = run.config.model
-    E, H_enc = config.embedding_size, config.encoder.hidden_size
-    H = config.decoder.hidden_size
+    E, H_enc, H = config.embedding_size, config.encoder.hidden_size, config.decoder.hidden_size
     A = config.decoder.attentional_size or H
     M = 2 * H_enc
     attention = config.decoder.attention_size or H
     V = len(run.target.vocab)
-    layers = config.encoder.num_layers
     encoder = 0.0
-    for layer in range(layers):
+    for layer in range(config.encoder.num_layers):
         inputs = E if layer == 0 else M
         encoder += 2 * 2 * 3 * H_enc * (inputs + H_enc)  # 2 directions, 3 gates, 2 FLOPs
-    source_per_target = source_tokens / target_tokens
+    keys = 2 * M * attention
     decoder_rnn = 2 * 3 * H * (E + A + H)
-    mean_source = source_per_target  # source positions attended per target token (average)
-    attending = 2 * H * attention + mean_source * (2 * attention + 2 * M)
+    attending = 2 * H * attention + source_per_target * (2 * attention + 2 * M)
     attentional = 2 * A * (M + H)
     output = 2 * V * A
-    forward = encoder * source_per_target + decoder_rnn + attending + attentional + output
+    forward = (encoder + keys) * source_per_target + decoder_rnn + attending + attentional + output
     return 3 * forward
 
 
-def time_training(step, batches, warmup: int = 3) -> float:
-    """Target tokens/s over ``batches`` after ``warmup`` untimed steps."""
-    for batch in batches[:warmup]:
-        step(batch)
-    tokens, started = 0, time.perf_counter()
-    for batch in batches[warmup:]:
-        tokens += step(batch)
-    return tokens / (time.perf_counter() - started)
+# --------------------------------------------------------------------------- translation
+
+
+def translation_training(run: TranslationRun, data: Path, steps: int, peaks: Results) -> Results:
+    config = run.config
+    train_pairs = read_pairs(str(data / "multi30k" / "plain" / "train"), config.data)
+    train = encode_split(train_pairs, run.source, run.target, config.data, drop_long=True)
+    pad, bos, eos = special_ids(run.target.vocab)
+    task = TranslationTask(train, train, run.target, config, torch.device("cpu"), (pad, bos, eos))
+    batches = task.train_batches(0)[: steps + 3]
+    source_tokens = sum(len(train.sources[i]) for batch in batches for i in batch)
+    target_tokens = sum(len(train.targets[i]) + 1 for batch in batches for i in batch)
+    flops = translation_flops_per_token(run, source_tokens / target_tokens)
+    results: Results = {
+        "train_batch_tokens": config.trainer.batch_tokens,
+        "train_sentences_per_batch_mean": round(sum(len(b) for b in batches) / len(batches), 1),
+        "train_flops_per_target_token": flops,
+    }
+    model = run.model
+    for precision in ("fp32", "bf16"):
+        with restored(model):
+            step = training_step(model, task.compute_loss, precision)
+            speed = time_steps(step, batches)
+        suffix = "" if precision == "fp32" else "_bf16"
+        results[f"train_tokens_per_second{suffix}"] = speed
+        results[f"train_mfu{suffix}"] = flops * speed / peaks[f"{precision}_matmul_flops"]
+    model.eval()
+    results["train_peak_memory_mib"] = peak_memory_mib()
+
+    reference = ReferenceSeq2Seq(len(run.target.vocab), pad)
+    reference.load_attnrnn(model)
+    shuffled = list(range(len(train)))
+    random.Random(0).shuffle(shuffled)
+    random_batches, position = [], 0
+    for size in (len(batch) for batch in batches):  # the same batch sizes, no bucketing
+        random_batches.append(shuffled[position : position + size])
+        position += size
+
+    @dataclasses.dataclass
+    class Output:
+        loss: torch.Tensor
+        units: int
+
+    def reference_loss(module: ReferenceSeq2Seq, indices: list[int]) -> Output:
+        batch = collate(train, indices, pad, bos, eos)
+        loss = module.loss(
+            batch.source, batch.source_lengths, batch.target_input, batch.target_output
+        )
+        return Output(loss, int((batch.target_output != pad).sum()))
+
+    speed = time_steps(training_step(reference, reference_loss), random_batches)
+    results["reference_train_tokens_per_second"] = speed
+    results["train_speedup_vs_reference"] = results["train_tokens_per_second"] / speed
+    results["train_precision"] = "fp32"
+    return results
+
+
+def translation_decoding(
+    run: TranslationRun, data: Path, sentences: int, reference_beam_sentences: int
+) -> Results:
+    config = run.config
+    prefix = data / "multi30k" / "plain" / "test_2016_flickr"
+    pairs = read_pairs(str(prefix), config.data)[:sentences]
+    test = encode_split(pairs, run.source, run.target, config.data, drop_long=False)
+    references = [pair.target for pair in pairs]
+    pad, bos, eos = special_ids(run.target.vocab)
+    results: Results = {"decode_sentences": len(test)}
+
+    def decode(model: torch.nn.Module, beam: int, bf16: bool = False) -> tuple[float, float]:
+        search = dataclasses.replace(config.search, beam_size=beam, n_best=1)
+        started = time.perf_counter()
+        with bf16_autocast(bf16):
+            hypotheses = translate_ids(model, test.sources, search, config.trainer, run.device)
+        speed = len(test) / (time.perf_counter() - started)
+        outputs = [run.target.decode(n_best[0].tokens) for n_best in hypotheses]
+        return speed, corpus_bleu(outputs, references).score
+
+    model = run.model.eval()
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        speed, bleu = decode(model, beam)
+        results[f"{name}_sentences_per_second"] = speed
+        results[f"{name}_bleu"] = bleu
+    speed, bleu = decode(quantize_int8(model), 5)
+    results["beam5_int8_sentences_per_second"] = speed
+    results["beam5_int8_bleu"] = bleu
+    results["int8_bleu_change"] = bleu - results["beam5_bleu"]
+    speed, bleu = decode(model, 5, bf16=True)
+    results["beam5_bf16_sentences_per_second"] = speed
+    results["beam5_bf16_bleu"] = bleu
+    results["bf16_bleu_change"] = bleu - results["beam5_bleu"]
+
+    search = dataclasses.replace(config.search, beam_size=5, n_best=1)
+    latencies = []
+    for source in test.sources[:100]:
+        started = time.perf_counter()
+        translate_ids(model, [source], search, config.trainer, run.device)
+        latencies.append(1000 * (time.perf_counter() - started))
+    latencies.sort()
+    results["beam5_latency_p50_ms"] = statistics.median(latencies)
+    results["beam5_latency_p99_ms"] = latencies[round(0.99 * (len(latencies) - 1))]
+
+    reference = ReferenceSeq2Seq(len(run.target.vocab), pad)
+    reference.load_attnrnn(model)
+    reference.eval()
+    outputs: list[str] = [""] * len(test)
+    started = time.perf_counter()
+    for indices in make_batches([len(s) for s in test.sources], 10**9, 64):
+        source, lengths = pad_sequences([test.sources[i] for i in indices], pad)
+        limit = int(config.search.max_length_ratio * int(lengths.max()))
+        limit += config.search.max_length_offset
+        tokens = reference.greedy(source, lengths, bos, eos, max_length=limit)
+        for row, index in enumerate(indices):
+            ids = tokens[row].tolist()
+            outputs[index] = run.target.decode(ids[: ids.index(eos)] if eos in ids else ids)
+    results["reference_greedy_sentences_per_second"] = len(test) / (time.perf_counter() - started)
+    results["reference_greedy_bleu"] = corpus_bleu(outputs, references).score
+    count = min(reference_beam_sentences, len(test))
+    started = time.perf_counter()
+    for source_ids in test.sources[:count]:
+        limit = int(config.search.max_length_ratio * len(source_ids))
+        limit += config.search.max_length_offset
+        reference.beam_one(torch.tensor([source_ids]), bos, eos, 5, max_length=limit)
+    results["reference_beam5_sentences_per_second"] = count / (time.perf_counter() - started)
+    results["reference_beam5_sentences_timed"] = count
+    results["beam5_decode_speedup_vs_reference"] = (
+        results["beam5_sentences_per_second"] / results["reference_beam5_sentences_per_second"]
+    )
+    results["greedy_decode_speedup_vs_reference"] = (
+        results["greedy_sentences_per_second"] / results["reference_greedy_sentences_per_second"]
+    )
+    results["decode_peak_memory_mib"] = peak_memory_mib()
+    return results
+
+
+# --------------------------------------------------------------------------- other models
+
+
+def recipe(path: str, overrides: list[str]) -> Any:
+    """A recipe configuration of the repository with ``--set``-style overrides."""
+    from attnrnn.cli import load_run_config
+
+    return load_run_config(str(ROOT / path), overrides)
+
+
+def classifier_training(data: Path, steps: int) -> Results:
+    """SST-2 recipe model (random embeddings of the same size: the arithmetic is the same)."""
+    from attnrnn.tasks import classifier_run
+    from attnrnn.tasks.classification import ClassificationTask
+
+    trees = data / "sst" / "trees"
+    config = recipe(
+        "configs/sst2.yaml",
+        [
+            f"data.train={trees / 'train.txt'}",
+            f"data.dev={trees / 'dev.txt'}",
+            "data.test=null",
+            "pretrained.vectors=null",
+            "pretrained.vocab_from_vectors=0",
+        ],
+    )
+    with tempfile.TemporaryDirectory() as workdir:
+        prepared = classifier_run.prepare(config, Path(workdir), log=lambda message: None)
+    model = classifier_run.make_model(config, prepared.vocab, len(prepared.labels))
+    task = ClassificationTask(
+        prepared.train,
+        prepared.dev,
+        prepared.vocab.pad_index,
+        config.trainer,
+        config.model.pooling.penalty_weight,
+        torch.device("cpu"),
+    )
+    batches = task.train_batches(0)[: steps + 3]
+    speed = time_steps(training_step(model, task.compute_loss), batches)
+    return {
+        "classifier_train_tokens_per_second": speed,
+        "classifier_train_examples_per_batch_mean": round(
+            sum(len(b) for b in batches) / len(batches), 1
+        ),
+        "classifier_train_peak_memory_mib": peak_memory_mib(),
+    }
+
+
+def speech_training(data: Path, steps: int) -> Results:
+    """AN4 recipe model on cached (or computed) log-mel features."""
+    from attnrnn.tasks import speech_run
+    from attnrnn.tasks.speech import SpeechTask
+
+    folder = data / "an4"
+    config = recipe(
+        "configs/an4.yaml",
+        [
+            f"data.train={folder / 'train.tsv'}",
+            "data.test=null",
+            f"data.feature_cache={WORK / 'an4' / 'features'}",
+        ],
+    )
+    with tempfile.TemporaryDirectory() as workdir:
+        prepared = speech_run.prepare(config, Path(workdir), log=lambda message: None)
+    model = speech_run.make_model(config, prepared.target)
+    task = SpeechTask(prepared.train, prepared.dev, prepared.target, config, torch.device("cpu"))
+    batches = task.train_batches(0)[: steps + 3]
+    speed = time_steps(training_step(model, task.compute_loss), batches)
+    return {
+        "speech_train_frames_per_second": speed,
+        "speech_train_peak_memory_mib": peak_memory_mib(),
+    }
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--run", type=Path, default=WORK / "multi30k_de_en" / "run")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--threads", type=int, help="torch threads (default: PyTorch's)")
+    parser.add_argument("--steps", type=int, default=40, help="timed training steps per model")
+    parser.add_argument("--sentences", type=int, default=1000, help="test sentences decoded")
     parser.add_argument("--reference-beam-sentences", type=int, default=200)
     arguments = parser.parse_args()
+    if arguments.threads:
+        torch.set_num_threads(arguments.threads)
     torch.manual_seed(0)
-    results: dict = {"threads": torch.get_num_threads()}
-    results["fp32_matmul_flops"] = matmul_peak(torch.float32)
-    results["bf16_matmul_flops"] = matmul_peak(torch.bfloat16)
+    results: Results = {"threads": torch.get_num_threads()}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        results[f"{name}_matmul_flops"] = matmul_peak(dtype)
+    print(f"peaks: {results}", flush=True)
 
+    if not (arguments.run / "best").is_dir():
+        raise SystemExit(
+            f"{arguments.run}: no trained Multi30k run; train it first with "
+            "`python benchmarks/multi30k.py --direction de-en` (or pass --run)"
+        )
     run = TranslationRun(arguments.run, device="cpu")
-    config = run.config
-    prefix = arguments.data / "multi30k" / "plain"
-    train_pairs = read_pairs(str(prefix / "train"), config.data)
-    train = encode_split(train_pairs, run.source, run.target, config.data, drop_long=True)
-    pad, bos, eos = special_ids(run.target.vocab)
-    task = TranslationTask(train, train, run.target, config, torch.device("cpu"), (pad, bos, eos))
-    batches = task.train_batches(0)[: arguments.steps + 3]
-    source_tokens = sum(len(train.sources[i]) for b in batches for i in b)
-    target_tokens = sum(len(train.targets[i]) + 1 for b in batches for i in b)
-
-    model = run.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def attnrnn_step(indices) -> int:
-        model.train()
-        output = task.compute_loss(model, indices)
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
-        return output.units
-
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    results["train_tokens_per_second"] = time_training(attnrnn_step, batches)
-    model.load_state_dict(state)
-    results["train_peak_memory_mib"] = peak_memory_mib()
-
-    reference = ReferenceSeq2Seq(len(run.target.vocab), pad)
-    reference.load_attnrnn(model)
-    reference_optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-4)
-    shuffled = list(range(len(train)))
-    random.Random(0).shuffle(shuffled)
-    sizes = [len(b) for b in batches]
-    random_batches, position = [], 0
-    for size in sizes:  # same batch sizes, no length bucketing
-        random_batches.append(shuffled[position : position + size])
-        position += size
-
-    def reference_step(indices) -> int:
-        batch = collate(train, indices, pad, bos, eos)
-        loss = reference.loss(
-            batch.source, batch.source_lengths, batch.target_input, batch.target_output
+    results.update(translation_training(run, arguments.data, arguments.steps, results))
+    print(f"translation training done: {results}", flush=True)
+    results.update(
+        translation_decoding(
+            run, arguments.data, arguments.sentences, arguments.reference_beam_sentences
         )
-        reference_optimizer.zero_grad()
-        loss.backward()
-        reference_optimizer.step()
-        return int((batch.target_output != pad).sum())
-
-    results["reference_train_tokens_per_second"] = time_training(reference_step, random_batches)
-    results["train_speedup_vs_reference"] = (
-        results["train_tokens_per_second"] / results["reference_train_tokens_per_second"]
     )
-    flops = training_flops_per_token(run, source_tokens, target_tokens)
-    results["train_flops_per_target_token"] = flops
-    results["train_precision"] = "fp32"
-    results["train_mfu"] = flops * results["train_tokens_per_second"] / results["fp32_matmul_flops"]
-
-    test_pairs = read_pairs(str(prefix / "test_2016_flickr"), config.data)[: arguments.sentences]
-    test = encode_split(test_pairs, run.source, run.target, config.data, drop_long=False)
-    model.eval()
-    for name, beam in (("greedy", 1), ("beam5", 5)):
-        search = SearchConfig(beam_size=beam)
-        started = time.perf_counter()
-        translate_ids(model, test.sources, search, config.trainer, torch.device("cpu"))
-        results[f"{name}_sentences_per_second"] = len(test) / (time.perf_counter() - started)
-    latencies = []
-    for source in test.sources[:100]:
-        started = time.perf_counter()
-        translate_ids(
-            model, [source], SearchConfig(beam_size=5), config.trainer, torch.device("cpu")
-        )
-        latencies.append(time.perf_counter() - started)
-    latencies.sort()
-    results["beam5_latency_p50_ms"] = 1000 * statistics.median(latencies)
-    results["beam5_latency_p99_ms"] = 1000 * latencies[int(0.99 * (len(latencies) - 1))]
-
-    reference.eval()
-    started = time.perf_counter()
-    for indices in make_batches([len(s) for s in test.sources], 10**9, 64):
-        source, lengths = pad_sequences([test.sources[i] for i in indices], pad)
-        reference.greedy(source, lengths, bos, eos, max_length=int(lengths.max()) * 2 + 10)
-    results["reference_greedy_sentences_per_second"] = len(test) / (time.perf_counter() - started)
-    count = min(arguments.reference_beam_sentences, len(test))
-    started = time.perf_counter()
-    for source_ids in test.sources[:count]:
-        source = torch.tensor([source_ids])
-        reference.beam_one(source, bos, eos, 5, max_length=int(len(source_ids) * 1.5) + 10)
-    results["reference_beam5_sentences_per_second"] = count / (time.perf_counter() - started)
-    results["beam5_decode_speedup_vs_reference"] = (
-        results["beam5_sentences_per_second"] / results["reference_beam5_sentences_per_second"]
-    )
+    print("decoding done", flush=True)
+    results.update(classifier_training(arguments.data, arguments.steps))
+    results.update(speech_training(arguments.data, arguments.steps))
     results["peak_memory_mib"] = peak_memory_mib()
+    results["model"] = "configs/multi30k_de_en.yaml (trained run of benchmarks/multi30k.py)"
     write_results(
         "speed",
         {
