@@ -15,6 +15,7 @@ from torch import nn
 from attnrnn.config import check_positive, check_probability
 from attnrnn.nn.attention import Attention, LocationAwareAttention, build_attention
 from attnrnn.nn.decoders import DecoderState, RNNDecoder
+from attnrnn.nn.losses import linear_cross_entropy, smoothed_cross_entropy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +131,22 @@ class TargetSide(nn.Module):
     def output_logits(self, attentional: torch.Tensor) -> torch.Tensor:
         """Next-token scores (..., V) for attentional vectors (..., A)."""
         return self.output_layer(self.output_dropout(attentional))
+
+    def output_loss(
+        self, attentional: torch.Tensor, targets: torch.Tensor, label_smoothing: float
+    ) -> torch.Tensor:
+        """Mean label-smoothed cross-entropy of the next-token scores of ``attentional``
+        (N, A) against ``targets`` (N,).
+
+        When gradients are wanted the output layer and the loss run fused, a block of
+        rows at a time (:func:`attnrnn.nn.losses.linear_cross_entropy`): the (N, V)
+        logits never exist, which saves most of the output layer's memory traffic.
+        """
+        hidden = self.output_dropout(attentional)
+        layer = self.output_layer
+        if torch.is_grad_enabled() and layer.weight.requires_grad:
+            return linear_cross_entropy(hidden, layer.weight, layer.bias, targets, label_smoothing)
+        return smoothed_cross_entropy(layer(hidden).float(), targets, label_smoothing)
 
     def step(
         self, prev_tokens: torch.Tensor, state: DecoderState

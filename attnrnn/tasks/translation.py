@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from attnrnn.config import OptimizerConfig, TrainerConfig, check_positive, from_dict
 from attnrnn.data.batching import make_batches, pad_sequences
@@ -233,10 +232,7 @@ def sequence_loss(
     """
     output = model(batch.source, batch.source_lengths, batch.target_input)
     valid = batch.target_output != model.pad_index  # (B, T)
-    logits = model.output_logits(output.attentional[valid])  # (N, V)
-    loss = F.cross_entropy(
-        logits.float(), batch.target_output[valid], label_smoothing=label_smoothing
-    )
+    loss = model.output_loss(output.attentional[valid], batch.target_output[valid], label_smoothing)
     return loss, int(valid.sum())
 
 

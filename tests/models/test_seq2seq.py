@@ -335,18 +335,29 @@ def test_label_smoothing_mixes_in_the_uniform_distribution():
     assert float(loss) == pytest.approx(float(expected), rel=1e-6)
 
 
-def test_output_layer_runs_only_on_real_target_positions():
+def test_output_layer_runs_only_on_real_target_positions(monkeypatch):
+    from attnrnn.models import target_side
+
     model = make_model()
     batch = make_batch(SOURCES, TARGETS)
     rows: list[int] = []
+    fused = target_side.linear_cross_entropy
+
+    def recording(inputs, *arguments):  # the fused output layer + loss (training)
+        rows.append(inputs.shape[0])
+        return fused(inputs, *arguments)
+
+    monkeypatch.setattr(target_side, "linear_cross_entropy", recording)
     handle = model.output_layer.register_forward_hook(
         lambda module, inputs, output: rows.append(inputs[0].shape[0])
     )
     try:
         _, tokens = sequence_loss(model, batch, label_smoothing=0.1)
+        with torch.no_grad():  # the plain output layer (evaluation)
+            sequence_loss(model, batch, label_smoothing=0.1)
     finally:
         handle.remove()
-    assert rows == [tokens]
+    assert rows == [tokens, tokens]
     assert tokens < batch.target_output.numel()  # the batch does hold padding
 
 

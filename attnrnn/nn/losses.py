@@ -1,0 +1,169 @@
+"""Label-smoothed cross-entropy with a fused backward, for large output vocabularies.
+
+``F.cross_entropy(logits, targets, label_smoothing=eps)`` computes the same
+number, but its backward builds the gradient from three full (N, V) passes
+(a zero-filled one-hot scatter, the expanded smoothing term, their sum) before
+the log-softmax backward reads it again. On a CPU training the Multi30k model
+those (N, V) passes cost more than the output layer's matmuls. The gradient
+has a closed form,
+
+    d loss / d logits = (softmax(logits) - q) / N,  q = (1 - eps) onehot + eps / V,
+
+which this function computes in place from the saved log-probabilities: one
+exp, one subtraction, one scatter and one scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class _SmoothedCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor, smoothing: float):
+        log_probs = torch.log_softmax(logits, dim=-1)  # (N, V)
+        nll = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)  # (N,)
+        loss = (1.0 - smoothing) * nll.mean()
+        if smoothing:
+            loss = loss - smoothing * log_probs.mean(dim=-1).mean()
+        ctx.save_for_backward(log_probs, targets)
+        ctx.smoothing = smoothing
+        ctx.input_dtype = logits.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor):
+        log_probs, targets = ctx.saved_tensors
+        N, V = log_probs.shape
+        smoothing = ctx.smoothing
+        grad = log_probs.exp()  # softmax, (N, V)
+        if smoothing:
+            grad.sub_(smoothing / V)
+        grad.scatter_add_(
+            1,
+            targets.unsqueeze(1),
+            torch.full((N, 1), smoothing - 1.0, dtype=grad.dtype, device=grad.device),
+        )
+        grad.mul_(grad_loss / N)
+        return grad.to(ctx.input_dtype), None, None
+
+
+def smoothed_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean label-smoothed cross-entropy of ``logits`` (N, V) against ``targets`` (N,).
+
+    Equal to ``F.cross_entropy(logits, targets, label_smoothing=smoothing)``
+    (targets are class indices; no ignore index: select the real positions
+    first), with a cheaper backward. An empty batch gives a loss of 0.
+    """
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"smoothing must be in [0, 1], got {smoothing}")
+    if logits.dim() != 2 or targets.shape != logits.shape[:1]:
+        raise ValueError(
+            f"expected logits (N, V) and targets (N,), got {tuple(logits.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    if logits.size(0) == 0:
+        return logits.sum() * 0.0
+    loss: torch.Tensor = _SmoothedCrossEntropy.apply(logits, targets, float(smoothing))
+    return loss
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Output layer + label-smoothed cross-entropy, a block of rows at a time.
+
+    The forward pass also computes every gradient, so no (N, V) tensor is ever
+    kept: each block's logits are turned into their gradient in place while
+    they are still in cache, and multiplied into the input and weight
+    gradients at once.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        inputs: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        smoothing: float,
+        block_rows: int,
+    ):
+        N, V = inputs.size(0), weight.size(0)
+        if bias is not None:
+            # The bias as one more input column of ones: the matmuls then add it (no
+            # broadcast copy per block) and give its gradient (no column sums).
+            weight = torch.cat([weight, bias.unsqueeze(1)], dim=1)  # (V, A + 1)
+            inputs = torch.cat([inputs, inputs.new_ones(N, 1)], dim=1)  # (N, A + 1)
+        grad_inputs = torch.empty_like(inputs)
+        grad_weight = torch.zeros_like(weight)
+        total = inputs.new_zeros(())
+        with torch.autocast(inputs.device.type, enabled=False):
+            for start in range(0, N, block_rows):
+                rows = inputs[start : start + block_rows]
+                target = targets[start : start + block_rows].unsqueeze(1)
+                log_probs = torch.log_softmax(rows @ weight.t(), dim=-1)  # (n, V)
+                nll = -log_probs.gather(1, target).sum()
+                total += (1.0 - smoothing) * nll
+                if smoothing:
+                    total -= smoothing * log_probs.sum() / V
+                grad = log_probs.exp_()  # softmax, in place
+                if smoothing:
+                    grad.sub_(smoothing / V)
+                grad.scatter_add_(
+                    1, target, torch.full_like(target, smoothing - 1.0, dtype=grad.dtype)
+                )
+                torch.mm(grad, weight, out=grad_inputs[start : start + block_rows])
+                grad_weight.addmm_(grad.t(), rows)
+        grad_bias = None
+        if bias is not None:
+            grad_inputs, grad_bias = grad_inputs[:, :-1], grad_weight[:, -1]
+            grad_weight = grad_weight[:, :-1]
+        ctx.save_for_backward(grad_inputs, grad_weight, grad_bias)
+        ctx.count = N
+        return total / N
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor):
+        grad_inputs, grad_weight, grad_bias = ctx.saved_tensors
+        scale = grad_loss / ctx.count
+        return (
+            grad_inputs * scale,
+            grad_weight * scale,
+            grad_bias * scale if grad_bias is not None else None,
+            None,
+            None,
+            None,
+        )
+
+
+def linear_cross_entropy(
+    inputs: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    smoothing: float = 0.0,
+    block_rows: int = 256,
+) -> torch.Tensor:
+    """``smoothed_cross_entropy(F.linear(inputs, weight, bias), targets, smoothing)``
+    without materializing the (N, V) logits: blocks of ``block_rows`` rows.
+
+    For training: the forward pass computes the gradients too (cheaper than a
+    second pass), so use :func:`smoothed_cross_entropy` on logits when no
+    backward will follow. Runs in the weight's dtype (float32 under bf16 autocast).
+    """
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"smoothing must be in [0, 1], got {smoothing}")
+    if inputs.dim() != 2 or targets.shape != inputs.shape[:1]:
+        raise ValueError(
+            f"expected inputs (N, A) and targets (N,), got {tuple(inputs.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    if inputs.size(0) == 0:
+        return inputs.sum() * 0.0 + weight.sum() * 0.0
+    loss: torch.Tensor = _LinearCrossEntropy.apply(
+        inputs.to(weight.dtype), weight, bias, targets, float(smoothing), block_rows
+    )
+    return loss
