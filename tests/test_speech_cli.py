@@ -159,3 +159,32 @@ def test_too_few_utterances_is_a_clear_error(capsys, tmp_path):
     status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
     assert status == 2 and "one.tsv" in err and "dev" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_speed_perturbation_adds_training_copies(tmp_path):
+    from attnrnn.tasks.speech import SpeechRunConfig
+    from attnrnn.tasks.speech_run import prepare
+
+    manifest = write_manifest(tmp_path, "train", 20, seed=4)
+    settings = speech_config(manifest, None, tmp_path / "cache")
+    plain = prepare(SpeechRunConfig.from_dict(settings), tmp_path, log=lambda message: None)
+    settings["data"]["speed_perturbation"] = [0.9, 1.0, 1.1]
+    perturbed = prepare(SpeechRunConfig.from_dict(settings), tmp_path, log=lambda message: None)
+    count = len(plain.train)
+    assert len(perturbed.train) == 3 * count and len(perturbed.dev) == len(plain.dev)
+    assert perturbed.train.references == plain.train.references * 3
+    frames = perturbed.train.frames
+    for index in range(count):  # slower copies are longer, faster ones shorter
+        assert frames[index] > frames[count + index] > frames[2 * count + index]
+    assert len(list((tmp_path / "cache").glob("features-*.safetensors"))) == 4  # + dev
+
+
+def test_bad_speed_perturbation_is_a_clear_error(capsys, tmp_path):
+    manifest = write_manifest(tmp_path, "train", 4, seed=5)
+    settings = speech_config(manifest, None, None)
+    settings["data"]["speed_perturbation"] = [0.9, 3.0]
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
+    assert status == 2 and "speed_perturbation" in err and "3.0" in err
+    assert not (tmp_path / "run").exists()

@@ -113,6 +113,19 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int, max_seconds: floa
     return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
 
 
+def change_speed(samples: np.ndarray | torch.Tensor, factor: float) -> torch.Tensor:
+    """Play ``samples`` ``factor`` times as fast (Kaldi-style speed perturbation:
+    resampling, so tempo and pitch change together; 0.9 is 11% longer)."""
+    if factor <= 0:
+        raise ValueError(f"speed factor must be positive, got {factor}")
+    array = samples.numpy() if isinstance(samples, torch.Tensor) else samples
+    if factor == 1.0:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    ratio = Fraction(factor).limit_denominator(1000)  # e.g. 0.9 = 9/10
+    changed = resample(array, ratio.numerator, ratio.denominator)
+    return torch.from_numpy(np.ascontiguousarray(changed, dtype=np.float32))
+
+
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """Polyphase resampling (scipy) from ``rate`` to ``target_rate``."""
     from scipy.signal import resample_poly
@@ -191,10 +204,10 @@ class LogMelFrontEnd:
         mel = self.filters @ power  # (F, frames)
         return torch.log(mel + 1e-6).transpose(0, 1).contiguous()  # (frames, F)
 
-    def file_features(self, path: str | os.PathLike[str]) -> torch.Tensor:
-        """Features (frames, F) of one audio file."""
+    def file_features(self, path: str | os.PathLike[str], speed: float = 1.0) -> torch.Tensor:
+        """Features (frames, F) of one audio file, played ``speed`` times as fast."""
         samples = read_audio(path, self.config.sample_rate, self.config.max_seconds)
-        return self(samples)
+        return self(change_speed(samples, speed) if speed != 1.0 else samples)
 
 
 # --------------------------------------------------------------------------- normalization
@@ -300,8 +313,9 @@ class FeatureCache:
         self.directory = Path(directory)
 
     @staticmethod
-    def key(paths: Sequence[str], config: FeatureConfig) -> str:
+    def key(paths: Sequence[str], config: FeatureConfig, variant: str = "") -> str:
         digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+        digest.update(variant.encode())
         for path in paths:
             stat = os.stat(path) if os.path.exists(path) else None
             digest.update(f"{path}\0{stat.st_size if stat else -1}\0".encode())
@@ -313,11 +327,13 @@ class FeatureCache:
         paths: Sequence[str],
         config: FeatureConfig,
         compute: Callable[[str], torch.Tensor],
+        variant: str = "",
     ) -> list[torch.Tensor]:
-        """Features of every path, from the cache when it has them."""
+        """Features of every path, from the cache when it has them (``variant`` names a
+        different computation of the same files, such as a speed perturbation)."""
         from safetensors.torch import load_file, save_file
 
-        path = self.directory / f"features-{self.key(paths, config)}.safetensors"
+        path = self.directory / f"features-{self.key(paths, config, variant)}.safetensors"
         if path.is_file():
             stored = load_file(str(path))
             bounds = stored["offsets"].tolist()

@@ -46,6 +46,9 @@ class SpeechDataConfig:
         utterances (seeded).
     feature_cache: folder for cached features (relative to the working
         directory); null computes them every time.
+    speed_perturbation: speed factors at which every training utterance is
+        used (Kaldi-style: resampled, tempo and pitch together); [1.0] is off,
+        [0.9, 1.0, 1.1] triples the training data. Dev and test are untouched.
     """
 
     train: str
@@ -56,11 +59,17 @@ class SpeechDataConfig:
     dev_fraction: float = 0.05
     feature_cache: str | None = ".attnrnn-cache/features"
     max_target_length: int = 400
+    speed_perturbation: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         check_positive(self, "max_target_length")
         if not 0.0 < self.dev_fraction < 1.0:
             raise ConfigError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
+        speeds = self.speed_perturbation
+        if not speeds or any(not 0.5 <= speed <= 2.0 for speed in speeds):
+            raise ConfigError(f"speed_perturbation must list factors in [0.5, 2], got {speeds}")
+        if len(set(speeds)) != len(speeds):
+            raise ConfigError(f"speed_perturbation lists a factor twice: {speeds}")
 
 
 @dataclass(frozen=True)

@@ -55,15 +55,33 @@ class Prepared:
 
 
 def compute_features(
-    utterances: Sequence[Utterance], config: SpeechRunConfig, log: Log
+    utterances: Sequence[Utterance], config: SpeechRunConfig, log: Log, speed: float = 1.0
 ) -> list[torch.Tensor]:
-    """Raw log-mel features of every utterance, through the feature cache when configured."""
+    """Raw log-mel features of every utterance (played ``speed`` times as fast), through
+    the feature cache when configured."""
     front_end = LogMelFrontEnd(config.features)
     paths = [utterance.audio for utterance in utterances]
+
+    def compute(path: str) -> torch.Tensor:
+        return front_end.file_features(path, speed)
+
     if config.data.feature_cache is None:
-        return [front_end.file_features(path) for path in paths]
+        return [compute(path) for path in paths]
     cache = FeatureCache(config.data.feature_cache)
-    return cache.load_or_compute(paths, config.features, front_end.file_features)
+    variant = "" if speed == 1.0 else f"speed={speed!r}"
+    return cache.load_or_compute(paths, config.features, compute, variant)
+
+
+def training_features(
+    utterances: Sequence[Utterance], config: SpeechRunConfig, log: Log
+) -> tuple[list[Utterance], list[torch.Tensor]]:
+    """The training utterances at every speed of ``data.speed_perturbation``."""
+    copies: list[Utterance] = []
+    features: list[torch.Tensor] = []
+    for speed in config.data.speed_perturbation:
+        copies.extend(utterances)
+        features.extend(compute_features(utterances, config, log, speed))
+    return copies, features
 
 
 def _fit_target(config: SpeechRunConfig, texts: Sequence[str], workdir: Path) -> TextSide:
@@ -105,7 +123,7 @@ def prepare(
             train_utterances, data.dev_fraction, config.trainer.seed
         )
     test_utterances = read_manifest(data.test, data) if data.test else None
-    train_features = compute_features(train_utterances, config, log)
+    train_utterances, train_features = training_features(train_utterances, config, log)
     if saved is None:
         target = _fit_target(config, [u.text for u in train_utterances], workdir)
         normalizer = GlobalNormalizer.fit(train_features)

@@ -15,6 +15,7 @@ from attnrnn.data.audio import (
     GlobalNormalizer,
     LogMelFrontEnd,
     SpecAugmentConfig,
+    change_speed,
     mel_filterbank,
     read_audio,
     spec_augment,
@@ -158,3 +159,22 @@ def test_feature_cache_computes_once(tmp_path):
     cache.load_or_compute(paths, FeatureConfig(num_mel_bins=40), compute)
     assert len(calls) == 6  # other settings: computed anew
     assert math.isclose(len(first[1]), 1 + int(0.3 * 16000) // 160)
+    cache.load_or_compute(paths, config, compute, variant="speed=0.9")
+    assert len(calls) == 9  # another variant of the same files: computed anew, kept apart
+    again = cache.load_or_compute(paths, config, compute)
+    assert len(calls) == 9 and torch.equal(again[2], first[2])
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturbation_changes_tempo_and_pitch_together(factor):
+    rate = 16000
+    times = np.arange(rate) / rate  # one second of 440 Hz
+    tone = (0.5 * np.sin(2 * np.pi * 440 * times)).astype(np.float32)
+    changed = change_speed(tone, factor).numpy()
+    assert abs(len(changed) - rate / factor) <= 2
+    spectrum = np.abs(np.fft.rfft(changed * np.hanning(len(changed))))
+    peak = np.argmax(spectrum) * rate / len(changed)
+    assert abs(peak - 440 * factor) < 3
+    torch.testing.assert_close(change_speed(tone, 1.0), torch.from_numpy(tone))
+    with pytest.raises(ValueError, match="positive"):
+        change_speed(tone, 0.0)
