@@ -8,9 +8,10 @@ best/ last/ checkpoints, metrics.csv and results.json.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -152,6 +153,7 @@ class EncodedDocument:
     unknown: list[str]
     target: list[int]
     surface: list[str] = field(default_factory=list)
+    casing: dict[str, str] = field(default_factory=dict)  # lowercased -> as written
 
 
 def encode_document(
@@ -192,6 +194,57 @@ def decode_ids(ids: Sequence[int], document: EncodedDocument, vocab: Vocab) -> l
     size = len(vocab)
     copied = document.surface or document.unknown
     return [copied[i - size] if i >= size else vocab.token(i) for i in ids]
+
+
+SENTENCE_ENDS = frozenset({".", "!", "?"})
+TURN_STARTS = SENTENCE_ENDS | {":", '"'}  # a word after these starts a sentence or turn
+
+
+def source_casing(written: Sequence[str]) -> dict[str, str]:
+    """The most frequent written form of every lowercased source token written with
+    capitals ("mcallister" -> "McAllister"), not counting sentence-initial words
+    (a capital there says nothing about the word)."""
+    counts: dict[str, dict[str, int]] = {}
+    for index, token in enumerate(written):
+        if index == 0 or written[index - 1] in TURN_STARTS:
+            continue
+        forms = counts.setdefault(token.lower(), {})
+        forms[token] = forms.get(token, 0) + 1
+    casing = {}
+    for lowered, forms in counts.items():
+        best = max(forms.items(), key=lambda item: (item[1], item[0] != lowered))[0]
+        if best != lowered:
+            casing[lowered] = best
+    return casing
+
+
+def readable_summary(tokens: Sequence[str], casing: dict[str, str]) -> str:
+    """Output tokens as text: the source's casing restored, sentences capitalized,
+    speaker tags rejoined ("# person1 #" -> "#Person1#", as DialogSum writes them), and
+    Moses detokenization (sacremoses) of punctuation ("it 's fine ." -> "it's fine.").
+    ROUGE (which lowercases and drops punctuation) scores it as the bare tokens."""
+    cased = [casing.get(token, token) for token in tokens]
+    for index, token in enumerate(cased):
+        if index == 0 or cased[index - 1] in SENTENCE_ENDS:
+            cased[index] = token[:1].upper() + token[1:]
+    joined: list[str] = []
+    index = 0
+    while index < len(cased):
+        window = cased[index : index + 3]
+        if len(window) == 3 and window[0] == window[2] == "#" and window[1].isalnum():
+            joined.append(f"#{window[1]}#")
+            index += 3
+        else:
+            joined.append(cased[index])
+            index += 1
+    return _moses_detokenizer().detokenize(joined)
+
+
+@functools.cache
+def _moses_detokenizer() -> Any:
+    from sacremoses import MosesDetokenizer
+
+    return MosesDetokenizer(lang="en")
 
 
 def written_tokens(tokenizer: Tokenizer, text: str, tokens: Sequence[str]) -> list[str] | None:
@@ -238,7 +291,10 @@ def encode_split(
         first = document.references[0] if document.references else ""
         target = tokenizer.tokenize(first)[: config.max_target_length]
         written = written_tokens(tokenizer, document.source, source)
-        encoded.append(encode_document(source, target, vocab, written))
+        encoded_document = encode_document(source, target, vocab, written)
+        if written is not None:
+            encoded_document.casing = source_casing(written)
+        encoded.append(encoded_document)
     return SummarizationSplit(encoded, [d.references for d in documents])
 
 
@@ -392,6 +448,9 @@ class SummarizationTask:
             self.config.trainer,
             self.device,
         )
-        outputs = [self.tokenizer.detokenize(tokens) for tokens, _ in decoded]
+        outputs = [
+            readable_summary(tokens, document.casing)
+            for (tokens, _), document in zip(decoded, self.dev.documents, strict=True)
+        ]
         scores = rouge_scores(outputs, self.dev.references)
         return {name: value for name, value in scores.items() if not name.endswith("_max")}

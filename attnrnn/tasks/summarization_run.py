@@ -25,6 +25,7 @@ from attnrnn.tasks.summarization import (
     SummarizationTask,
     encode_split,
     read_documents,
+    readable_summary,
     rouge_scores,
     summarize_split,
 )
@@ -101,7 +102,6 @@ def load_saved(run_directory: Path) -> tuple[Tokenizer, Vocab]:
 def score(
     model: PointerGenerator,
     split: SummarizationSplit,
-    prepared_tokenizer: Tokenizer,
     vocab: Vocab,
     search: SearchConfig,
     config: SummarizationRunConfig,
@@ -109,7 +109,10 @@ def score(
 ) -> dict[str, float]:
     """ROUGE of the decoded split plus summary-length statistics (in words)."""
     decoded = summarize_split(model, split, vocab, search, config.trainer, device)
-    outputs = [prepared_tokenizer.detokenize(tokens) for tokens, _ in decoded]
+    outputs = [
+        readable_summary(tokens, document.casing)
+        for (tokens, _), document in zip(decoded, split.documents, strict=True)
+    ]
     metrics = rouge_scores(outputs, split.references)
     lengths = [len(output.split()) for output in outputs]
     reference_lengths = [len(r.split()) for refs in split.references for r in refs]
@@ -141,9 +144,7 @@ def train(
         trainer,
         resume,
         [("dev", prepared.dev), ("test", prepared.test)],
-        lambda split: score(
-            model, split, prepared.tokenizer, prepared.vocab, config.search, config, device
-        ),
+        lambda split: score(model, split, prepared.vocab, config.search, config, device),
         device,
         log,
     )
@@ -197,7 +198,7 @@ class SummarizationRun:
             summaries.append(
                 Summary(
                     source=text,
-                    summary=self.tokenizer.detokenize(tokens),
+                    summary=readable_summary(tokens, document.casing),
                     source_tokens=source_tokens,
                     tokens=tokens,
                     copy_probability=copy[: len(tokens)],
@@ -231,7 +232,6 @@ class SummarizationRun:
         return score(
             self.model,
             self._split(documents),
-            self.tokenizer,
             self.vocab,
             search or self.config.search,
             self.config,

@@ -21,9 +21,12 @@ from attnrnn.tasks.summarization import (
     decode_ids,
     encode_document,
     encode_split,
+    readable_summary,
     rouge_scores,
+    source_casing,
     summarization_loss,
     summarize_split,
+    written_tokens,
 )
 from attnrnn.tasks.translation import SPECIALS
 
@@ -172,3 +175,19 @@ def test_toy_copy_task_learns_to_copy_unknown_words():
     assert exact >= 0.8, pairs[:5]
     # the copied name is not in the vocabulary: it came from the source, as written there
     assert all(r.split()[0].lower() not in vocab for r in references)
+
+
+def test_readable_summary_restores_casing_tags_and_punctuation():
+    tokenizer = WordTokenizer(lowercase=True, split_contractions=False)
+    text = "#Person1#: Did McAllister call? #Person2#: Yes, McAllister did."
+    written = written_tokens(tokenizer, text, tokenizer.tokenize(text))
+    assert written is not None and written[:5] == ["#", "Person1", "#", ":", "Did"]
+    casing = source_casing(written)
+    # "Did" and "Yes" open a turn: their capitals say nothing about the words
+    assert casing == {"person1": "Person1", "mcallister": "McAllister", "person2": "Person2"}
+    tokens = "# person1 # asks whether mcallister called . # person2 # says he did ."
+    text = readable_summary(tokens.split(), casing)
+    assert text == "#Person1# asks whether McAllister called. #Person2# says he did."
+    assert readable_summary(["yes", ",", "it", "'s", "fine", "."], {}) == "Yes, it's fine."
+    scores = rouge_scores([text], [(tokens,)])
+    assert scores["rouge1"] == pytest.approx(1.0)  # ROUGE sees the same words
