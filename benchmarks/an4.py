@@ -1,6 +1,7 @@
 """AN4 speech recognition benchmark: LAS + joint CTC trained from scratch on this machine.
 
-    python benchmarks/an4.py [--data ../shared/data] [--minutes 110] [--threads N] [--force]
+    python benchmarks/an4.py [--data ../shared/data] [--minutes 110] [--threads N] [--note TEXT]
+                             [--force]
 
 One run of configs/an4.yaml (character outputs, SpecAugment, location-aware
 attention, CTC weight 0.3 in training and decoding), scored on the 130 test
@@ -46,11 +47,17 @@ def train(run: Path, data: Path, minutes: float, threads: int | None) -> dict:
     }
 
 
+def stop_reason(run: Path) -> str | None:
+    state = json.loads((run / "last" / "state.json").read_text())["state"]
+    return state.get("stop_reason")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--minutes", type=float, default=110.0)
     parser.add_argument("--threads", type=int, help="CPU threads for training")
+    parser.add_argument("--note", default="", help="how the machine was shared, for the record")
     parser.add_argument("--force", action="store_true", help="ignore cached steps")
     arguments = parser.parse_args()
     steps = Steps("an4", force=arguments.force)
@@ -72,7 +79,10 @@ def main() -> None:
             "train_seconds": trained["train_seconds"],
             "train_frames_per_second": trained["train_frames_per_second"],
             "steps": trained["steps"],
+            "epochs_completed": trained["epochs_completed"],
+            "stop_reason": stop_reason(run),
             "config": "configs/an4.yaml",
+            **({"note": arguments.note} if arguments.note else {}),
         },
     )
 
