@@ -1,0 +1,138 @@
+"""The CUDA path: every task model trains a step and decodes on the GPU exactly as on the
+CPU. Skipped where there is no CUDA device (the project's CI machines have none);
+`benchmarks/speed_gpu.py` times the GPU path."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+
+from attnrnn.config import EncoderConfig, TrainerConfig
+from attnrnn.data.tokenizers import WordTokenizer
+from attnrnn.data.vocab import Vocab
+from attnrnn.decoding import SearchConfig
+from attnrnn.models.pointer_generator import PointerGenerator
+from attnrnn.models.seq2seq import DecoderConfig, Seq2Seq, Seq2SeqConfig
+from attnrnn.models.speech import ListenerConfig, SpeechModelConfig, SpeechRecognizer
+from attnrnn.tasks import speech, summarization, translation
+from attnrnn.tasks.translation import SPECIALS, ParallelSplit
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+V = 14
+SEARCH = SearchConfig(beam_size=3, n_best=2, max_length_offset=4, no_repeat_ngram_size=3)
+
+
+def sharpened(model: torch.nn.Module) -> torch.nn.Module:
+    """Scale output layers so an untrained model makes confident, varied choices."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "output" in name or "ctc" in name:
+                parameter.mul_(6.0)
+    return model.double().eval()
+
+
+def same_hypotheses(on_cpu, on_cuda) -> None:
+    assert len({tuple(n[0].tokens) for n in on_cpu}) > 1  # varied, non-trivial outputs
+    for cpu_best, cuda_best in zip(on_cpu, on_cuda, strict=True):
+        assert [h.tokens for h in cpu_best] == [h.tokens for h in cuda_best]
+        for a, b in zip(cpu_best, cuda_best, strict=True):
+            assert a.score == pytest.approx(b.score, abs=1e-6)
+
+
+def decoder(attention: str) -> DecoderConfig:
+    return DecoderConfig(
+        style="luong", cell="lstm", hidden_size=16, attention=attention, attention_size=8
+    )
+
+
+def test_translation_trains_and_decodes_on_cuda():
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(
+        embedding_size=8,
+        encoder=EncoderConfig(cell="gru", hidden_size=8),
+        decoder=decoder("additive"),
+    )
+    model = sharpened(Seq2Seq(V, V, config, PAD, BOS, EOS))
+    sources = [[random.Random(n).randrange(4, V) for _ in range(3 + n % 5)] for n in range(9)]
+    trainer = TrainerConfig()
+    on_cpu = translation.translate_ids(model, sources, SEARCH, trainer, CPU)
+    gpu_model = copy.deepcopy(model).to(CUDA)
+    same_hypotheses(on_cpu, translation.translate_ids(gpu_model, sources, SEARCH, trainer, CUDA))
+    split = ParallelSplit(sources, [s[::-1] for s in sources], [""] * len(sources))
+    batch = translation.collate(split, range(len(sources)), PAD, BOS, EOS).to(CUDA)
+    loss, _ = translation.sequence_loss(gpu_model, batch, label_smoothing=0.1)  # eval: no dropout
+    loss.backward()
+    expected, _ = translation.sequence_loss(
+        model, translation.collate(split, range(len(sources)), PAD, BOS, EOS), 0.1
+    )
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert all(p.grad is not None and p.grad.is_cuda for p in gpu_model.parameters())
+
+
+@pytest.mark.parametrize("ctc_weight", [0.0, 0.3])
+def test_speech_trains_and_decodes_on_cuda(ctc_weight):
+    torch.manual_seed(0)
+    config = SpeechModelConfig(
+        listener=ListenerConfig(conv_channels=4, hidden_size=16, num_layers=2, dropout=0.0),
+        embedding_size=8,
+        decoder=DecoderConfig(
+            style="bahdanau",
+            cell="lstm",
+            hidden_size=16,
+            attention="location",
+            attention_size=12,
+            location_channels=3,
+            location_kernel_size=5,
+        ),
+        ctc_weight=0.3,
+    )
+    model = sharpened(SpeechRecognizer(20, 9, config, PAD, BOS, EOS))
+    generator = torch.Generator().manual_seed(1)
+    features = [torch.randn(n, 20, generator=generator, dtype=torch.float64) for n in (40, 23, 31)]
+    trainer = TrainerConfig()
+    on_cpu = speech.transcribe_features(model, features, SEARCH, ctc_weight, trainer, CPU)
+    gpu_model = copy.deepcopy(model).to(CUDA)
+    on_cuda = speech.transcribe_features(gpu_model, features, SEARCH, ctc_weight, trainer, CUDA)
+    same_hypotheses(on_cpu, on_cuda)
+    split = speech.SpeechSplit(features, [[4, 5, 6], [7, 8], [4, 4, 5, 6]], ["", "", ""])
+    loss, _ = speech.joint_loss(
+        gpu_model.train(), speech.collate(split, [0, 1, 2], gpu_model).to(CUDA), 0.1
+    )
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in gpu_model.parameters())
+
+
+def test_pointer_generator_trains_and_decodes_on_cuda():
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(
+        embedding_size=8,
+        share_embeddings=True,
+        encoder=EncoderConfig(cell="lstm", hidden_size=8),
+        decoder=decoder("coverage"),
+    )
+    model = sharpened(PointerGenerator(V, config, PAD, BOS, EOS, UNK, copy=True))
+    vocab = Vocab(["<pad>", "<unk>", "<s>", "</s>", *"abcdefghij"], specials=SPECIALS)
+    words = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "zork", "blip"]
+    documents = [
+        summarization.Document(
+            " ".join(random.Random(n).choice(words) for _ in range(4 + n)), ("a zork",), "x"
+        )
+        for n in range(6)
+    ]
+    tokenizer = WordTokenizer(lowercase=True, split_contractions=False)
+    data = summarization.SummarizationDataConfig(train="-", dev="-")
+    split = summarization.encode_split(documents, tokenizer, vocab, data)
+    trainer = TrainerConfig()
+    on_cpu = summarization.summarize_split(model, split, vocab, SEARCH, trainer, CPU)
+    gpu_model = copy.deepcopy(model).to(CUDA)
+    on_cuda = summarization.summarize_split(gpu_model, split, vocab, SEARCH, trainer, CUDA)
+    assert [tokens for tokens, _ in on_cpu] == [tokens for tokens, _ in on_cuda]
+    batch = summarization.collate(split, range(len(split)), gpu_model).to(CUDA)
+    loss, _ = summarization.summarization_loss(gpu_model.train(), batch, coverage_weight=1.0)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in gpu_model.parameters())
