@@ -46,7 +46,12 @@ def same_hypotheses(on_cpu, on_cuda) -> None:
 
 def decoder(attention: str) -> DecoderConfig:
     return DecoderConfig(
-        style="luong", cell="lstm", hidden_size=16, attention=attention, attention_size=8
+        style="luong",
+        cell="lstm",
+        hidden_size=16,
+        attention=attention,
+        attention_size=8,
+        output_dropout=0.0,
     )
 
 
@@ -54,6 +59,7 @@ def test_translation_trains_and_decodes_on_cuda():
     torch.manual_seed(0)
     config = Seq2SeqConfig(
         embedding_size=8,
+        embedding_dropout=0.0,
         encoder=EncoderConfig(cell="gru", hidden_size=8),
         decoder=decoder("additive"),
     )
@@ -65,10 +71,11 @@ def test_translation_trains_and_decodes_on_cuda():
     same_hypotheses(on_cpu, translation.translate_ids(gpu_model, sources, SEARCH, trainer, CUDA))
     split = ParallelSplit(sources, [s[::-1] for s in sources], [""] * len(sources))
     batch = translation.collate(split, range(len(sources)), PAD, BOS, EOS).to(CUDA)
-    loss, _ = translation.sequence_loss(gpu_model, batch, label_smoothing=0.1)  # eval: no dropout
+    # training mode (cuDNN RNNs backpropagate only there); no dropout: same loss as the CPU
+    loss, _ = translation.sequence_loss(gpu_model.train(), batch, label_smoothing=0.1)
     loss.backward()
     expected, _ = translation.sequence_loss(
-        model, translation.collate(split, range(len(sources)), PAD, BOS, EOS), 0.1
+        model.train(), translation.collate(split, range(len(sources)), PAD, BOS, EOS), 0.1
     )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert all(p.grad is not None and p.grad.is_cuda for p in gpu_model.parameters())
