@@ -21,7 +21,8 @@ one process on this machine, so ratios are fair even when the machine is noisy:
   the reference greedy batched and beam one sentence at a time), BLEU of each,
   beam 5 with int8 dynamic quantization and with bf16 autocast (speed and
   BLEU), and the single-sentence beam-5 latency p50 / p99;
-- the process's peak resident memory after each phase.
+- resident memory per phase: its peak and its rise over the phase's start
+  (sampled by a thread; the process's high-water mark is recorded at the end).
 
 Writes benchmarks/results/speed.json.
 """
@@ -35,6 +36,7 @@ import random
 import resource
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -80,6 +82,44 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 7) -> float
 def peak_memory_mib() -> float:
     """Peak resident memory of this process so far (a high-water mark)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def resident_mib() -> float:
+    """Resident memory now (Linux /proc; elsewhere the high-water mark)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return peak_memory_mib()
+    return pages * resource.getpagesize() / 2**20
+
+
+class MemoryWatch:
+    """Peak resident memory while a block runs, sampled every 2 ms by a thread.
+
+    ``getrusage``'s high-water mark covers the whole life of the process, so it
+    cannot tell one phase from the one before; this can. ``peak_mib`` is the
+    process's peak during the block, ``added_mib`` its rise over the start.
+    """
+
+    def __enter__(self) -> MemoryWatch:
+        self.start_mib = self.peak_mib = resident_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak_mib = max(self.peak_mib, resident_mib())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, resident_mib())
+
+    @property
+    def added_mib(self) -> float:
+        return self.peak_mib - self.start_mib
 
 
 def bf16_autocast(enabled: bool = True) -> contextlib.AbstractContextManager:
@@ -171,14 +211,15 @@ def translation_training(run: TranslationRun, data: Path, steps: int, peaks: Res
     }
     model = run.model
     for precision in ("fp32", "bf16"):
-        with restored(model):
+        with restored(model), MemoryWatch() as memory:
             step = training_step(model, task.compute_loss, precision)
             speed = time_steps(step, batches)
         suffix = "" if precision == "fp32" else "_bf16"
         results[f"train_tokens_per_second{suffix}"] = speed
         results[f"train_mfu{suffix}"] = flops * speed / peaks[f"{precision}_matmul_flops"]
+        results[f"train_peak_memory_mib{suffix}"] = memory.peak_mib
+        results[f"train_added_memory_mib{suffix}"] = memory.added_mib
     model.eval()
-    results["train_peak_memory_mib"] = peak_memory_mib()
 
     reference = ReferenceSeq2Seq(len(run.target.vocab), pad)
     reference.load_attnrnn(model)
@@ -201,8 +242,11 @@ def translation_training(run: TranslationRun, data: Path, steps: int, peaks: Res
         )
         return Output(loss, int((batch.target_output != pad).sum()))
 
-    speed = time_steps(training_step(reference, reference_loss), random_batches)
+    with MemoryWatch() as memory:
+        speed = time_steps(training_step(reference, reference_loss), random_batches)
     results["reference_train_tokens_per_second"] = speed
+    results["reference_train_peak_memory_mib"] = memory.peak_mib
+    results["reference_train_added_memory_mib"] = memory.added_mib
     results["train_speedup_vs_reference"] = results["train_tokens_per_second"] / speed
     results["train_precision"] = "fp32"
     return results
@@ -230,9 +274,12 @@ def translation_decoding(
 
     model = run.model.eval()
     for name, beam in (("greedy", 1), ("beam5", 5)):
-        speed, bleu = decode(model, beam)
+        with MemoryWatch() as memory:
+            speed, bleu = decode(model, beam)
         results[f"{name}_sentences_per_second"] = speed
         results[f"{name}_bleu"] = bleu
+        results[f"{name}_peak_memory_mib"] = memory.peak_mib
+        results[f"{name}_added_memory_mib"] = memory.added_mib
     speed, bleu = decode(quantize_int8(model), 5)
     results["beam5_int8_sentences_per_second"] = speed
     results["beam5_int8_bleu"] = bleu
@@ -281,7 +328,6 @@ def translation_decoding(
     results["greedy_decode_speedup_vs_reference"] = (
         results["greedy_sentences_per_second"] / results["reference_greedy_sentences_per_second"]
     )
-    results["decode_peak_memory_mib"] = peak_memory_mib()
     return results
 
 
@@ -323,13 +369,14 @@ def classifier_training(data: Path, steps: int) -> Results:
         torch.device("cpu"),
     )
     batches = task.train_batches(0)[: steps + 3]
-    speed = time_steps(training_step(model, task.compute_loss), batches)
+    with MemoryWatch() as memory:
+        speed = time_steps(training_step(model, task.compute_loss), batches)
     return {
         "classifier_train_tokens_per_second": speed,
         "classifier_train_examples_per_batch_mean": round(
             sum(len(b) for b in batches) / len(batches), 1
         ),
-        "classifier_train_peak_memory_mib": peak_memory_mib(),
+        "classifier_train_added_memory_mib": memory.added_mib,
     }
 
 
@@ -352,10 +399,11 @@ def speech_training(data: Path, steps: int) -> Results:
     model = speech_run.make_model(config, prepared.target)
     task = SpeechTask(prepared.train, prepared.dev, prepared.target, config, torch.device("cpu"))
     batches = task.train_batches(0)[: steps + 3]
-    speed = time_steps(training_step(model, task.compute_loss), batches)
+    with MemoryWatch() as memory:
+        speed = time_steps(training_step(model, task.compute_loss), batches)
     return {
         "speech_train_frames_per_second": speed,
-        "speech_train_peak_memory_mib": peak_memory_mib(),
+        "speech_train_added_memory_mib": memory.added_mib,
     }
 
 
