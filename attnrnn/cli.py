@@ -22,7 +22,16 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    arguments = parser.parse_args(argv)
+    arguments, extras = parser.parse_known_args(argv)
+    if extras:
+        # argparse gives an optional positional (translate RUN [FILE]) its default as soon
+        # as it reads RUN, so `translate RUN --beam 5 FILE` would leave FILE over: take it.
+        leftover = extras[0]
+        is_file = not leftover.startswith("-") or leftover == "-"
+        if getattr(arguments, "input", None) == "-" and len(extras) == 1 and is_file:
+            arguments.input, extras = leftover, []
+        if extras:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(arguments, "command", None):
         parser.print_help()
         return EXIT_USER_ERROR

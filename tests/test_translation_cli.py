@@ -201,6 +201,15 @@ def test_translate_a_file_one_line_per_input(date_run, date_files, capsys):
     assert len(lines) == len(sources) == 20
     assert all(line and set(line) <= set("0123456789-") for line in lines)
 
+    # options may come between the run and the file
+    status, between, err = run_cli(capsys, "translate", run, "--beam", "2", date_files / "test.src")
+    assert status == 0, err
+    assert between == run_cli(capsys, "translate", run, date_files / "test.src", "--beam", "2")[1]
+    with pytest.raises(SystemExit) as exit_info:  # two files: argparse's usage error
+        run_cli(capsys, "translate", run, date_files / "test.src", date_files / "dev.src")
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
     status, out, err = run_cli(capsys, "translate", run, date_files / "test.src", "--json")
     assert status == 0, err
     records = [json.loads(line) for line in out.splitlines()]
