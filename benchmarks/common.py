@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / "cache"
@@ -120,3 +122,26 @@ def attnrnn(*arguments: str) -> dict[str, Any]:
     if completed.returncode:
         raise SystemExit(f"attnrnn {arguments[0]} failed with status {completed.returncode}")
     return json.loads(completed.stdout)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(
+    dtype: torch.dtype, device: torch.device, size: int = 8192, repeats: int = 10
+) -> float:
+    """Best-of-``repeats`` FLOP/s of one square matmul: the device's practical peak."""
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
+    for _ in range(3):
+        a @ b
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import ROOT, WORK, write_results
+from common import ROOT, WORK, matmul_peak, write_results
 from reference_seq2seq import ReferenceSeq2Seq
 
 from attnrnn.data.batching import make_batches, pad_sequences
@@ -63,20 +63,6 @@ Results = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 7) -> float:
-    """Best-of-``repeats`` FLOP/s of one square matmul (the machine's practical peak)."""
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
 
 
 def peak_memory_mib() -> float:
@@ -344,7 +330,6 @@ def recipe(path: str, overrides: list[str]) -> Any:
 def classifier_training(data: Path, steps: int) -> Results:
     """SST-2 recipe model (random embeddings of the same size: the arithmetic is the same)."""
     from attnrnn.tasks import classifier_run
-    from attnrnn.tasks.classification import ClassificationTask
 
     trees = data / "sst" / "trees"
     config = recipe(
@@ -360,14 +345,7 @@ def classifier_training(data: Path, steps: int) -> Results:
     with tempfile.TemporaryDirectory() as workdir:
         prepared = classifier_run.prepare(config, Path(workdir), log=lambda message: None)
     model = classifier_run.make_model(config, prepared.vocab, len(prepared.labels))
-    task = ClassificationTask(
-        prepared.train,
-        prepared.dev,
-        prepared.vocab.pad_index,
-        config.trainer,
-        config.model.pooling.penalty_weight,
-        torch.device("cpu"),
-    )
+    task = classifier_run.make_task(config, prepared, torch.device("cpu"))
     batches = task.train_batches(0)[: steps + 3]
     with MemoryWatch() as memory:
         speed = time_steps(training_step(model, task.compute_loss), batches)
@@ -424,7 +402,7 @@ def main() -> None:
     torch.manual_seed(0)
     results: Results = {"threads": torch.get_num_threads()}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        results[f"{name}_matmul_flops"] = matmul_peak(dtype)
+        results[f"{name}_matmul_flops"] = matmul_peak(dtype, torch.device("cpu"), size=2048)
     print(f"peaks: {results}", flush=True)
 
     if not (arguments.run / "best").is_dir():

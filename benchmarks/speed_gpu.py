@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import ROOT, WORK, commit, machine
+from common import ROOT, WORK, commit, machine, matmul_peak, synchronize
 
 from attnrnn.metrics import corpus_bleu
 from attnrnn.tasks import translation_run
@@ -48,28 +48,6 @@ from attnrnn.training.optim import (
     learning_rate_at,
     set_learning_rate,
 )
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_peak(
-    dtype: torch.dtype, device: torch.device, size: int = 8192, repeats: int = 10
-) -> float:
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    for _ in range(3):
-        a @ b
-    synchronize(device)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        synchronize(device)
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
 
 
 def train_steps(run: TranslationRun, task: TranslationTask, steps: int, precision: str) -> dict:

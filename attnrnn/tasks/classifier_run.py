@@ -162,6 +162,20 @@ def make_model(config: ClassificationRunConfig, vocab: Vocab, num_classes: int) 
     return TextClassifier(len(vocab), num_classes, config.model, vocab.pad_index)
 
 
+def make_task(
+    config: ClassificationRunConfig, prepared: Prepared, device: torch.device
+) -> ClassificationTask:
+    """The training task (batches, loss, dev accuracy) over prepared splits."""
+    return ClassificationTask(
+        prepared.train,
+        prepared.dev,
+        prepared.vocab.pad_index,
+        config.trainer,
+        config.model.pooling.penalty_weight,
+        device,
+    )
+
+
 def initialise_from_pretrained(
     model: TextClassifier, config: ClassificationRunConfig, vocab: Vocab, log: Log
 ) -> None:
@@ -219,14 +233,7 @@ def train(
         if not resume:
             initialise_from_pretrained(model, config, prepared.vocab, log)
             write_run_files(run_directory, config, prepared)
-    task = ClassificationTask(
-        prepared.train,
-        prepared.dev,
-        prepared.vocab.pad_index,
-        config.trainer,
-        config.model.pooling.penalty_weight,
-        device,
-    )
+    task = make_task(config, prepared, device)
     trainer = Trainer(
         model,
         task,
