@@ -145,15 +145,14 @@ def read_documents(
 @dataclass
 class EncodedDocument:
     """Extended source ids, the source's unknown words (id V + k is ``unknown[k]``),
-    extended target ids (empty without a reference), and the unknown words as they
-    were written in the source (``surface[k]``; a copied word is printed this way,
-    so a lowercasing tokenizer still copies "McAllister", not "mcallister")."""
+    extended target ids (empty without a reference), and how the source writes its
+    words (``casing``: lowercased token -> written form, for the words written with
+    capitals; a lowercasing tokenizer still copies "McAllister", not "mcallister")."""
 
     source: list[int]
     unknown: list[str]
     target: list[int]
-    surface: list[str] = field(default_factory=list)
-    casing: dict[str, str] = field(default_factory=dict)  # lowercased -> as written
+    casing: dict[str, str] = field(default_factory=dict)
 
 
 def encode_document(
@@ -165,35 +164,45 @@ def encode_document(
     """Map tokens to ids; unknown source words get extended ids, and target words
     that occur in the source take the same extended id (so they can be copied).
 
-    ``source_surface``: the source tokens as written (same length), remembered for
-    the unknown words so that copies keep the source's spelling.
+    ``source_surface``: the source tokens as written (same length): their casing
+    (:func:`source_casing`) is kept, and an unknown word's first written form
+    wherever the casing has none, so that copies keep the source's spelling.
     """
-    surface_of = source_surface if source_surface is not None else source_tokens
     unknown: list[str] = []
-    surface: list[str] = []
     positions: dict[str, int] = {}
     source = []
-    for token, written in zip(source_tokens, surface_of, strict=True):
+    for token in source_tokens:
         if token in vocab:
             source.append(vocab.index(token))
             continue
         if token not in positions:
             positions[token] = len(vocab) + len(unknown)
             unknown.append(token)
-            surface.append(written)
         source.append(positions[token])
     target = [
         vocab.index(token) if token in vocab else positions.get(token, vocab.unk_index)
         for token in target_tokens
     ]
-    return EncodedDocument(source, unknown, target, surface)
+    casing: dict[str, str] = {}
+    if source_surface is not None:
+        casing = source_casing(source_surface)
+        for token, written in zip(source_tokens, source_surface, strict=True):
+            if token in positions and written != token:
+                casing.setdefault(token, written)
+    return EncodedDocument(source, unknown, target, casing)
 
 
 def decode_ids(ids: Sequence[int], document: EncodedDocument, vocab: Vocab) -> list[str]:
     """Output ids back to tokens; extended ids become the source's own words as written."""
     size = len(vocab)
-    copied = document.surface or document.unknown
-    return [copied[i - size] if i >= size else vocab.token(i) for i in ids]
+    tokens = []
+    for index in ids:
+        if index >= size:
+            word = document.unknown[index - size]
+            tokens.append(document.casing.get(word, word))
+        else:
+            tokens.append(vocab.token(index))
+    return tokens
 
 
 SENTENCE_ENDS = frozenset({".", "!", "?"})
@@ -291,10 +300,7 @@ def encode_split(
         first = document.references[0] if document.references else ""
         target = tokenizer.tokenize(first)[: config.max_target_length]
         written = written_tokens(tokenizer, document.source, source)
-        encoded_document = encode_document(source, target, vocab, written)
-        if written is not None:
-            encoded_document.casing = source_casing(written)
-        encoded.append(encoded_document)
+        encoded.append(encode_document(source, target, vocab, written))
     return SummarizationSplit(encoded, [d.references for d in documents])
 
 

@@ -104,7 +104,7 @@ def test_unknown_target_words_take_the_source_id():
     written = encode_document(
         ["the", "zorp", "cat"], ["zorp"], vocab, source_surface=["The", "Zorp", "cat"]
     )
-    assert written.unknown == ["zorp"] and written.surface == ["Zorp"]
+    assert written.unknown == ["zorp"] and written.casing == {"zorp": "Zorp"}
     assert decode_ids([6, 4], written, vocab) == ["Zorp", "the"]  # only copies keep case
 
 
