@@ -258,13 +258,18 @@ def _search_config(run: Any, beam: int | None, n_best: int = 1) -> Any:
     return dataclasses.replace(search, beam_size=beam_size, n_best=max(n_best, 1))
 
 
-def evaluate_translation(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks.translation import read_pairs
+def _translation_run(arguments: argparse.Namespace) -> Any:
+    """The run of ``arguments.run``, int8-quantized on the CPU with ``--int8``."""
     from attnrnn.tasks.translation_run import TranslationRun
 
-    run = TranslationRun(
-        arguments.run, device="cpu" if arguments.int8 else "auto", int8=arguments.int8
-    )
+    device = "cpu" if arguments.int8 else "auto"
+    return TranslationRun(arguments.run, device=device, int8=arguments.int8)
+
+
+def evaluate_translation(arguments: argparse.Namespace) -> int:
+    from attnrnn.tasks.translation import read_pairs
+
+    run = _translation_run(arguments)
     location = arguments.data or run.config.data.test
     if not location:
         raise ConfigError(f"{arguments.run}: the run has no test split; pass --data PREFIX|FILE")
@@ -347,13 +352,10 @@ def command_transcribe(arguments: argparse.Namespace) -> int:
 
 def command_translate(arguments: argparse.Namespace) -> int:
     from attnrnn.data.parallel import read_sources
-    from attnrnn.tasks.translation_run import TranslationRun
 
     if run_task(arguments.run) != "translation":
         raise ConfigError(f"{arguments.run} is not a translation run")
-    run = TranslationRun(
-        arguments.run, device="cpu" if arguments.int8 else "auto", int8=arguments.int8
-    )
+    run = _translation_run(arguments)
     texts = [example.source for example in read_sources(arguments.input)]
     search = _search_config(run, arguments.beam, arguments.n_best)
     for item in run.translate(texts, search):

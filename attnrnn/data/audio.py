@@ -118,9 +118,9 @@ def change_speed(samples: np.ndarray | torch.Tensor, factor: float) -> torch.Ten
     resampling, so tempo and pitch change together; 0.9 is 11% longer)."""
     if factor <= 0:
         raise ValueError(f"speed factor must be positive, got {factor}")
-    array = samples.numpy() if isinstance(samples, torch.Tensor) else samples
     if factor == 1.0:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        return torch.as_tensor(samples, dtype=torch.float32)
+    array = samples.numpy() if isinstance(samples, torch.Tensor) else samples
     ratio = Fraction(factor).limit_denominator(1000)  # e.g. 0.9 = 9/10
     changed = resample(array, ratio.numerator, ratio.denominator)
     return torch.from_numpy(np.ascontiguousarray(changed, dtype=np.float32))
@@ -207,7 +207,7 @@ class LogMelFrontEnd:
     def file_features(self, path: str | os.PathLike[str], speed: float = 1.0) -> torch.Tensor:
         """Features (frames, F) of one audio file, played ``speed`` times as fast."""
         samples = read_audio(path, self.config.sample_rate, self.config.max_seconds)
-        return self(change_speed(samples, speed) if speed != 1.0 else samples)
+        return self(change_speed(samples, speed))
 
 
 # --------------------------------------------------------------------------- normalization
