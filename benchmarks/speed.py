@@ -46,6 +46,7 @@ import torch
 from common import ROOT, WORK, matmul_peak, write_results
 from reference_seq2seq import ReferenceSeq2Seq
 
+from attnrnn.config import OptimizerConfig
 from attnrnn.data.batching import make_batches, pad_sequences
 from attnrnn.metrics import corpus_bleu
 from attnrnn.models.quantize import quantize_int8
@@ -58,6 +59,8 @@ from attnrnn.tasks.translation import (
     translate_ids,
 )
 from attnrnn.tasks.translation_run import TranslationRun
+from attnrnn.training.optim import build_optimizer
+from attnrnn.training.runtime import keep_freed_memory
 
 Results = dict[str, Any]
 
@@ -123,8 +126,9 @@ def time_steps(step: Callable[[Any], int], batches: Sequence[Any], warmup: int =
 
 
 def training_step(model: torch.nn.Module, compute_loss: Callable, precision: str = "fp32"):
-    """One optimizer step as the trainer does it (clipping included); returns its units."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    """One optimizer step as the trainer does it (its AdamW, clipping included); returns
+    its units. A small learning rate keeps the trained weights nearly as they are."""
+    optimizer = build_optimizer(model, OptimizerConfig(learning_rate=1e-5))
 
     def step(batch: Any) -> int:
         model.train()
@@ -399,6 +403,7 @@ def main() -> None:
     arguments = parser.parse_args()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
+    keep_freed_memory()  # as the trainer does (attnrnn.training.runtime)
     torch.manual_seed(0)
     results: Results = {"threads": torch.get_num_threads()}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):

@@ -16,6 +16,7 @@ from torch import nn
 from attnrnn.config import EncoderConfig, check_positive, check_probability
 from attnrnn.errors import ConfigError
 from attnrnn.models.outputs import ClassifierOutput
+from attnrnn.nn.dropout import Dropout
 from attnrnn.nn.encoders import RNNEncoder
 from attnrnn.nn.masking import lengths_to_mask
 from attnrnn.nn.pooling import AttentionPooling
@@ -68,9 +69,9 @@ class TextClassifier(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_index)
         self.embedding.weight.requires_grad_(not config.freeze_embeddings)
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = Dropout(config.embedding_dropout)
         self.encoder = RNNEncoder.from_config(config.embedding_size, config.encoder)
-        self.encoder_dropout = nn.Dropout(config.encoder_dropout)
+        self.encoder_dropout = Dropout(config.encoder_dropout)
         self.pooling = AttentionPooling(
             self.encoder.output_size, config.pooling.attention_size, config.pooling.hops
         )
@@ -79,13 +80,11 @@ class TextClassifier(nn.Module):
             self.head: nn.Module = nn.Sequential(
                 nn.Linear(pooled_size, config.hidden_size),
                 nn.Tanh(),
-                nn.Dropout(config.dropout),
+                Dropout(config.dropout),
                 nn.Linear(config.hidden_size, num_classes),
             )
         else:
-            self.head = nn.Sequential(
-                nn.Dropout(config.dropout), nn.Linear(pooled_size, num_classes)
-            )
+            self.head = nn.Sequential(Dropout(config.dropout), nn.Linear(pooled_size, num_classes))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> ClassifierOutput:
         """Classify a padded batch.

@@ -21,6 +21,7 @@ from attnrnn.errors import ConfigError
 from attnrnn.models.outputs import Seq2SeqOutput
 from attnrnn.models.target_side import DecoderConfig, TargetSide
 from attnrnn.nn.decoders import DecoderState
+from attnrnn.nn.dropout import Dropout
 from attnrnn.nn.encoders import RNNEncoder
 from attnrnn.nn.masking import lengths_to_mask
 
@@ -97,7 +98,7 @@ class Seq2Seq(TargetSide):
             self.target_embedding = self.source_embedding
         else:
             self.target_embedding = nn.Embedding(target_vocab_size, E, padding_idx=pad_index)
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = Dropout(config.embedding_dropout)
         self.encoder = RNNEncoder.from_config(E, config.encoder)
         directions = 2 if config.encoder.bidirectional else 1
         self.build_target_side(

@@ -32,6 +32,7 @@ from attnrnn.errors import ConfigError
 from attnrnn.models.seq2seq import EncodedSource
 from attnrnn.models.target_side import DecoderConfig, TargetSide
 from attnrnn.nn.decoders import DecoderState
+from attnrnn.nn.dropout import Dropout
 from attnrnn.nn.encoders import RNNEncoder
 from attnrnn.nn.masking import lengths_to_mask
 
@@ -131,7 +132,7 @@ class Listener(nn.Module):
             self.subsampling = None
             sizes = [num_mel_bins] + [4 * H] * (config.num_layers - 1)
             self.layers = nn.ModuleList(RNNEncoder(size, H, 1, config.cell) for size in sizes)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     @property
     def output_size(self) -> int:
@@ -198,7 +199,7 @@ class SpeechRecognizer(TargetSide):
         self.target_embedding = nn.Embedding(
             vocab_size, config.embedding_size, padding_idx=pad_index
         )
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = Dropout(config.embedding_dropout)
         self.build_target_side(
             config.decoder, config.embedding_size, memory_size, memory_size, vocab_size
         )

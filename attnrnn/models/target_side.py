@@ -15,6 +15,7 @@ from torch import nn
 from attnrnn.config import check_positive, check_probability
 from attnrnn.nn.attention import Attention, LocationAwareAttention, build_attention
 from attnrnn.nn.decoders import DecoderState, RNNDecoder
+from attnrnn.nn.dropout import Dropout
 from attnrnn.nn.losses import linear_cross_entropy, smoothed_cross_entropy
 
 
@@ -106,7 +107,7 @@ class TargetSide(nn.Module):
             if decoder_config.bridge == "linear"
             else None
         )
-        self.output_dropout = nn.Dropout(decoder_config.output_dropout)
+        self.output_dropout = Dropout(decoder_config.output_dropout)
         self.output_layer = nn.Linear(self.decoder.attentional_size, vocab_size)
 
     def target_state(

@@ -10,6 +10,7 @@ from attnrnn.nn.attention import (
     ScaledDotAttention,
     build_attention,
 )
+from attnrnn.nn.dropout import Dropout
 from attnrnn.nn.encoders import EncoderOutput, RNNEncoder
 from attnrnn.nn.masking import lengths_to_mask, masked_softmax
 from attnrnn.nn.pooling import AttentionPooling, PoolingOutput
@@ -20,6 +21,7 @@ __all__ = [
     "Attention",
     "AttentionPooling",
     "DotAttention",
+    "Dropout",
     "EncoderOutput",
     "GeneralAttention",
     "MultiHeadAttention",

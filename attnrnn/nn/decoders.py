@@ -23,13 +23,14 @@ are the same computation by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
 
-from attnrnn.nn.attention import Attention
+from attnrnn.nn.attention import AdditiveAttention, Attention
 from attnrnn.nn.encoders import RNN_CELLS
+from attnrnn.nn.fused_decoder import LuongGRUAdditive
 
 DecoderStyle = Literal["bahdanau", "luong"]
 
@@ -117,6 +118,9 @@ class RNNDecoder(nn.Module):
         )
         self.attention = attention
         self.attentional_layer = nn.Linear(memory_size + hidden_size, attentional_size)
+        # Teacher forcing through the hand-written backward pass where it applies
+        # (attnrnn.nn.fused_decoder); False runs the same steps through autograd.
+        self.use_hand_backward = True
 
     @property
     def fused(self) -> bool:
@@ -126,6 +130,21 @@ class RNNDecoder(nn.Module):
             and not self.input_feeding
             and not self.attention.uses_previous_weights
             and not self.attention.uses_coverage
+        )
+
+    def _hand_backward(self, embedded: torch.Tensor, state: DecoderState) -> bool:
+        """True when teacher forcing takes :class:`LuongGRUAdditive` (gradients wanted,
+        a one-layer Luong GRU with input feeding and plain additive attention)."""
+        return (
+            torch.is_grad_enabled()
+            and self.use_hand_backward
+            and self.input_feeding
+            and self.cell == "gru"
+            and self.num_layers == 1
+            and type(self.attention) is AdditiveAttention
+            and state.projected_keys is not None
+            and embedded.dtype == state.memory.dtype == self.rnn.weight_ih_l0.dtype
+            and not torch.is_autocast_enabled(embedded.device.type)
         )
 
     def initial_state(
@@ -225,6 +244,24 @@ class RNNDecoder(nn.Module):
         Returns:
             attentional vectors (B, T, A) and attention weights (B, T, S).
         """
+        if self._hand_backward(embedded, state):
+            attention = cast(AdditiveAttention, self.attention)
+            attentional, weights, _ = LuongGRUAdditive.apply(
+                embedded,
+                state.hidden[:, 0],
+                state.memory,
+                state.projected_keys,
+                state.memory_mask,
+                self.rnn.weight_ih_l0,
+                self.rnn.weight_hh_l0,
+                self.rnn.bias_ih_l0,
+                self.rnn.bias_hh_l0,
+                attention.query_projection.weight,
+                attention.energy.weight,
+                self.attentional_layer.weight,
+                self.attentional_layer.bias,
+            )
+            return attentional, weights  # (B, T, A), (B, T, S)
         if self.fused:
             outputs, _, _ = self._run_rnn(embedded, state)  # (B, T, H)
             context, weights = self._attend(outputs, state)  # (B, T, M), (B, T, S)

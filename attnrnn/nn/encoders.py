@@ -27,6 +27,8 @@ from torch import nn
 
 from attnrnn.config import EncoderConfig
 from attnrnn.errors import ConfigError
+from attnrnn.nn.dropout import Dropout
+from attnrnn.nn.gru import gru_layer
 from attnrnn.nn.masking import lengths_to_mask
 
 RNN_CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -106,7 +108,7 @@ class RNNEncoder(nn.Module):
             )
             for layer in range(num_layers)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     @classmethod
     def from_config(cls, input_size: int, config: EncoderConfig) -> RNNEncoder:
@@ -143,9 +145,9 @@ class RNNEncoder(nn.Module):
             outputs = []
             for direction, rnn in enumerate(typing.cast(nn.ModuleList, directions)):
                 if direction == 0:
-                    states, _ = rnn(layer_input)  # (B, S, H)
+                    states = gru_layer(rnn, layer_input)  # (B, S, H)
                 else:
-                    reversed_states, _ = rnn(reverse_within_lengths(layer_input, lengths))
+                    reversed_states = gru_layer(rnn, reverse_within_lengths(layer_input, lengths))
                     states = reverse_within_lengths(reversed_states, lengths)  # (B, S, H)
                 # The last step read: the final token forward, the first token backward.
                 final = states.gather(1, last) if direction == 0 else states[:, :1]  # (B, 1, H)

@@ -41,6 +41,7 @@ from attnrnn.config import (
     check_probability,
 )
 from attnrnn.errors import ConfigError
+from attnrnn.nn.dropout import Dropout
 from attnrnn.nn.encoders import RNNEncoder
 from attnrnn.nn.masking import lengths_to_mask
 
@@ -167,7 +168,7 @@ class BidirectionalLanguageModel(nn.Module):
         super().__init__()
         encoder = config.encoder
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_index)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.encoder = RNNEncoder.from_config(config.embedding_size, config.encoder)
         cutoffs = clip_cutoffs(config.adaptive_cutoffs, vocab_size)
         H = encoder.hidden_size

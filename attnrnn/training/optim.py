@@ -29,7 +29,18 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Ad
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2))
+    parameters = decay + no_decay
+    # The fused update (one kernel over all tensors) where PyTorch has one: CPU and
+    # CUDA floating-point parameters.
+    fused = bool(parameters) and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters
+    )
+    return torch.optim.AdamW(
+        groups,
+        lr=config.learning_rate,
+        betas=(config.beta1, config.beta2),
+        fused=fused or None,
+    )
 
 
 @dataclass

@@ -1,0 +1,229 @@
+"""Teacher-forced Luong decoder (GRU, additive attention, input feeding) with a
+hand-written backward pass through time.
+
+Input feeding links every step to the previous one, so teacher forcing loops
+over the target one step at a time. Through autograd each step then leaves
+its own small matmuls for the weight gradients, a gradient-accumulating add
+per weight, a (B, S, M) outer product for the memory's gradient (a batched
+matmul with inner size 1, the slowest shape there is) and another add, step
+after step. :class:`LuongGRUAdditive` runs the same computation as
+:meth:`attnrnn.nn.decoders.RNNDecoder.step` in a loop, keeps what the backward
+pass needs, and in the backward pass carries only the recurrent gradients
+from step to step; every weight gradient, the memory's and the key's
+gradients and the embeddings' gradient are then a few large matmuls over all
+steps at once. The embedding half of the GRU's input projection is likewise
+one matmul over all steps in the forward pass.
+
+It is used by ``RNNDecoder.forward`` when gradients are wanted and the decoder
+is a one-layer Luong GRU with input feeding and :class:`AdditiveAttention`
+(the Multi30k recipe); the tests check its values and gradients against the
+step-by-step path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from attnrnn.nn.masking import masked_softmax
+
+
+class LuongGRUAdditive(torch.autograd.Function):
+    """See the module docstring. Shapes: B rows, T steps, S source positions.
+
+    Forward arguments: embedded (B, T, E); hidden (B, H) initial state; memory
+    (B, S, M); keys (B, S, K) projected keys; mask (B, S) bool; then the GRU's
+    weight_ih (3H, E + F), weight_hh (3H, H), bias_ih, bias_hh (3H,); the
+    attention's query weight (K, H) and energy weight (1, K); the attentional
+    layer's weight (F, M + H) and bias (F,). Returns attentional vectors
+    (B, T, F), attention weights (B, T, S) and the last hidden state (B, H).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        embedded: torch.Tensor,
+        hidden: torch.Tensor,
+        memory: torch.Tensor,
+        keys: torch.Tensor,
+        mask: torch.Tensor,
+        weight_ih: torch.Tensor,
+        weight_hh: torch.Tensor,
+        bias_ih: torch.Tensor,
+        bias_hh: torch.Tensor,
+        query_weight: torch.Tensor,
+        energy_weight: torch.Tensor,
+        out_weight: torch.Tensor,
+        out_bias: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, E = embedded.shape
+        H = hidden.size(1)
+        F = out_weight.size(0)
+        M = memory.size(2)
+        weight_feed = weight_ih[:, E:]  # (3H, F)
+        energy = energy_weight.view(-1)  # (K,)
+        # The embedding half of the input projection, all steps in one matmul.
+        inputs = torch.addmm(bias_ih, embedded.reshape(B * T, E), weight_ih[:, :E].t())
+        inputs = inputs.view(B, T, 3 * H)
+        feed = embedded.new_zeros(B, F)
+        hiddens = embedded.new_empty(T + 1, B, H)  # h_0 .. h_T
+        hiddens[0] = hidden
+        # Per-step tensors in lists: one buffer for all steps would be large enough to
+        # come from a fresh mmap (page faults) at every batch.
+        gates = []  # (4, B, H) per step: r, z, n, W_hn h + b_hn
+        feeds = embedded.new_empty(T + 1, B, F)  # f_{-1} = 0, f_0 .. f_{T-1}
+        feeds[0] = 0.0
+        energies = []  # (B, S, K) per step: tanh(W_q h + k)
+        weights = embedded.new_empty(T, B, memory.size(1))
+        joined = embedded.new_empty(T, B, M + H)  # [c_t; h_t]
+        for t in range(T):
+            previous = hiddens[t]
+            projected = torch.addmm(inputs[:, t], feed, weight_feed.t())  # (B, 3H)
+            recurrent = torch.addmm(bias_hh, previous, weight_hh.t())  # (B, 3H)
+            i_r, i_z, i_n = projected.chunk(3, dim=1)
+            h_r, h_z, h_n = recurrent.chunk(3, dim=1)
+            gate = embedded.new_empty(4, B, H)
+            gates.append(gate)
+            r = torch.sigmoid(i_r + h_r, out=gate[0])
+            z = torch.sigmoid(i_z + h_z, out=gate[1])
+            gate[3] = h_n
+            n = torch.tanh(torch.addcmul(i_n, r, h_n), out=gate[2])
+            current = hiddens[t + 1]
+            torch.addcmul(n, z, previous - n, out=current)  # (1 - z) n + z h
+            query = current @ query_weight.t()  # (B, K)
+            energies.append(torch.add(keys, query.unsqueeze(1)).tanh_())  # (B, S, K)
+            scores = energies[t] @ energy  # (B, S)
+            weights[t] = masked_softmax(scores, mask)
+            joined[t, :, :M] = torch.bmm(weights[t].unsqueeze(1), memory).squeeze(1)
+            joined[t, :, M:] = current
+            feed = torch.tanh(torch.addmm(out_bias, joined[t], out_weight.t()), out=feeds[t + 1])
+        ctx.save_for_backward(
+            embedded,
+            memory,
+            weight_ih,
+            weight_hh,
+            query_weight,
+            energy_weight,
+            out_weight,
+            hiddens,
+            feeds,
+            weights,
+            joined,
+        )
+        ctx.gates, ctx.energies = gates, energies
+        attentional = feeds[1:].transpose(0, 1)  # (B, T, F)
+        return attentional, weights.transpose(0, 1), hiddens[T].clone()
+
+    @staticmethod
+    def backward(
+        ctx: Any,
+        grad_attentional: torch.Tensor | None,
+        grad_weights: torch.Tensor | None,
+        grad_last: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, ...]:
+        (
+            embedded,
+            memory,
+            weight_ih,
+            weight_hh,
+            query_weight,
+            energy_weight,
+            out_weight,
+            hiddens,
+            feeds,
+            weights,
+            joined,
+        ) = ctx.saved_tensors
+        gates, energies = ctx.gates, ctx.energies
+        B, T, E = embedded.shape
+        H = hiddens.size(2)
+        M = memory.size(2)
+        weight_feed = weight_ih[:, E:]
+        energy = energy_weight.view(-1)
+        grad_feed_out = (
+            grad_attentional.transpose(0, 1)
+            if grad_attentional is not None
+            else feeds.new_zeros(T, B, feeds.size(2))
+        )  # (T, B, F)
+        grad_hidden = grad_last.clone() if grad_last is not None else hiddens.new_zeros(B, H)
+        grad_feed = feeds.new_zeros(B, feeds.size(2))  # from the next step's input
+        memory_t = memory.transpose(1, 2).contiguous()  # (B, M, S)
+        grad_keys = torch.zeros_like(energies[0])  # (B, S, K)
+        scratch = torch.empty_like(grad_keys)
+        grad_energy = energy.new_zeros(energy.shape)
+        pre_out = feeds.new_empty(T, B, feeds.size(2))  # gradients before the tanh
+        grad_queries = feeds.new_empty(T, B, query_weight.size(0))
+        grad_contexts = feeds.new_empty(T, B, M)
+        grad_inputs = feeds.new_empty(T, B, 3 * H)
+        grad_recurrent = feeds.new_empty(T, B, 3 * H)
+        for t in reversed(range(T)):
+            # f_t = tanh(W_c [c_t; h_t] + b_c)
+            feed = feeds[t + 1]
+            grad_f = grad_feed_out[t] + grad_feed
+            pre = torch.mul(grad_f, 1.0 - feed * feed, out=pre_out[t])  # (B, F)
+            grad_joined = pre @ out_weight  # (B, M + H)
+            grad_context = grad_contexts[t]
+            grad_context.copy_(grad_joined[:, :M])
+            grad_hidden = grad_hidden + grad_joined[:, M:]
+            # attention: weights a = softmax(v . tanh(W_q h + k)), context c = a memory
+            weight = weights[t]  # (B, S)
+            # (B, 1, M) x (B, M, S): a batched matrix-vector product is far slower
+            # with the vector on the right.
+            grad_weight = torch.bmm(grad_context.unsqueeze(1), memory_t).squeeze(1)  # (B, S)
+            if grad_weights is not None:
+                grad_weight = grad_weight + grad_weights[:, t]
+            grad_scores = weight * (grad_weight - (weight * grad_weight).sum(1, keepdim=True))
+            tanh_out = energies[t]  # (B, S, K)
+            grad_energy += torch.bmm(grad_scores.unsqueeze(1), tanh_out).sum((0, 1))
+            # (1 - u^2) * v * grad_score, in a scratch buffer without temporaries
+            grad_pre = torch.mul(tanh_out, tanh_out, out=scratch)
+            torch.addcmul(energy, grad_pre, energy, value=-1.0, out=grad_pre)
+            grad_pre.mul_(grad_scores.unsqueeze(2))
+            grad_keys += grad_pre
+            grad_query = torch.sum(grad_pre, dim=1, out=grad_queries[t])  # (B, K)
+            grad_hidden = grad_hidden + grad_query @ query_weight
+            # GRU: h = (1 - z) n + z h_prev, n = tanh(i_n + r h_n)
+            previous = hiddens[t]
+            r, z, n, h_n = gates[t].unbind(0)
+            grad_n = grad_hidden * (1.0 - z) * (1.0 - n * n)
+            grad_z = grad_hidden * (previous - n) * z * (1.0 - z)
+            grad_r = grad_n * h_n * r * (1.0 - r)
+            grad_in = grad_inputs[t]
+            grad_in[:, :H], grad_in[:, H : 2 * H], grad_in[:, 2 * H :] = grad_r, grad_z, grad_n
+            grad_rec = grad_recurrent[t]
+            grad_rec[:, : 2 * H] = grad_in[:, : 2 * H]
+            torch.mul(grad_n, r, out=grad_rec[:, 2 * H :])
+            grad_hidden = torch.addmm(grad_hidden * z, grad_rec, weight_hh)
+            grad_feed = grad_in @ weight_feed  # into f_{t-1}
+        # Weight, memory and embedding gradients: a few matmuls over all steps.
+        rows = T * B
+        flat_in = grad_inputs.view(rows, 3 * H)
+        flat_rec = grad_recurrent.view(rows, 3 * H)
+        flat_pre = pre_out.view(rows, -1)
+        steps_first = embedded.transpose(0, 1).reshape(rows, E)
+        grad_weight_ih = torch.cat(
+            [flat_in.t() @ steps_first, flat_in.t() @ feeds[:T].reshape(rows, -1)], dim=1
+        )
+        grad_weight_hh = flat_rec.t() @ hiddens[:T].reshape(rows, H)
+        grad_query_weight = grad_queries.view(rows, -1).t() @ hiddens[1:].reshape(rows, H)
+        grad_out_weight = flat_pre.t() @ joined.view(rows, M + H)
+        grad_memory = torch.bmm(
+            weights.permute(1, 2, 0), grad_contexts.transpose(0, 1)
+        )  # (B, S, T) x (B, T, M)
+        grad_embedded = (flat_in @ weight_ih[:, :E]).view(T, B, E).transpose(0, 1)
+        return (
+            grad_embedded,
+            grad_hidden,
+            grad_memory,
+            grad_keys,
+            None,
+            grad_weight_ih,
+            grad_weight_hh,
+            flat_in.sum(0),
+            flat_rec.sum(0),
+            grad_query_weight,
+            grad_energy.view_as(energy_weight),
+            grad_out_weight,
+            flat_pre.sum(0),
+        )

@@ -1,0 +1,71 @@
+"""attnrnn.nn.gru: the hand-written GRU backward pass gives nn.GRU's values and
+gradients, and the encoder takes it only for training a plain one-layer GRU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from attnrnn.nn import RNNEncoder
+from attnrnn.nn.gru import GRURecurrence, gru_layer, uses_hand_backward
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_same_values_and_gradients_as_nn_gru(dtype):
+    torch.manual_seed(0)
+    rnn = nn.GRU(5, 7, batch_first=True).to(dtype)
+    inputs = torch.randn(3, 6, 5, dtype=dtype)
+    grad = torch.randn(3, 6, 7, dtype=dtype)
+    results = []
+    for hand in (True, False):
+        rnn.zero_grad(set_to_none=True)
+        x = inputs.clone().requires_grad_()
+        states = gru_layer(rnn, x) if hand else rnn(x)[0]
+        (states * grad).sum().backward()
+        results.append([states.detach(), x.grad] + [p.grad for p in rnn.parameters()])
+    tolerance = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {}
+    for got, want in zip(*results, strict=True):
+        assert want.abs().max() > 0
+        torch.testing.assert_close(got, want, **tolerance)
+
+
+def test_gradcheck():
+    torch.manual_seed(1)
+    H = 4
+    arguments = (
+        torch.randn(2, 3, 3 * H, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, H, dtype=torch.float64, requires_grad=True),
+        torch.randn(3 * H, H, dtype=torch.float64, requires_grad=True),
+        torch.randn(3 * H, dtype=torch.float64, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(GRURecurrence.apply, arguments)
+
+
+def test_taken_only_for_training_a_plain_one_layer_gru():
+    x = torch.randn(2, 3, 5)
+    assert uses_hand_backward(nn.GRU(5, 4, batch_first=True), x)
+    assert not uses_hand_backward(nn.LSTM(5, 4, batch_first=True), x)
+    assert not uses_hand_backward(nn.GRU(5, 4, num_layers=2, batch_first=True), x)
+    assert not uses_hand_backward(nn.GRU(5, 4, batch_first=False), x)
+    assert not uses_hand_backward(nn.GRU(5, 4, batch_first=True), x.double())
+    with torch.no_grad():
+        assert not uses_hand_backward(nn.GRU(5, 4, batch_first=True), x)
+
+
+def test_bidirectional_encoder_matches_the_autograd_path(monkeypatch):
+    torch.manual_seed(2)
+    encoder = RNNEncoder(6, 5, num_layers=2, cell="gru", bidirectional=True).double()
+    inputs = torch.randn(3, 7, 6, dtype=torch.float64)
+    lengths = torch.tensor([7, 4, 1])
+    results = []
+    for hand in (True, False):
+        if not hand:
+            monkeypatch.setattr("attnrnn.nn.gru.uses_hand_backward", lambda rnn, x: False)
+        encoder.zero_grad(set_to_none=True)
+        x = inputs.clone().requires_grad_()
+        output = encoder(x, lengths)
+        (output.outputs.square().sum() + output.final.sum()).backward()
+        results.append([output.outputs.detach(), x.grad] + [p.grad for p in encoder.parameters()])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want)
