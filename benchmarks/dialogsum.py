@@ -84,6 +84,7 @@ def main() -> None:
         "--systems", default=",".join(SYSTEMS), help="comma-separated systems to run now"
     )
     parser.add_argument("--force", action="store_true", help="ignore cached steps")
+    parser.add_argument("--note", help="how the machine was shared, etc. (kept in the results)")
     arguments = parser.parse_args()
     chosen = [name.strip() for name in arguments.systems.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(SYSTEMS))
@@ -132,13 +133,21 @@ def main() -> None:
         results[name] = {
             **{f"test_{key}": round(scores[f"test_{key}"], 4) for key in keep},
             "summary_words_mean": round(scores["test_summary_words_mean"], 1),
-            **({"train_seconds": scores["train_seconds"]} if "train_seconds" in scores else {}),
+            **{key: scores[key] for key in ("train_seconds", "steps") if key in scores},
+            **({"commit": scores["commit"]} if "commit" in scores else {}),
         }
     results.update(
         {f"test_{key}": results["pointer_generator_coverage"][f"test_{key}"] for key in keep}
     )
+    results["reference_words_mean"] = round(pointer["test_reference_words_mean"], 1)
     results["train_seconds"] = pointer["train_seconds"]
     results["config"] = "configs/dialogsum.yaml"
+    results["reproduce"] = (
+        "python benchmarks/dialogsum.py [--threads 1]: trains what is not cached in "
+        "benchmarks/cache/dialogsum/ (--force retrains), then scores all three systems"
+    )
+    if arguments.note:
+        results["note"] = arguments.note
     write_results("dialogsum", results)
 
 
