@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from attnrnn.nn.gru import gru_step, gru_step_backward
 from attnrnn.nn.masking import masked_softmax
 
 
@@ -71,26 +72,16 @@ class LuongGRUAdditive(torch.autograd.Function):
         hiddens[0] = hidden
         # Per-step tensors in lists: one buffer for all steps would be large enough to
         # come from a fresh mmap (page faults) at every batch.
-        gates = []  # (4, B, H) per step: r, z, n, W_hn h + b_hn
+        caches = []  # what each GRU step keeps for the backward pass
         feeds = embedded.new_empty(T + 1, B, F)  # f_{-1} = 0, f_0 .. f_{T-1}
         feeds[0] = 0.0
         energies = []  # (B, S, K) per step: tanh(W_q h + k)
         weights = embedded.new_empty(T, B, memory.size(1))
         joined = embedded.new_empty(T, B, M + H)  # [c_t; h_t]
         for t in range(T):
-            previous = hiddens[t]
             projected = torch.addmm(inputs[:, t], feed, weight_feed.t())  # (B, 3H)
-            recurrent = torch.addmm(bias_hh, previous, weight_hh.t())  # (B, 3H)
-            i_r, i_z, i_n = projected.chunk(3, dim=1)
-            h_r, h_z, h_n = recurrent.chunk(3, dim=1)
-            gate = embedded.new_empty(4, B, H)
-            gates.append(gate)
-            r = torch.sigmoid(i_r + h_r, out=gate[0])
-            z = torch.sigmoid(i_z + h_z, out=gate[1])
-            gate[3] = h_n
-            n = torch.tanh(torch.addcmul(i_n, r, h_n), out=gate[2])
             current = hiddens[t + 1]
-            torch.addcmul(n, z, previous - n, out=current)  # (1 - z) n + z h
+            caches.append(gru_step(projected, hiddens[t], weight_hh, bias_hh, out=current))
             query = current @ query_weight.t()  # (B, K)
             energies.append(torch.add(keys, query.unsqueeze(1)).tanh_())  # (B, S, K)
             scores = energies[t] @ energy  # (B, S)
@@ -111,7 +102,7 @@ class LuongGRUAdditive(torch.autograd.Function):
             weights,
             joined,
         )
-        ctx.gates, ctx.energies = gates, energies
+        ctx.caches, ctx.energies = caches, energies
         attentional = feeds[1:].transpose(0, 1)  # (B, T, F)
         return attentional, weights.transpose(0, 1), hiddens[T].clone()
 
@@ -135,7 +126,7 @@ class LuongGRUAdditive(torch.autograd.Function):
             weights,
             joined,
         ) = ctx.saved_tensors
-        gates, energies = ctx.gates, ctx.energies
+        caches, energies = ctx.caches, ctx.energies
         B, T, E = embedded.shape
         H = hiddens.size(2)
         M = memory.size(2)
@@ -161,11 +152,9 @@ class LuongGRUAdditive(torch.autograd.Function):
             # f_t = tanh(W_c [c_t; h_t] + b_c)
             feed = feeds[t + 1]
             grad_f = grad_feed_out[t] + grad_feed
-            pre = torch.mul(grad_f, 1.0 - feed * feed, out=pre_out[t])  # (B, F)
-            grad_joined = pre @ out_weight  # (B, M + H)
-            grad_context = grad_contexts[t]
-            grad_context.copy_(grad_joined[:, :M])
-            grad_hidden = grad_hidden + grad_joined[:, M:]
+            pre = torch.addcmul(grad_f, grad_f * feed, feed, value=-1.0, out=pre_out[t])
+            grad_context = torch.mm(pre, out_weight[:, :M], out=grad_contexts[t])  # (B, M)
+            grad_hidden = torch.addmm(grad_hidden, pre, out_weight[:, M:])  # (B, H)
             # attention: weights a = softmax(v . tanh(W_q h + k)), context c = a memory
             weight = weights[t]  # (B, S)
             # (B, 1, M) x (B, M, S): a batched matrix-vector product is far slower
@@ -182,19 +171,12 @@ class LuongGRUAdditive(torch.autograd.Function):
             grad_pre.mul_(grad_scores.unsqueeze(2))
             grad_keys += grad_pre
             grad_query = torch.sum(grad_pre, dim=1, out=grad_queries[t])  # (B, K)
-            grad_hidden = grad_hidden + grad_query @ query_weight
+            grad_hidden = torch.addmm(grad_hidden, grad_query, query_weight)
             # GRU: h = (1 - z) n + z h_prev, n = tanh(i_n + r h_n)
-            previous = hiddens[t]
-            r, z, n, h_n = gates[t].unbind(0)
-            grad_n = grad_hidden * (1.0 - z) * (1.0 - n * n)
-            grad_z = grad_hidden * (previous - n) * z * (1.0 - z)
-            grad_r = grad_n * h_n * r * (1.0 - r)
             grad_in = grad_inputs[t]
-            grad_in[:, :H], grad_in[:, H : 2 * H], grad_in[:, 2 * H :] = grad_r, grad_z, grad_n
-            grad_rec = grad_recurrent[t]
-            grad_rec[:, : 2 * H] = grad_in[:, : 2 * H]
-            torch.mul(grad_n, r, out=grad_rec[:, 2 * H :])
-            grad_hidden = torch.addmm(grad_hidden * z, grad_rec, weight_hh)
+            grad_hidden = gru_step_backward(
+                grad_hidden, hiddens[t], caches[t], weight_hh, grad_in, grad_recurrent[t]
+            )
             grad_feed = grad_in @ weight_feed  # into f_{t-1}
         # Weight, memory and embedding gradients: a few matmuls over all steps.
         rows = T * B

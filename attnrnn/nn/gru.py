@@ -21,6 +21,66 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+GateCache = tuple[torch.Tensor, torch.Tensor]
+"""What one GRU step keeps for its backward pass: the gates [r | z | n] (B, 3H)
+and the recurrent projection ``W_hh h + b_hh`` (B, 3H)."""
+
+
+def gru_step(
+    projected: torch.Tensor,
+    previous: torch.Tensor,
+    weight_hh: torch.Tensor,
+    bias_hh: torch.Tensor,
+    out: torch.Tensor,
+) -> GateCache:
+    """One GRU step without autograd: writes h_t (B, H) into ``out``.
+
+    Args:
+        projected: (B, 3H) ``W_ih x_t + b_ih``; previous: (B, H) h_{t-1}.
+    """
+    H = previous.size(1)
+    recurrent = torch.addmm(bias_hh, previous, weight_hh.t())  # (B, 3H)
+    gates = torch.empty_like(recurrent)
+    # r and z in one pass each, written side by side
+    torch.add(projected[:, : 2 * H], recurrent[:, : 2 * H], out=gates[:, : 2 * H]).sigmoid_()
+    r, z = gates[:, :H], gates[:, H : 2 * H]
+    n = torch.addcmul(projected[:, 2 * H :], r, recurrent[:, 2 * H :], out=gates[:, 2 * H :])
+    n.tanh_()
+    torch.addcmul(n, z, previous - n, out=out)  # (1 - z) n + z h
+    return gates, recurrent
+
+
+def gru_step_backward(
+    grad_hidden: torch.Tensor,
+    previous: torch.Tensor,
+    cache: GateCache,
+    weight_hh: torch.Tensor,
+    grad_projected: torch.Tensor,
+    grad_recurrent: torch.Tensor,
+) -> torch.Tensor:
+    """Backward of :func:`gru_step` for the gradient of h_t (B, H).
+
+    Writes the gradients of ``projected`` and of ``W_hh h + b_hh`` into
+    ``grad_projected`` and ``grad_recurrent`` (B, 3H each; the weight gradients
+    are matmuls over all steps, for the caller) and returns the gradient of
+    h_{t-1}. Fused multiply-adds keep it to a dozen elementwise passes.
+    """
+    H = previous.size(1)
+    gates, recurrent = cache
+    r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
+    grad_n = grad_projected[:, 2 * H :]  # dh (1 - z) (1 - n^2)
+    torch.addcmul(grad_hidden, grad_hidden, z, value=-1.0, out=grad_n)
+    grad_n.addcmul_(grad_n * n, n, value=-1.0)
+    grad_z = grad_projected[:, H : 2 * H]  # dh (h - n) z (1 - z)
+    torch.sub(previous, n, out=grad_z).mul_(grad_hidden)
+    grad_z.mul_(torch.addcmul(z, z, z, value=-1.0))
+    grad_r = grad_projected[:, :H]  # d(pre n) (W_hn h + b_hn) r (1 - r)
+    torch.mul(grad_n, recurrent[:, 2 * H :], out=grad_r)
+    grad_r.mul_(torch.addcmul(r, r, r, value=-1.0))
+    grad_recurrent[:, : 2 * H] = grad_projected[:, : 2 * H]
+    torch.mul(grad_n, r, out=grad_recurrent[:, 2 * H :])
+    return torch.addmm(grad_hidden * z, grad_recurrent, weight_hh)
+
 
 class GRURecurrence(torch.autograd.Function):
     """States (B, S, H) of the recurrence over projected inputs (B, S, 3H)
@@ -39,44 +99,30 @@ class GRURecurrence(torch.autograd.Function):
         H = hidden.size(1)
         states = projected.new_empty(S + 1, B, H)  # h_0 .. h_S
         states[0] = hidden
-        gates = []  # (4, B, H) per step: r, z, n, W_hn h + b_hn
+        caches = []
         for t in range(S):
-            previous = states[t]
-            recurrent = torch.addmm(bias_hh, previous, weight_hh.t())  # (B, 3H)
-            i_r, i_z, i_n = projected[:, t].chunk(3, dim=1)
-            h_r, h_z, h_n = recurrent.chunk(3, dim=1)
-            gate = projected.new_empty(4, B, H)
-            gates.append(gate)
-            r = torch.sigmoid(i_r + h_r, out=gate[0])
-            z = torch.sigmoid(i_z + h_z, out=gate[1])
-            gate[3] = h_n
-            n = torch.tanh(torch.addcmul(i_n, r, h_n), out=gate[2])
-            torch.addcmul(n, z, previous - n, out=states[t + 1])  # (1 - z) n + z h
+            caches.append(gru_step(projected[:, t], states[t], weight_hh, bias_hh, states[t + 1]))
         ctx.save_for_backward(weight_hh, states)
-        ctx.gates = gates
+        ctx.caches = caches
         return states[1:].transpose(0, 1)  # (B, S, H)
 
     @staticmethod
     def backward(ctx: Any, grad_states: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         weight_hh, states = ctx.saved_tensors
-        gates = ctx.gates
+        caches = ctx.caches
         S, B, H = states.size(0) - 1, states.size(1), states.size(2)
         grad_projected = grad_states.new_empty(B, S, 3 * H)
         grad_recurrent = grad_states.new_empty(S, B, 3 * H)
         grad_hidden = grad_states.new_zeros(B, H)
         for t in reversed(range(S)):
-            grad_hidden = grad_hidden + grad_states[:, t]
-            previous = states[t]
-            r, z, n, h_n = gates[t].unbind(0)
-            grad_n = grad_hidden * (1.0 - z) * (1.0 - n * n)
-            grad_z = grad_hidden * (previous - n) * z * (1.0 - z)
-            grad_r = grad_n * h_n * r * (1.0 - r)
-            grad_in = grad_projected[:, t]
-            grad_in[:, :H], grad_in[:, H : 2 * H], grad_in[:, 2 * H :] = grad_r, grad_z, grad_n
-            grad_rec = grad_recurrent[t]
-            grad_rec[:, : 2 * H] = grad_in[:, : 2 * H]
-            torch.mul(grad_n, r, out=grad_rec[:, 2 * H :])
-            grad_hidden = torch.addmm(grad_hidden * z, grad_rec, weight_hh)
+            grad_hidden = gru_step_backward(
+                grad_hidden + grad_states[:, t],
+                states[t],
+                caches[t],
+                weight_hh,
+                grad_projected[:, t],
+                grad_recurrent[t],
+            )
         flat = grad_recurrent.view(S * B, 3 * H)
         grad_weight_hh = flat.t() @ states[:S].reshape(S * B, H)
         return grad_projected, grad_hidden, grad_weight_hh, flat.sum(0)
