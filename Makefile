@@ -35,7 +35,7 @@ test: lint
 # in ../shared/data. Run it alone on the machine.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/multi30k.py --direction de-en
-	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/speed.py --threads 1
 
 format: $(STAMP)
 	$(BIN)/ruff format $(SOURCES)

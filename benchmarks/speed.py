@@ -2,6 +2,10 @@
 
     python benchmarks/speed.py [--data ../shared/data] [--threads N] [--steps 40]
                                [--sentences 1000] [--reference-beam-sentences 200]
+                               [--note TEXT]
+
+``make bench`` runs it with ``--threads 1``: figures per core (the MFU against
+one core's peak), plus fp32 training on all cores.
 
 Needs the trained Multi30k De->En run of benchmarks/multi30k.py (its
 SentencePiece model, vocabulary and weights), so decoding runs on real
@@ -14,7 +18,9 @@ one process on this machine, so ratios are fair even when the machine is noisy:
   tokens/s of attnrnn in fp32 and with bf16 autocast, and of the reference
   (random batches, GRUCell loop, keys re-projected every step, output layer on
   padding) over the same number of sentences; model FLOPs utilization of each
-  against the peak of its precision;
+  against the peak of its precision; when ``--threads`` leaves cores idle, fp32
+  training once more with a thread per core, against that many threads' peak
+  (``*_all_cores``);
 - the SST-2 classifier (configs/sst2.yaml) and the AN4 speech model
   (configs/an4.yaml): training tokens/s or frames/s;
 - decoding test_2016_flickr: sentences/s greedy and beam 5 (attnrnn batched;
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import random
 import resource
 import statistics
@@ -209,6 +216,25 @@ def translation_training(run: TranslationRun, data: Path, steps: int, peaks: Res
         results[f"train_mfu{suffix}"] = flops * speed / peaks[f"{precision}_matmul_flops"]
         results[f"train_peak_memory_mib{suffix}"] = memory.peak_mib
         results[f"train_added_memory_mib{suffix}"] = memory.added_mib
+    cores = os.cpu_count() or 1
+    threads = torch.get_num_threads()
+    if threads < cores:
+        # fp32 training again with a thread per core, against the peak of as many threads
+        torch.set_num_threads(cores)
+        try:
+            peak = matmul_peak(torch.float32, torch.device("cpu"), size=2048)
+            with restored(model):
+                speed = time_steps(training_step(model, task.compute_loss), batches)
+        finally:
+            torch.set_num_threads(threads)
+        results.update(
+            {
+                "all_cores_threads": cores,
+                "all_cores_fp32_matmul_flops": peak,
+                "train_tokens_per_second_all_cores": speed,
+                "train_mfu_all_cores": flops * speed / peak,
+            }
+        )
     model.eval()
 
     reference = ReferenceSeq2Seq(len(run.target.vocab), pad)
@@ -400,6 +426,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per model")
     parser.add_argument("--sentences", type=int, default=1000, help="test sentences decoded")
     parser.add_argument("--reference-beam-sentences", type=int, default=200)
+    parser.add_argument("--note", help="how the machine was shared, etc. (kept in the results)")
     arguments = parser.parse_args()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
@@ -428,6 +455,8 @@ def main() -> None:
     results.update(speech_training(arguments.data, arguments.steps))
     results["peak_memory_mib"] = peak_memory_mib()
     results["model"] = "configs/multi30k_de_en.yaml (trained run of benchmarks/multi30k.py)"
+    if arguments.note:
+        results["note"] = arguments.note
     write_results(
         "speed",
         {

@@ -133,11 +133,13 @@ class RNNDecoder(nn.Module):
         )
 
     def _hand_backward(self, embedded: torch.Tensor, state: DecoderState) -> bool:
-        """True when teacher forcing takes :class:`LuongGRUAdditive` (gradients wanted,
-        a one-layer Luong GRU with input feeding and plain additive attention)."""
+        """True when teacher forcing takes :class:`LuongGRUAdditive` (gradients wanted on
+        the CPU, a one-layer Luong GRU with input feeding and plain additive attention;
+        on CUDA the autograd loop's cuDNN steps were measured, this was not)."""
         return (
             torch.is_grad_enabled()
             and self.use_hand_backward
+            and embedded.device.type == "cpu"
             and self.input_feeding
             and self.cell == "gru"
             and self.num_layers == 1

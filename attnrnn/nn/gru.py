@@ -132,6 +132,7 @@ def uses_hand_backward(rnn: nn.Module, inputs: torch.Tensor) -> bool:
     """True when :func:`gru_layer` takes the hand-written backward pass for ``rnn``."""
     return (
         torch.is_grad_enabled()
+        and inputs.device.type == "cpu"  # CUDA keeps cuDNN's GRU
         and type(rnn) is nn.GRU
         and rnn.num_layers == 1
         and not rnn.bidirectional
