@@ -71,23 +71,32 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_inputs = torch.empty_like(inputs)
         grad_weight = torch.zeros_like(weight)
         total = inputs.new_zeros(())
+        # The smoothing term needs no (N, V) pass: sum_v log p_v = sum_v z_v - V lse,
+        # and sum_v z_v = x . sum_v w_v; its gradient, -eps / V on every logit, adds
+        # -eps / V sum_v w_v to each input row and -eps / V sum_n x_n to each weight
+        # row, applied once below instead of subtracted from every block.
+        weight_sum = weight.sum(0) if smoothing else None  # (A,)
         with torch.autocast(inputs.device.type, enabled=False):
             for start in range(0, N, block_rows):
                 rows = inputs[start : start + block_rows]
                 target = targets[start : start + block_rows].unsqueeze(1)
-                log_probs = torch.log_softmax(rows @ weight.t(), dim=-1)  # (n, V)
-                nll = -log_probs.gather(1, target).sum()
-                total += (1.0 - smoothing) * nll
-                if smoothing:
-                    total -= smoothing * log_probs.sum() / V
+                logits = rows @ weight.t()  # (n, V)
+                log_probs = torch.log_softmax(logits, dim=-1)  # (n, V)
+                target_log_probs = log_probs.gather(1, target)  # (n, 1)
+                total -= (1.0 - smoothing) * target_log_probs.sum()
+                if weight_sum is not None:
+                    # lse = z_target - log p_target; sum_v log p_v = sum_v z_v - V lse
+                    log_normalizer = logits.gather(1, target) - target_log_probs
+                    total -= smoothing * ((rows @ weight_sum).sum() / V - log_normalizer.sum())
                 grad = log_probs.exp_()  # softmax, in place
-                if smoothing:
-                    grad.sub_(smoothing / V)
                 grad.scatter_add_(
                     1, target, torch.full_like(target, smoothing - 1.0, dtype=grad.dtype)
                 )
                 torch.mm(grad, weight, out=grad_inputs[start : start + block_rows])
                 grad_weight.addmm_(grad.t(), rows)
+        if weight_sum is not None:
+            grad_inputs.sub_(weight_sum, alpha=smoothing / V)
+            grad_weight.sub_(inputs.sum(0), alpha=smoothing / V)
         grad_bias = None
         if bias is not None:
             grad_inputs, grad_bias = grad_inputs[:, :-1], grad_weight[:, -1]
