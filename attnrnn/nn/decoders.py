@@ -248,7 +248,7 @@ class RNNDecoder(nn.Module):
         """
         if self._hand_backward(embedded, state):
             attention = cast(AdditiveAttention, self.attention)
-            attentional, weights, _ = LuongGRUAdditive.apply(
+            attentional, weights = LuongGRUAdditive.apply(
                 embedded,
                 state.hidden[:, 0],
                 state.memory,

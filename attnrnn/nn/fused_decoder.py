@@ -38,7 +38,7 @@ class LuongGRUAdditive(torch.autograd.Function):
     weight_ih (3H, E + F), weight_hh (3H, H), bias_ih, bias_hh (3H,); the
     attention's query weight (K, H) and energy weight (1, K); the attentional
     layer's weight (F, M + H) and bias (F,). Returns attentional vectors
-    (B, T, F), attention weights (B, T, S) and the last hidden state (B, H).
+    (B, T, F) and attention weights (B, T, S).
     """
 
     @staticmethod
@@ -57,7 +57,7 @@ class LuongGRUAdditive(torch.autograd.Function):
         energy_weight: torch.Tensor,
         out_weight: torch.Tensor,
         out_bias: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, E = embedded.shape
         H = hidden.size(1)
         F = out_weight.size(0)
@@ -89,43 +89,18 @@ class LuongGRUAdditive(torch.autograd.Function):
             joined[t, :, :M] = torch.bmm(weights[t].unsqueeze(1), memory).squeeze(1)
             joined[t, :, M:] = current
             feed = torch.tanh(torch.addmm(out_bias, joined[t], out_weight.t()), out=feeds[t + 1])
-        ctx.save_for_backward(
-            embedded,
-            memory,
-            weight_ih,
-            weight_hh,
-            query_weight,
-            energy_weight,
-            out_weight,
-            hiddens,
-            feeds,
-            weights,
-            joined,
-        )
+        parameters = (weight_ih, weight_hh, query_weight, energy_weight, out_weight)
+        ctx.save_for_backward(embedded, memory, hiddens, feeds, weights, joined, *parameters)
         ctx.caches, ctx.energies = caches, energies
         attentional = feeds[1:].transpose(0, 1)  # (B, T, F)
-        return attentional, weights.transpose(0, 1), hiddens[T].clone()
+        return attentional, weights.transpose(0, 1)
 
     @staticmethod
     def backward(
-        ctx: Any,
-        grad_attentional: torch.Tensor | None,
-        grad_weights: torch.Tensor | None,
-        grad_last: torch.Tensor | None,
+        ctx: Any, grad_attentional: torch.Tensor | None, grad_weights: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
-        (
-            embedded,
-            memory,
-            weight_ih,
-            weight_hh,
-            query_weight,
-            energy_weight,
-            out_weight,
-            hiddens,
-            feeds,
-            weights,
-            joined,
-        ) = ctx.saved_tensors
+        embedded, memory, hiddens, feeds, weights, joined, *parameters = ctx.saved_tensors
+        weight_ih, weight_hh, query_weight, energy_weight, out_weight = parameters
         caches, energies = ctx.caches, ctx.energies
         B, T, E = embedded.shape
         H = hiddens.size(2)
@@ -137,7 +112,7 @@ class LuongGRUAdditive(torch.autograd.Function):
             if grad_attentional is not None
             else feeds.new_zeros(T, B, feeds.size(2))
         )  # (T, B, F)
-        grad_hidden = grad_last.clone() if grad_last is not None else hiddens.new_zeros(B, H)
+        grad_hidden = hiddens.new_zeros(B, H)
         grad_feed = feeds.new_zeros(B, feeds.size(2))  # from the next step's input
         memory_t = memory.transpose(1, 2).contiguous()  # (B, M, S)
         grad_keys = torch.zeros_like(energies[0])  # (B, S, K)

@@ -85,9 +85,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 target_log_probs = log_probs.gather(1, target)  # (n, 1)
                 total -= (1.0 - smoothing) * target_log_probs.sum()
                 if weight_sum is not None:
-                    # lse = z_target - log p_target; sum_v log p_v = sum_v z_v - V lse
+                    # lse = z_target - log p_target (the sum_v z_v part comes after the loop)
                     log_normalizer = logits.gather(1, target) - target_log_probs
-                    total -= smoothing * ((rows @ weight_sum).sum() / V - log_normalizer.sum())
+                    total += smoothing * log_normalizer.sum()
                 grad = log_probs.exp_()  # softmax, in place
                 grad.scatter_add_(
                     1, target, torch.full_like(target, smoothing - 1.0, dtype=grad.dtype)
@@ -95,8 +95,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 torch.mm(grad, weight, out=grad_inputs[start : start + block_rows])
                 grad_weight.addmm_(grad.t(), rows)
         if weight_sum is not None:
+            input_sum = inputs.sum(0)  # (A,)
+            total -= smoothing * (input_sum @ weight_sum) / V  # sum_n sum_v z_nv / V
             grad_inputs.sub_(weight_sum, alpha=smoothing / V)
-            grad_weight.sub_(inputs.sum(0), alpha=smoothing / V)
+            grad_weight.sub_(input_sum, alpha=smoothing / V)
         grad_bias = None
         if bias is not None:
             grad_inputs, grad_bias = grad_inputs[:, :-1], grad_weight[:, -1]
