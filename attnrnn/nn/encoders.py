@@ -28,7 +28,7 @@ from torch import nn
 from attnrnn.config import EncoderConfig
 from attnrnn.errors import ConfigError
 from attnrnn.nn.dropout import Dropout
-from attnrnn.nn.gru import gru_layer
+from attnrnn.nn.gru import gru_states, uses_hand_backward
 from attnrnn.nn.masking import lengths_to_mask
 
 RNN_CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -136,6 +136,9 @@ class RNNEncoder(nn.Module):
         """
         B, S, _ = inputs.shape
         lengths = lengths.to(inputs.device)
+        rnns = [rnn for layer in self.layers for rnn in typing.cast(nn.ModuleList, layer)]
+        if all(uses_hand_backward(rnn, inputs) for rnn in rnns):
+            return self._forward_time_major(inputs, lengths)
         last = (lengths - 1).view(B, 1, 1).expand(B, 1, self.hidden_size)  # (B, 1, H)
         mask = lengths_to_mask(lengths, S).unsqueeze(-1).to(inputs.dtype)  # (B, S, 1)
         layer_input, finals = inputs, []
@@ -145,9 +148,9 @@ class RNNEncoder(nn.Module):
             outputs = []
             for direction, rnn in enumerate(typing.cast(nn.ModuleList, directions)):
                 if direction == 0:
-                    states = gru_layer(rnn, layer_input)  # (B, S, H)
+                    states = rnn(layer_input)[0]  # (B, S, H)
                 else:
-                    reversed_states = gru_layer(rnn, reverse_within_lengths(layer_input, lengths))
+                    reversed_states = rnn(reverse_within_lengths(layer_input, lengths))[0]
                     states = reverse_within_lengths(reversed_states, lengths)  # (B, S, H)
                 # The last step read: the final token forward, the first token backward.
                 final = states.gather(1, last) if direction == 0 else states[:, :1]  # (B, 1, H)
@@ -155,3 +158,25 @@ class RNNEncoder(nn.Module):
                 outputs.append(states)
             layer_input = torch.cat(outputs, dim=-1) * mask  # (B, S, H * directions)
         return EncoderOutput(layer_input, torch.stack(finals))  # (B,S,H*D), (L*D, B, H)
+
+    def _forward_time_major(self, inputs: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        """:meth:`forward` for training GRUs on the CPU: the same computation through
+        :func:`attnrnn.nn.gru.gru_states`, time-major between the layers, the
+        backward direction reversed in place (no gathers)."""
+        B, S, _ = inputs.shape
+        last = (lengths - 1).view(1, B, 1).expand(1, B, self.hidden_size)  # (1, B, H)
+        valid = lengths_to_mask(lengths, S).t().unsqueeze(-1).to(inputs.dtype)  # (S, B, 1)
+        layer_input, finals = inputs.transpose(0, 1), []  # (S, B, E)
+        outputs: list[torch.Tensor] = []
+        for layer, directions in enumerate(self.layers):
+            if layer > 0:
+                layer_input = self.dropout(torch.cat(outputs, dim=-1) * valid)
+            outputs = []
+            for direction, rnn in enumerate(typing.cast(nn.ModuleList, directions)):
+                states = gru_states(rnn, layer_input, valid, reverse=direction == 1)  # (S, B, H)
+                final = states.gather(0, last) if direction == 0 else states[:1]  # (1, B, H)
+                finals.append(final.squeeze(0))
+                outputs.append(states)
+        # batch-first again for the attention: the concatenation writes it so
+        joined = torch.cat([states.transpose(0, 1) for states in outputs], dim=-1)
+        return EncoderOutput(joined * valid.transpose(0, 1), torch.stack(finals))

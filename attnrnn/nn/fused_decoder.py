@@ -64,9 +64,10 @@ class LuongGRUAdditive(torch.autograd.Function):
         M = memory.size(2)
         weight_feed = weight_ih[:, E:]  # (3H, F)
         energy = energy_weight.view(-1)  # (K,)
-        # The embedding half of the input projection, all steps in one matmul.
-        inputs = torch.addmm(bias_ih, embedded.reshape(B * T, E), weight_ih[:, :E].t())
-        inputs = inputs.view(B, T, 3 * H)
+        # The embedding half of the input projection, all steps in one matmul,
+        # time-major so that each step's rows are one contiguous block.
+        steps_first = embedded.transpose(0, 1).reshape(T * B, E)
+        inputs = torch.addmm(bias_ih, steps_first, weight_ih[:, :E].t()).view(T, B, 3 * H)
         feed = embedded.new_zeros(B, F)
         hiddens = embedded.new_empty(T + 1, B, H)  # h_0 .. h_T
         hiddens[0] = hidden
@@ -79,7 +80,9 @@ class LuongGRUAdditive(torch.autograd.Function):
         weights = embedded.new_empty(T, B, memory.size(1))
         joined = embedded.new_empty(T, B, M + H)  # [c_t; h_t]
         for t in range(T):
-            projected = torch.addmm(inputs[:, t], feed, weight_feed.t())  # (B, 3H)
+            projected = inputs[t]  # (B, 3H); f_{-1} = 0 adds nothing at t = 0
+            if t > 0:
+                projected.addmm_(feed, weight_feed.t())
             current = hiddens[t + 1]
             caches.append(gru_step(projected, hiddens[t], weight_hh, bias_hh, out=current))
             query = current @ query_weight.t()  # (B, K)
@@ -90,8 +93,8 @@ class LuongGRUAdditive(torch.autograd.Function):
             joined[t, :, M:] = current
             feed = torch.tanh(torch.addmm(out_bias, joined[t], out_weight.t()), out=feeds[t + 1])
         parameters = (weight_ih, weight_hh, query_weight, energy_weight, out_weight)
-        ctx.save_for_backward(embedded, memory, hiddens, feeds, weights, joined, *parameters)
-        ctx.caches, ctx.energies = caches, energies
+        ctx.save_for_backward(steps_first, memory, hiddens, feeds, weights, joined, *parameters)
+        ctx.caches, ctx.energies, ctx.batch = caches, energies, B
         attentional = feeds[1:].transpose(0, 1)  # (B, T, F)
         return attentional, weights.transpose(0, 1)
 
@@ -99,10 +102,10 @@ class LuongGRUAdditive(torch.autograd.Function):
     def backward(
         ctx: Any, grad_attentional: torch.Tensor | None, grad_weights: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
-        embedded, memory, hiddens, feeds, weights, joined, *parameters = ctx.saved_tensors
+        steps_first, memory, hiddens, feeds, weights, joined, *parameters = ctx.saved_tensors
         weight_ih, weight_hh, query_weight, energy_weight, out_weight = parameters
-        caches, energies = ctx.caches, ctx.energies
-        B, T, E = embedded.shape
+        caches, energies, B = ctx.caches, ctx.energies, ctx.batch
+        T, E = steps_first.size(0) // B, steps_first.size(1)
         H = hiddens.size(2)
         M = memory.size(2)
         weight_feed = weight_ih[:, E:]
@@ -115,8 +118,14 @@ class LuongGRUAdditive(torch.autograd.Function):
         grad_hidden = hiddens.new_zeros(B, H)
         grad_feed = feeds.new_zeros(B, feeds.size(2))  # from the next step's input
         memory_t = memory.transpose(1, 2).contiguous()  # (B, M, S)
-        grad_keys = torch.zeros_like(energies[0])  # (B, S, K)
-        scratch = torch.empty_like(grad_keys)
+        # The gradient before the tanh, v (1 - u^2) g for the score gradients g, is
+        # summed over the steps for the keys and over the source for the query. Kept
+        # apart as v (sum g) - v (sum g u^2), it takes two passes over u per step (u^2,
+        # and its product with g added to a running sum) and two batched
+        # matrix-vector products; v is applied once at the end.
+        squares = torch.empty_like(energies[0])  # (B, S, K)
+        weighted_squares = torch.zeros_like(squares)  # sum_t g_t u_t^2
+        score_sums = weights.new_zeros(B, weights.size(2), 1)  # sum_t g_t
         grad_energy = energy.new_zeros(energy.shape)
         pre_out = feeds.new_empty(T, B, feeds.size(2))  # gradients before the tanh
         grad_queries = feeds.new_empty(T, B, query_weight.size(0))
@@ -138,14 +147,16 @@ class LuongGRUAdditive(torch.autograd.Function):
             if grad_weights is not None:
                 grad_weight = grad_weight + grad_weights[:, t]
             grad_scores = weight * (grad_weight - (weight * grad_weight).sum(1, keepdim=True))
-            tanh_out = energies[t]  # (B, S, K)
-            grad_energy += torch.bmm(grad_scores.unsqueeze(1), tanh_out).sum((0, 1))
-            # (1 - u^2) * v * grad_score, in a scratch buffer without temporaries
-            grad_pre = torch.mul(tanh_out, tanh_out, out=scratch)
-            torch.addcmul(energy, grad_pre, energy, value=-1.0, out=grad_pre)
-            grad_pre.mul_(grad_scores.unsqueeze(2))
-            grad_keys += grad_pre
-            grad_query = torch.sum(grad_pre, dim=1, out=grad_queries[t])  # (B, K)
+            tanh_out = energies[t]  # (B, S, K) u
+            grad_energy.addmv_(tanh_out.view(-1, tanh_out.size(2)).t(), grad_scores.view(-1))
+            torch.mul(tanh_out, tanh_out, out=squares)
+            weighted_squares.addcmul_(squares, grad_scores.unsqueeze(2))
+            score_sums += grad_scores.unsqueeze(2)
+            # sum_s v (1 - u^2) g = v (sum_s g - sum_s g u^2)
+            grad_query = torch.bmm(grad_scores.unsqueeze(1), squares).squeeze(1)  # (B, K)
+            grad_query = torch.sub(
+                grad_scores.sum(1, keepdim=True), grad_query, out=grad_queries[t]
+            ).mul_(energy)
             grad_hidden = torch.addmm(grad_hidden, grad_query, query_weight)
             # GRU: h = (1 - z) n + z h_prev, n = tanh(i_n + r h_n)
             grad_in = grad_inputs[t]
@@ -158,7 +169,6 @@ class LuongGRUAdditive(torch.autograd.Function):
         flat_in = grad_inputs.view(rows, 3 * H)
         flat_rec = grad_recurrent.view(rows, 3 * H)
         flat_pre = pre_out.view(rows, -1)
-        steps_first = embedded.transpose(0, 1).reshape(rows, E)
         grad_weight_ih = torch.cat(
             [flat_in.t() @ steps_first, flat_in.t() @ feeds[:T].reshape(rows, -1)], dim=1
         )
@@ -169,6 +179,7 @@ class LuongGRUAdditive(torch.autograd.Function):
             weights.permute(1, 2, 0), grad_contexts.transpose(0, 1)
         )  # (B, S, T) x (B, T, M)
         grad_embedded = (flat_in @ weight_ih[:, :E]).view(T, B, E).transpose(0, 1)
+        grad_keys = torch.sub(score_sums, weighted_squares, out=weighted_squares).mul_(energy)
         return (
             grad_embedded,
             grad_hidden,

@@ -3,13 +3,20 @@
 ``nn.GRU`` on the CPU runs its recurrence as a chain of small autograd
 operations per time step (the gate chunks, their concatenation in the backward
 pass, an add per step to accumulate the recurrent weight's gradient). For
-training, :func:`gru_layer` projects the inputs of all steps in one matmul
+training, :func:`gru_states` projects the inputs of all steps in one matmul
 (through autograd, like ``nn.GRU``) and runs the recurrence in
 :class:`GRURecurrence`, whose backward pass carries only the hidden-state
 gradient from step to step and computes the recurrent weight's gradient as
 one matmul over all steps. Same equations and gate order as ``nn.GRU``
 (r, z, n; ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``); the tests
 compare values and gradients with it.
+
+Everything is time-major, (S, B, .): each step then reads and writes whole
+contiguous blocks (a batch-first slice ``x[:, t]`` is B rows scattered over the
+whole tensor, several times slower to read in these small elementwise passes),
+and the backward direction of a bidirectional encoder reads its rows
+backwards in place instead of gathering a reversed copy of its input and
+output.
 """
 
 from __future__ import annotations
@@ -83,76 +90,108 @@ def gru_step_backward(
 
 
 class GRURecurrence(torch.autograd.Function):
-    """States (B, S, H) of the recurrence over projected inputs (B, S, 3H)
-    (``x W_ih^T + b_ih``) from ``hidden`` (B, H), with ``weight_hh`` (3H, H) and
-    ``bias_hh`` (3H,)."""
+    """States (S, B, H) of the recurrence over time-major projected inputs
+    (S, B, 3H) (``x W_ih^T + b_ih``) from the zero state, with ``weight_hh``
+    (3H, H) and ``bias_hh`` (3H,).
+
+    ``reverse`` reads the steps from last to first. With ``valid`` (S, B, 1),
+    1.0 on a row's valid steps and 0.0 on its padding (at the end), a reversed
+    row then starts from the zero state at its last valid step, as if it were
+    read alone: the state is held at zero over the padding. (The forward
+    direction reaches the padding only after the valid steps, so it needs no
+    mask.)
+    """
 
     @staticmethod
     def forward(
         ctx: Any,
         projected: torch.Tensor,
-        hidden: torch.Tensor,
         weight_hh: torch.Tensor,
         bias_hh: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        reverse: bool = False,
     ) -> torch.Tensor:
-        B, S, _ = projected.shape
-        H = hidden.size(1)
-        states = projected.new_empty(S + 1, B, H)  # h_0 .. h_S
-        states[0] = hidden
-        caches = []
-        for t in range(S):
-            caches.append(gru_step(projected[:, t], states[t], weight_hh, bias_hh, states[t + 1]))
-        ctx.save_for_backward(weight_hh, states)
-        ctx.caches = caches
-        return states[1:].transpose(0, 1)  # (B, S, H)
+        S, B, _ = projected.shape
+        H = weight_hh.size(1)
+        # states[0] is the zero state forward, states[S] backward; step t reads
+        # states[t] (forward) or states[t + 1] (backward) and writes the other.
+        states = projected.new_empty(S + 1, B, H)
+        states[S if reverse else 0] = 0.0
+        full = steps_without_padding(valid, S) if reverse else S
+        caches: list[GateCache] = [None] * S  # type: ignore[list-item]
+        for t in reversed(range(S)) if reverse else range(S):
+            previous, current = states[t + reverse], states[t + 1 - reverse]
+            caches[t] = gru_step(projected[t], previous, weight_hh, bias_hh, out=current)
+            if t >= full:
+                current.mul_(valid[t])  # type: ignore[index]
+        ctx.save_for_backward(weight_hh, states, valid)
+        ctx.caches, ctx.reverse, ctx.full = caches, reverse, full
+        return states[:S] if reverse else states[1:]
 
     @staticmethod
     def backward(ctx: Any, grad_states: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        weight_hh, states = ctx.saved_tensors
-        caches = ctx.caches
+        weight_hh, states, valid = ctx.saved_tensors
+        caches, reverse, full = ctx.caches, ctx.reverse, ctx.full
         S, B, H = states.size(0) - 1, states.size(1), states.size(2)
-        grad_projected = grad_states.new_empty(B, S, 3 * H)
+        grad_states = grad_states.contiguous()
+        grad_projected = grad_states.new_empty(S, B, 3 * H)
         grad_recurrent = grad_states.new_empty(S, B, 3 * H)
         grad_hidden = grad_states.new_zeros(B, H)
-        for t in reversed(range(S)):
+        previous_states = states[1:] if reverse else states[:S]
+        for t in range(S) if reverse else reversed(range(S)):
+            grad = grad_hidden + grad_states[t]
+            if t >= full:
+                grad.mul_(valid[t])
             grad_hidden = gru_step_backward(
-                grad_hidden + grad_states[:, t],
-                states[t],
+                grad,
+                previous_states[t],
                 caches[t],
                 weight_hh,
-                grad_projected[:, t],
+                grad_projected[t],
                 grad_recurrent[t],
             )
         flat = grad_recurrent.view(S * B, 3 * H)
-        grad_weight_hh = flat.t() @ states[:S].reshape(S * B, H)
-        return grad_projected, grad_hidden, grad_weight_hh, flat.sum(0)
+        grad_weight_hh = flat.t() @ previous_states.reshape(S * B, H)
+        return grad_projected, grad_weight_hh, flat.sum(0), None, None
+
+
+def steps_without_padding(valid: torch.Tensor | None, steps: int) -> int:
+    """How many leading steps are valid in every row of ``valid`` (S, B, 1)."""
+    if valid is None:
+        return steps
+    return int(valid.view(steps, -1).amin(1).sum().item())
 
 
 def uses_hand_backward(rnn: nn.Module, inputs: torch.Tensor) -> bool:
-    """True when :func:`gru_layer` takes the hand-written backward pass for ``rnn``."""
+    """True when :func:`gru_states` may run ``rnn`` (training a plain one-layer GRU
+    on the CPU in its weights' dtype)."""
     return (
         torch.is_grad_enabled()
         and inputs.device.type == "cpu"  # CUDA keeps cuDNN's GRU
         and type(rnn) is nn.GRU
         and rnn.num_layers == 1
         and not rnn.bidirectional
-        and rnn.batch_first
         and rnn.bias
         and inputs.dtype == rnn.weight_hh_l0.dtype
         and not torch.is_autocast_enabled(inputs.device.type)
     )
 
 
-def gru_layer(rnn: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """``rnn(inputs)[0]`` for a batch-first RNN from zero state: through
-    :class:`GRURecurrence` when :func:`uses_hand_backward`, else the module itself."""
-    if not uses_hand_backward(rnn, inputs):
-        states: torch.Tensor = rnn(inputs)[0]
-        return states
+def gru_states(
+    rnn: nn.Module,
+    inputs: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    reverse: bool = False,
+) -> torch.Tensor:
+    """States (S, B, H) of a one-layer ``nn.GRU`` (any ``batch_first``; only its
+    weights are used) over time-major ``inputs`` (S, B, E) from the zero state,
+    through :class:`GRURecurrence` (see there for ``valid`` and ``reverse``).
+    For callers that checked :func:`uses_hand_backward`."""
     gru = typing.cast(nn.GRU, rnn)
     weight_ih = typing.cast(torch.Tensor, gru.weight_ih_l0)
     bias_ih = typing.cast(torch.Tensor, gru.bias_ih_l0)
-    projected = F.linear(inputs, weight_ih, bias_ih)  # (B, S, 3H)
-    hidden = inputs.new_zeros(inputs.size(0), gru.hidden_size)
-    result: torch.Tensor = GRURecurrence.apply(projected, hidden, gru.weight_hh_l0, gru.bias_hh_l0)
-    return result
+    projected = F.linear(inputs, weight_ih, bias_ih)  # (S, B, 3H)
+    states: torch.Tensor = GRURecurrence.apply(
+        projected, gru.weight_hh_l0, gru.bias_hh_l0, valid, reverse
+    )
+    return states

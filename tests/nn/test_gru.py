@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from attnrnn.nn import RNNEncoder
-from attnrnn.nn.gru import GRURecurrence, gru_layer, uses_hand_backward
+from attnrnn.nn.gru import GRURecurrence, gru_states, uses_hand_backward
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -21,7 +21,7 @@ def test_same_values_and_gradients_as_nn_gru(dtype):
     for hand in (True, False):
         rnn.zero_grad(set_to_none=True)
         x = inputs.clone().requires_grad_()
-        states = gru_layer(rnn, x) if hand else rnn(x)[0]
+        states = gru_states(rnn, x.transpose(0, 1)).transpose(0, 1) if hand else rnn(x)[0]
         (states * grad).sum().backward()
         results.append([states.detach(), x.grad] + [p.grad for p in rnn.parameters()])
     tolerance = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {}
@@ -30,16 +30,31 @@ def test_same_values_and_gradients_as_nn_gru(dtype):
         torch.testing.assert_close(got, want, **tolerance)
 
 
-def test_gradcheck():
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gradcheck(reverse):
     torch.manual_seed(1)
     H = 4
     arguments = (
-        torch.randn(2, 3, 3 * H, dtype=torch.float64, requires_grad=True),
-        torch.randn(2, H, dtype=torch.float64, requires_grad=True),
+        torch.randn(3, 2, 3 * H, dtype=torch.float64, requires_grad=True),
         torch.randn(3 * H, H, dtype=torch.float64, requires_grad=True),
         torch.randn(3 * H, dtype=torch.float64, requires_grad=True),
+        torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0]], dtype=torch.float64).unsqueeze(-1),
+        reverse,
     )
     assert torch.autograd.gradcheck(GRURecurrence.apply, arguments)
+
+
+def test_reverse_reads_each_row_from_its_last_valid_step():
+    torch.manual_seed(3)
+    rnn = nn.GRU(5, 4, batch_first=True).double()
+    inputs = torch.randn(6, 3, 5, dtype=torch.float64)  # time-major
+    lengths = [6, 2, 4]
+    valid = (torch.arange(6).unsqueeze(1) < torch.tensor(lengths)).unsqueeze(-1).double()
+    states = gru_states(rnn, inputs, valid, reverse=True)
+    for row, length in enumerate(lengths):
+        alone = rnn(inputs[:length, row].flip(0).unsqueeze(0))[0].squeeze(0).flip(0)
+        torch.testing.assert_close(states[:length, row], alone)
+        assert states[length:, row].abs().sum() == 0  # held at zero over the padding
 
 
 def test_taken_only_for_training_a_plain_one_layer_gru():
@@ -47,7 +62,6 @@ def test_taken_only_for_training_a_plain_one_layer_gru():
     assert uses_hand_backward(nn.GRU(5, 4, batch_first=True), x)
     assert not uses_hand_backward(nn.LSTM(5, 4, batch_first=True), x)
     assert not uses_hand_backward(nn.GRU(5, 4, num_layers=2, batch_first=True), x)
-    assert not uses_hand_backward(nn.GRU(5, 4, batch_first=False), x)
     assert not uses_hand_backward(nn.GRU(5, 4, batch_first=True), x.double())
     with torch.no_grad():
         assert not uses_hand_backward(nn.GRU(5, 4, batch_first=True), x)
@@ -61,7 +75,7 @@ def test_bidirectional_encoder_matches_the_autograd_path(monkeypatch):
     results = []
     for hand in (True, False):
         if not hand:
-            monkeypatch.setattr("attnrnn.nn.gru.uses_hand_backward", lambda rnn, x: False)
+            monkeypatch.setattr("attnrnn.nn.encoders.uses_hand_backward", lambda rnn, x: False)
         encoder.zero_grad(set_to_none=True)
         x = inputs.clone().requires_grad_()
         output = encoder(x, lengths)
