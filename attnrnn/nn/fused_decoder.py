@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from attnrnn.nn.gru import gru_step, gru_step_backward
+from attnrnn.nn.gru import fold_recurrent_bias, gru_step, gru_step_backward
 from attnrnn.nn.masking import masked_softmax
 
 
@@ -67,7 +67,8 @@ class LuongGRUAdditive(torch.autograd.Function):
         # The embedding half of the input projection, all steps in one matmul,
         # time-major so that each step's rows are one contiguous block.
         steps_first = embedded.transpose(0, 1).reshape(T * B, E)
-        inputs = torch.addmm(bias_ih, steps_first, weight_ih[:, :E].t()).view(T, B, 3 * H)
+        bias = fold_recurrent_bias(bias_ih, bias_hh)
+        inputs = torch.addmm(bias, steps_first, weight_ih[:, :E].t()).view(T, B, 3 * H)
         feed = embedded.new_zeros(B, F)
         hiddens = embedded.new_empty(T + 1, B, H)  # h_0 .. h_T
         hiddens[0] = hidden
@@ -84,7 +85,7 @@ class LuongGRUAdditive(torch.autograd.Function):
             if t > 0:
                 projected.addmm_(feed, weight_feed.t())
             current = hiddens[t + 1]
-            caches.append(gru_step(projected, hiddens[t], weight_hh, bias_hh, out=current))
+            caches.append(gru_step(projected, hiddens[t], weight_hh, bias_hh[2 * H :], out=current))
             query = current @ query_weight.t()  # (B, K)
             energies.append(torch.add(keys, query.unsqueeze(1)).tanh_())  # (B, S, K)
             scores = energies[t] @ energy  # (B, S)

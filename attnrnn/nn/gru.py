@@ -37,16 +37,20 @@ def gru_step(
     projected: torch.Tensor,
     previous: torch.Tensor,
     weight_hh: torch.Tensor,
-    bias_hh: torch.Tensor,
+    bias_hn: torch.Tensor,
     out: torch.Tensor,
 ) -> GateCache:
     """One GRU step without autograd: writes h_t (B, H) into ``out``.
 
     Args:
-        projected: (B, 3H) ``W_ih x_t + b_ih``; previous: (B, H) h_{t-1}.
+        projected: (B, 3H) ``W_ih x_t + b_ih + [b_hr, b_hz, 0]``: the recurrent
+            biases of r and z are folded into the input projection (see
+            :func:`fold_recurrent_bias`), so the recurrent matmul adds no bias.
+        previous: (B, H) h_{t-1}; bias_hn: (H,) the recurrent bias of n.
     """
     H = previous.size(1)
-    recurrent = torch.addmm(bias_hh, previous, weight_hh.t())  # (B, 3H)
+    recurrent = torch.mm(previous, weight_hh.t())  # (B, 3H)
+    recurrent[:, 2 * H :] += bias_hn
     gates = torch.empty_like(recurrent)
     # r and z in one pass each, written side by side
     torch.add(projected[:, : 2 * H], recurrent[:, : 2 * H], out=gates[:, : 2 * H]).sigmoid_()
@@ -92,7 +96,8 @@ def gru_step_backward(
 class GRURecurrence(torch.autograd.Function):
     """States (S, B, H) of the recurrence over time-major projected inputs
     (S, B, 3H) (``x W_ih^T + b_ih``) from the zero state, with ``weight_hh``
-    (3H, H) and ``bias_hh`` (3H,).
+    (3H, H) and ``bias_hn`` (H,), the recurrent bias of n (those of r and z are
+    folded into ``projected``, see :func:`fold_recurrent_bias`).
 
     ``reverse`` reads the steps from last to first. With ``valid`` (S, B, 1),
     1.0 on a row's valid steps and 0.0 on its padding (at the end), a reversed
@@ -107,7 +112,7 @@ class GRURecurrence(torch.autograd.Function):
         ctx: Any,
         projected: torch.Tensor,
         weight_hh: torch.Tensor,
-        bias_hh: torch.Tensor,
+        bias_hn: torch.Tensor,
         valid: torch.Tensor | None = None,
         reverse: bool = False,
     ) -> torch.Tensor:
@@ -121,7 +126,7 @@ class GRURecurrence(torch.autograd.Function):
         caches: list[GateCache] = [None] * S  # type: ignore[list-item]
         for t in reversed(range(S)) if reverse else range(S):
             previous, current = states[t + reverse], states[t + 1 - reverse]
-            caches[t] = gru_step(projected[t], previous, weight_hh, bias_hh, out=current)
+            caches[t] = gru_step(projected[t], previous, weight_hh, bias_hn, out=current)
             if t >= full:
                 current.mul_(valid[t])  # type: ignore[index]
         ctx.save_for_backward(weight_hh, states, valid)
@@ -152,7 +157,16 @@ class GRURecurrence(torch.autograd.Function):
             )
         flat = grad_recurrent.view(S * B, 3 * H)
         grad_weight_hh = flat.t() @ previous_states.reshape(S * B, H)
-        return grad_projected, grad_weight_hh, flat.sum(0), None, None
+        return grad_projected, grad_weight_hh, flat[:, 2 * H :].sum(0), None, None
+
+
+def fold_recurrent_bias(bias_ih: torch.Tensor, bias_hh: torch.Tensor) -> torch.Tensor:
+    """``b_ih + [b_hr, b_hz, 0]`` (3H,): the input bias with the recurrent biases of
+    r and z, which only ever add to it. The recurrent matmul of every step then
+    needs no bias (no broadcast copy per step); only ``b_hn``, which r scales,
+    stays with it."""
+    H = bias_ih.size(0) // 3
+    return torch.cat([bias_ih[: 2 * H] + bias_hh[: 2 * H], bias_ih[2 * H :]])
 
 
 def steps_without_padding(valid: torch.Tensor | None, steps: int) -> int:
@@ -190,8 +204,10 @@ def gru_states(
     gru = typing.cast(nn.GRU, rnn)
     weight_ih = typing.cast(torch.Tensor, gru.weight_ih_l0)
     bias_ih = typing.cast(torch.Tensor, gru.bias_ih_l0)
-    projected = F.linear(inputs, weight_ih, bias_ih)  # (S, B, 3H)
+    bias_hh = typing.cast(torch.Tensor, gru.bias_hh_l0)
+    projected = F.linear(inputs, weight_ih, fold_recurrent_bias(bias_ih, bias_hh))  # (S, B, 3H)
+    H = gru.hidden_size
     states: torch.Tensor = GRURecurrence.apply(
-        projected, gru.weight_hh_l0, gru.bias_hh_l0, valid, reverse
+        projected, gru.weight_hh_l0, bias_hh[2 * H :], valid, reverse
     )
     return states

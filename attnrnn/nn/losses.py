@@ -76,21 +76,32 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # -eps / V sum_v w_v to each input row and -eps / V sum_n x_n to each weight
         # row, applied once below instead of subtracted from every block.
         weight_sum = weight.sum(0) if smoothing else None  # (A,)
+        logits_buffer = inputs.new_empty(min(block_rows, N), V)
+        probs_buffer = torch.empty_like(logits_buffer)
+        # log p_target as log(softmax) (one pass fewer than log_softmax then exp) while
+        # p_target is far from the subnormal range; exactly, from the logits, below it.
+        tiny = torch.finfo(inputs.dtype).tiny ** 0.5
         with torch.autocast(inputs.device.type, enabled=False):
             for start in range(0, N, block_rows):
                 rows = inputs[start : start + block_rows]
+                n = rows.size(0)
                 target = targets[start : start + block_rows].unsqueeze(1)
-                logits = rows @ weight.t()  # (n, V)
-                log_probs = torch.log_softmax(logits, dim=-1)  # (n, V)
-                target_log_probs = log_probs.gather(1, target)  # (n, 1)
+                logits = torch.mm(rows, weight.t(), out=logits_buffer[:n])  # (n, V)
+                probs = torch.softmax(logits, dim=-1, out=probs_buffer[:n])  # (n, V)
+                target_probs = probs.gather(1, target)  # (n, 1)
+                target_log_probs = target_probs.log()
+                small = target_probs < tiny
+                if small.any():
+                    rows_small = small.squeeze(1).nonzero().squeeze(1)
+                    exact = torch.log_softmax(logits[rows_small], dim=-1)
+                    target_log_probs[rows_small] = exact.gather(1, target[rows_small])
                 total -= (1.0 - smoothing) * target_log_probs.sum()
                 if weight_sum is not None:
                     # lse = z_target - log p_target (the sum_v z_v part comes after the loop)
                     log_normalizer = logits.gather(1, target) - target_log_probs
                     total += smoothing * log_normalizer.sum()
-                grad = log_probs.exp_()  # softmax, in place
-                grad.scatter_add_(
-                    1, target, torch.full_like(target, smoothing - 1.0, dtype=grad.dtype)
+                grad = probs.scatter_add_(
+                    1, target, torch.full_like(target, smoothing - 1.0, dtype=probs.dtype)
                 )
                 torch.mm(grad, weight, out=grad_inputs[start : start + block_rows])
                 grad_weight.addmm_(grad.t(), rows)

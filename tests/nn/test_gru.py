@@ -37,7 +37,7 @@ def test_gradcheck(reverse):
     arguments = (
         torch.randn(3, 2, 3 * H, dtype=torch.float64, requires_grad=True),
         torch.randn(3 * H, H, dtype=torch.float64, requires_grad=True),
-        torch.randn(3 * H, dtype=torch.float64, requires_grad=True),
+        torch.randn(H, dtype=torch.float64, requires_grad=True),
         torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0]], dtype=torch.float64).unsqueeze(-1),
         reverse,
     )

@@ -79,6 +79,29 @@ def test_fused_linear_cross_entropy_equals_linear_then_loss(with_bias, smoothing
         torch.testing.assert_close(fused_grads[2], bias.grad)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_loss_is_exact_where_the_target_probability_underflows(dtype):
+    # logit gaps of thousands: softmax gives p_target = 0 for the wrong rows, whose
+    # log-probabilities must still come out exactly (finite, equal to PyTorch's)
+    generator = torch.Generator().manual_seed(4)
+    N, A, V = 9, 5, 12
+    inputs = (400 * torch.randn(N, A, generator=generator, dtype=dtype)).requires_grad_()
+    weight = torch.randn(V, A, generator=generator, dtype=dtype, requires_grad=True)
+    targets = torch.randint(0, V, (N,), generator=generator)
+    fused = linear_cross_entropy(inputs, weight, None, targets, 0.1, block_rows=4)
+    fused.backward()
+    fused_grads = [inputs.grad, weight.grad]
+    inputs.grad = weight.grad = None
+    logits = F.linear(inputs, weight)
+    assert (logits.softmax(-1).gather(1, targets.unsqueeze(1)) == 0).any()
+    expected = F.cross_entropy(logits, targets, label_smoothing=0.1)
+    expected.backward()
+    assert torch.isfinite(fused)
+    torch.testing.assert_close(fused, expected)
+    torch.testing.assert_close(fused_grads[0], inputs.grad)
+    torch.testing.assert_close(fused_grads[1], weight.grad)
+
+
 def test_fused_linear_cross_entropy_trains_tied_weights_like_the_plain_path():
     torch.manual_seed(0)
     embedding = torch.nn.Embedding(11, 5)
