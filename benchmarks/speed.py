@@ -160,14 +160,17 @@ def restored(model: torch.nn.Module) -> Iterator[None]:
         model.load_state_dict(state)
 
 
-def translation_flops_per_token(run: TranslationRun, source_per_target: float) -> float:
+def translation_flops_per_token(
+    run: TranslationRun, source_per_target: float, attended_per_target: float
+) -> float:
     """Useful matmul FLOPs of one training step per target token (forward x 3).
 
     Counts the encoder GRUs (per source token, ``source_per_target`` of them per
     target token), the decoder GRU with input feeding, the attention (query
-    projection; scores and context over the source; keys projected once per
-    source token), the attentional layer and the output layer. Elementwise work
-    (gates, tanh, softmax) is not counted.
+    projection; scores and context over the ``attended_per_target`` source
+    tokens each target token attends to, its sentence's source length; keys
+    projected once per source token), the attentional layer and the output
+    layer. Elementwise work (gates, tanh, softmax) is not counted.
     """
     config = run.config.model
     E, H_enc, H = config.embedding_size, config.encoder.hidden_size, config.decoder.hidden_size
@@ -181,7 +184,7 @@ def translation_flops_per_token(run: TranslationRun, source_per_target: float) -
         encoder += 2 * 2 * 3 * H_enc * (inputs + H_enc)  # 2 directions, 3 gates, 2 FLOPs
     keys = 2 * M * attention
     decoder_rnn = 2 * 3 * H * (E + A + H)
-    attending = 2 * H * attention + source_per_target * (2 * attention + 2 * M)
+    attending = 2 * H * attention + attended_per_target * (2 * attention + 2 * M)
     attentional = 2 * A * (M + H)
     output = 2 * V * A
     forward = (encoder + keys) * source_per_target + decoder_rnn + attending + attentional + output
@@ -200,7 +203,12 @@ def translation_training(run: TranslationRun, data: Path, steps: int, peaks: Res
     batches = task.train_batches(0)[: steps + 3]
     source_tokens = sum(len(train.sources[i]) for batch in batches for i in batch)
     target_tokens = sum(len(train.targets[i]) + 1 for batch in batches for i in batch)
-    flops = translation_flops_per_token(run, source_tokens / target_tokens)
+    attended = sum(
+        len(train.sources[i]) * (len(train.targets[i]) + 1) for batch in batches for i in batch
+    )
+    flops = translation_flops_per_token(
+        run, source_tokens / target_tokens, attended / target_tokens
+    )
     results: Results = {
         "train_batch_tokens": config.trainer.batch_tokens,
         "train_sentences_per_batch_mean": round(sum(len(b) for b in batches) / len(batches), 1),
