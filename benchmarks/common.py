@@ -49,7 +49,8 @@ def machine() -> dict[str, Any]:
 
 
 def commit() -> str:
-    """The commit the benchmark ran at, with ``-dirty`` when files were modified."""
+    """The commit checked out now, with ``-dirty`` when code or configs were modified
+    (results files apart)."""
 
     def git(*arguments: str) -> str:
         return subprocess.run(
@@ -58,9 +59,20 @@ def commit() -> str:
 
     sha = git("rev-parse", "HEAD") or "unknown"
     dirty = git(
-        "status", "--porcelain", "--untracked-files=no", "--", "attnrnn", "benchmarks", "configs"
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "attnrnn",
+        "benchmarks",
+        "configs",
+        ":(exclude)benchmarks/results",
     )
     return sha + ("-dirty" if dirty else "")
+
+
+COMMIT_AT_START = commit()
+"""The commit whose code this process loaded (a long run may outlive a checkout)."""
 
 
 def command_line() -> str:
@@ -93,10 +105,10 @@ class Steps:
             print(f"[{step}] cached: {json.dumps(result)[:200]}", flush=True)
             return result
         print(f"[{step}] running", flush=True)
-        started = time.monotonic()
+        started, started_at = time.monotonic(), commit()  # the code the step runs
         result = function()
         result.setdefault("seconds", round(time.monotonic() - started, 1))
-        result["commit"] = commit()
+        result["commit"] = started_at
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(result, indent=2))
         os.replace(temporary, path)
@@ -107,7 +119,12 @@ class Steps:
 def write_results(name: str, results: dict[str, Any]) -> Path:
     """Write ``benchmarks/results/<name>.json`` with command, commit and machine."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    document = {**results, "command": command_line(), "commit": commit(), "machine": machine()}
+    document = {
+        **results,
+        "command": command_line(),
+        "commit": COMMIT_AT_START,
+        "machine": machine(),
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")

@@ -78,9 +78,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         weight_sum = weight.sum(0) if smoothing else None  # (A,)
         logits_buffer = inputs.new_empty(min(block_rows, N), V)
         probs_buffer = torch.empty_like(logits_buffer)
-        # log p_target as log(softmax) (one pass fewer than log_softmax then exp) while
-        # p_target is far from the subnormal range; exactly, from the logits, below it.
+        # log p_target as log(softmax), one pass fewer than log_softmax then exp. Rows
+        # whose p_target nears the subnormal range (rare) are left out of the loss
+        # here and added exactly from their logits after the loop: no sync per block
+        # on a GPU. Their gradient needs no fix: softmax - q stays exact.
         tiny = torch.finfo(inputs.dtype).tiny ** 0.5
+        small_rows = []
         with torch.autocast(inputs.device.type, enabled=False):
             for start in range(0, N, block_rows):
                 rows = inputs[start : start + block_rows]
@@ -89,22 +92,28 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 logits = torch.mm(rows, weight.t(), out=logits_buffer[:n])  # (n, V)
                 probs = torch.softmax(logits, dim=-1, out=probs_buffer[:n])  # (n, V)
                 target_probs = probs.gather(1, target)  # (n, 1)
-                target_log_probs = target_probs.log()
                 small = target_probs < tiny
-                if small.any():
-                    rows_small = small.squeeze(1).nonzero().squeeze(1)
-                    exact = torch.log_softmax(logits[rows_small], dim=-1)
-                    target_log_probs[rows_small] = exact.gather(1, target[rows_small])
+                small_rows.append(small)
+                target_log_probs = target_probs.masked_fill(small, 1.0).log()  # 0 if small
                 total -= (1.0 - smoothing) * target_log_probs.sum()
                 if weight_sum is not None:
                     # lse = z_target - log p_target (the sum_v z_v part comes after the loop)
                     log_normalizer = logits.gather(1, target) - target_log_probs
-                    total += smoothing * log_normalizer.sum()
+                    total += smoothing * log_normalizer.masked_fill(small, 0.0).sum()
                 grad = probs.scatter_add_(
                     1, target, torch.full_like(target, smoothing - 1.0, dtype=probs.dtype)
                 )
                 torch.mm(grad, weight, out=grad_inputs[start : start + block_rows])
                 grad_weight.addmm_(grad.t(), rows)
+            small = torch.cat(small_rows).squeeze(1)
+            if small.any():
+                logits = inputs[small] @ weight.t()
+                target = targets[small].unsqueeze(1)
+                target_log_probs = torch.log_softmax(logits, dim=-1).gather(1, target)
+                total -= (1.0 - smoothing) * target_log_probs.sum()
+                if weight_sum is not None:
+                    log_normalizer = logits.gather(1, target) - target_log_probs
+                    total += smoothing * log_normalizer.sum()
         if weight_sum is not None:
             input_sum = inputs.sum(0)  # (A,)
             total -= smoothing * (input_sum @ weight_sum) / V  # sum_n sum_v z_nv / V
