@@ -143,3 +143,27 @@ def test_pointer_generator_trains_and_decodes_on_cuda():
     loss, _ = summarization.summarization_loss(gpu_model.train(), batch, coverage_weight=1.0)
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in gpu_model.parameters())
+
+
+@pytest.mark.parametrize("scale", [1.0, 400.0])  # 400: some target probabilities underflow
+def test_fused_output_loss_on_cuda_equals_pytorch(scale):
+    from attnrnn.nn.losses import linear_cross_entropy
+
+    generator = torch.Generator().manual_seed(5)
+    inputs = scale * torch.randn(300, 8, generator=generator, dtype=torch.float64)
+    weight = torch.randn(V, 8, generator=generator, dtype=torch.float64)
+    bias = torch.randn(V, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, V, (300,), generator=generator)
+    results = []
+    for fused in (True, False):
+        leaves = [t.to(CUDA).requires_grad_() for t in (inputs, weight, bias)]
+        if fused:
+            loss = linear_cross_entropy(*leaves, targets.to(CUDA), 0.1, block_rows=64)
+        else:
+            logits = torch.nn.functional.linear(*leaves)
+            loss = torch.nn.functional.cross_entropy(logits, targets.to(CUDA), label_smoothing=0.1)
+        loss.backward()
+        results.append([loss.detach()] + [leaf.grad for leaf in leaves])
+    assert torch.isfinite(results[0][0])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want)
