@@ -69,7 +69,6 @@ class LuongGRUAdditive(torch.autograd.Function):
         steps_first = embedded.transpose(0, 1).reshape(T * B, E)
         bias = fold_recurrent_bias(bias_ih, bias_hh)
         inputs = torch.addmm(bias, steps_first, weight_ih[:, :E].t()).view(T, B, 3 * H)
-        feed = embedded.new_zeros(B, F)
         hiddens = embedded.new_empty(T + 1, B, H)  # h_0 .. h_T
         hiddens[0] = hidden
         # Per-step tensors in lists: one buffer for all steps would be large enough to
@@ -77,6 +76,7 @@ class LuongGRUAdditive(torch.autograd.Function):
         caches = []  # what each GRU step keeps for the backward pass
         feeds = embedded.new_empty(T + 1, B, F)  # f_{-1} = 0, f_0 .. f_{T-1}
         feeds[0] = 0.0
+        feed = feeds[0]
         energies = []  # (B, S, K) per step: tanh(W_q h + k)
         weights = embedded.new_empty(T, B, memory.size(1))
         joined = embedded.new_empty(T, B, M + H)  # [c_t; h_t]
@@ -180,6 +180,7 @@ class LuongGRUAdditive(torch.autograd.Function):
             weights.permute(1, 2, 0), grad_contexts.transpose(0, 1)
         )  # (B, S, T) x (B, T, M)
         grad_embedded = (flat_in @ weight_ih[:, :E]).view(T, B, E).transpose(0, 1)
+        grad_bias_ih = flat_in.sum(0)
         grad_keys = torch.sub(score_sums, weighted_squares, out=weighted_squares).mul_(energy)
         return (
             grad_embedded,
@@ -189,8 +190,9 @@ class LuongGRUAdditive(torch.autograd.Function):
             None,
             grad_weight_ih,
             grad_weight_hh,
-            flat_in.sum(0),
-            flat_rec.sum(0),
+            grad_bias_ih,
+            # r and z: their recurrent gradient is their input gradient (gru_step_backward)
+            torch.cat([grad_bias_ih[: 2 * H], flat_rec[:, 2 * H :].sum(0)]),
             grad_query_weight,
             grad_energy.view_as(energy_weight),
             grad_out_weight,

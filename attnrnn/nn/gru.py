@@ -30,7 +30,7 @@ from torch import nn
 
 GateCache = tuple[torch.Tensor, torch.Tensor]
 """What one GRU step keeps for its backward pass: the gates [r | z | n] (B, 3H)
-and the recurrent projection ``W_hh h + b_hh`` (B, 3H)."""
+and the recurrent projection ``W_hh h + [0, 0, b_hn]`` (B, 3H)."""
 
 
 def gru_step(

@@ -43,6 +43,18 @@ def smoothed_cross_entropy(
     return F.cross_entropy(logits, targets, label_smoothing=smoothing)
 
 
+def _row_terms(
+    logits: torch.Tensor, target: torch.Tensor, target_log_probs: torch.Tensor, smoothing: float
+) -> torch.Tensor:
+    """Each row's loss but for the smoothing term's ``-eps / V sum_v z_v`` (added
+    once per batch): ``-(1 - eps) log p_t - eps / V sum_v log p_v`` with
+    ``sum_v log p_v = sum_v z_v - V lse`` and ``lse = z_t - log p_t`` leaves
+    ``eps z_t - log p_t``. (n, 1)."""
+    if not smoothing:
+        return -target_log_probs
+    return smoothing * logits.gather(1, target) - target_log_probs
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Output layer + label-smoothed cross-entropy, a block of rows at a time.
 
@@ -94,12 +106,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 target_probs = probs.gather(1, target)  # (n, 1)
                 small = target_probs < tiny
                 small_rows.append(small)
-                target_log_probs = target_probs.masked_fill(small, 1.0).log()  # 0 if small
-                total -= (1.0 - smoothing) * target_log_probs.sum()
-                if weight_sum is not None:
-                    # lse = z_target - log p_target (the sum_v z_v part comes after the loop)
-                    log_normalizer = logits.gather(1, target) - target_log_probs
-                    total += smoothing * log_normalizer.masked_fill(small, 0.0).sum()
+                target_log_probs = target_probs.masked_fill(small, 1.0).log()
+                total += (
+                    _row_terms(logits, target, target_log_probs, smoothing)
+                    .masked_fill(small, 0.0)
+                    .sum()
+                )
                 grad = probs.scatter_add_(
                     1, target, torch.full_like(target, smoothing - 1.0, dtype=probs.dtype)
                 )
@@ -110,10 +122,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 logits = inputs[small] @ weight.t()
                 target = targets[small].unsqueeze(1)
                 target_log_probs = torch.log_softmax(logits, dim=-1).gather(1, target)
-                total -= (1.0 - smoothing) * target_log_probs.sum()
-                if weight_sum is not None:
-                    log_normalizer = logits.gather(1, target) - target_log_probs
-                    total += smoothing * log_normalizer.sum()
+                total += _row_terms(logits, target, target_log_probs, smoothing).sum()
         if weight_sum is not None:
             input_sum = inputs.sum(0)  # (A,)
             total -= smoothing * (input_sum @ weight_sum) / V  # sum_n sum_v z_nv / V
