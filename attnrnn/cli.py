@@ -1,5 +1,10 @@
 """The ``attnrnn`` command line: parse arguments and dispatch, nothing more.
 
+Every command that uses a trained run goes through the task registry
+(:data:`attnrnn.tasks.TASKS`) and the run loader: the CLI never names a task.
+``translate``, ``transcribe`` and ``summarize`` are ``predict`` under the name of
+what it does for a task; each checks that the run is of that task.
+
 Errors in what the user gave (files, configuration, run directories) are
 printed as one ``error:`` line with exit status 2; no traceback.
 """
@@ -14,23 +19,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from attnrnn.errors import AttnrnnError, ConfigError
+from attnrnn.errors import AttnrnnError, ConfigError, DataError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+RUN_COMMANDS = ("evaluate", "predict", "explain")
+# Options of every run command, handled when loading; the rest go to the task.
+LOAD_OPTIONS = ("device", "int8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments, extras = parser.parse_known_args(argv)
     if extras:
-        # argparse gives an optional positional (translate RUN [FILE]) its default as soon
-        # as it reads RUN, so `translate RUN --beam 5 FILE` would leave FILE over: take it.
-        leftover = extras[0]
-        is_file = not leftover.startswith("-") or leftover == "-"
-        if getattr(arguments, "input", None) == "-" and len(extras) == 1 and is_file:
-            arguments.input, extras = leftover, []
-        if extras:
+        # Inputs after options (`translate RUN --beam 5 FILE`): argparse leaves them over.
+        if hasattr(arguments, "inputs") and not any(e.startswith("-") and e != "-" for e in extras):
+            arguments.inputs = [*arguments.inputs, *extras]
+        else:
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(arguments, "command", None):
         parser.print_help()
@@ -47,7 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+# --------------------------------------------------------------------------- the parser
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from attnrnn.tasks import TASKS
+
     parser = argparse.ArgumentParser(
         prog="attnrnn", description="Attention-based recurrent neural networks."
     )
@@ -55,83 +65,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model from a YAML configuration")
     train.add_argument("config", nargs="?", help="YAML configuration (not needed with --resume)")
-    train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a configuration value, e.g. model.encoder.hidden_size=512",
-    )
+    add_set_option(train)
     train.add_argument("--output", "-o", help="run directory (default: runs/NAME-TIMESTAMP)")
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser("evaluate", help="score a trained run on labelled data")
-    evaluate.add_argument("run", help="run directory")
+    add_run_argument(evaluate)
     evaluate.add_argument(
         "--data",
-        help="labelled file, read like the training data (translation: a prefix or "
-        "TSV/JSONL; default the run's test split)",
+        help="labelled data, read like the training data (default: the run's test split)",
     )
-    evaluate.add_argument("--beam", type=int, help="translation: beam size (default: the run's)")
-    evaluate.add_argument(
-        "--int8", action="store_true", help="translation: int8 dynamic quantization (CPU)"
-    )
+    add_task_options(evaluate, "evaluate")
     evaluate.set_defaults(handler=command_evaluate)
 
-    translate = commands.add_parser("translate", help="translate sentences, one a line")
-    translate.add_argument("run", help="translation run directory")
-    translate.add_argument(
-        "input", nargs="?", default="-", help="text file, one sentence a line (- = stdin)"
-    )
-    translate.add_argument("--beam", type=int, help="beam size (default: the run's)")
-    translate.add_argument("--n-best", type=int, default=1, help="alternatives to print")
-    translate.add_argument(
-        "--int8", action="store_true", help="int8 dynamic quantization of the model (CPU)"
-    )
-    translate.add_argument(
-        "--json", action="store_true", help="JSON lines with score, tokens and attention"
-    )
-    translate.set_defaults(handler=command_translate)
+    names = {task.command for task in TASKS.values()} - {"predict"}
+    for command in ("predict", *sorted(names)):
+        add_predict_parser(commands, command)
 
-    summarize = commands.add_parser("summarize", help="summarize documents (JSON lines)")
-    summarize.add_argument("run", help="summarization run directory")
-    summarize.add_argument(
-        "input", nargs="?", default="-", help="JSONL file, one document a line (- = stdin)"
+    explain = commands.add_parser(
+        "explain",
+        help="show what the attention picked",
+        description="Predict, print which inputs the attention picked, and write pictures. "
+        + " ".join(
+            f"{task.name}: {task.explain_files}." for task in TASKS.values() if task.explain_files
+        ),
     )
-    summarize.add_argument(
-        "--field", default="dialogue", help="the JSON field holding the text (default: dialogue)"
-    )
-    summarize.add_argument("--beam", type=int, help="beam size (default: the run's)")
-    summarize.add_argument("--json", action="store_true", help="JSON lines with copy probabilities")
-    summarize.set_defaults(handler=command_summarize)
-
-    transcribe = commands.add_parser("transcribe", help="transcribe audio files (WAV, FLAC)")
-    transcribe.add_argument("run", help="speech recognition run directory")
-    transcribe.add_argument("audio", nargs="+", help="audio files")
-    transcribe.add_argument("--beam", type=int, help="beam size (default: the run's)")
-    transcribe.add_argument("--json", action="store_true", help="JSON lines with scores")
-    transcribe.set_defaults(handler=command_transcribe)
-
-    predict = commands.add_parser("predict", help="predict labels, one JSON line per text")
-    predict.add_argument("run", help="run directory")
-    predict.add_argument(
-        "input", nargs="?", default="-", help="text file, one text a line (- = stdin)"
-    )
-    predict.add_argument("--attention", action="store_true", help="include tokens and weights")
-    predict.set_defaults(handler=command_predict)
-
-    explain = commands.add_parser("explain", help="show which tokens the attention picked")
-    explain.add_argument("run", help="run directory")
-    explain.add_argument("text", nargs="+", help="one or more texts (speech runs: audio files)")
+    add_run_argument(explain)
+    explain.add_argument("inputs", nargs="+", metavar="INPUT", help="texts (speech: audio files)")
     explain.add_argument(
-        "--output",
-        "-o",
-        default="explain",
-        help="folder for explain.html and explain.png (default: explain)",
+        "--output", "-o", default="explain", help="folder for the pictures (default: explain)"
     )
     explain.add_argument("--no-color", action="store_true", help="plain terminal output")
+    add_task_options(explain, "explain")
     explain.set_defaults(handler=command_explain)
+
+    export = commands.add_parser(
+        "export", help="write an inference-only bundle (weights, assets, model card)"
+    )
+    add_run_argument(export)
+    export.add_argument("--output", "-o", required=True, help="the bundle's folder (new)")
+    export.set_defaults(handler=command_export)
 
     pretrain = commands.add_parser("pretrain", help="unsupervised pretraining on raw text")
     from attnrnn.pretrain.cli import add_pretrain_arguments
@@ -154,259 +128,237 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --------------------------------------------------------------------------- commands
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a configuration value, e.g. model.encoder.hidden_size=512",
+    )
 
 
-def load_run_config(path: str, overrides: Sequence[str]):
-    """Read a run configuration, apply ``--set`` overrides and build its typed form."""
-    from attnrnn.config import apply_overrides, load_yaml
-    from attnrnn.tasks.classification import ClassificationRunConfig
+def add_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory or exported bundle")
 
-    data = apply_overrides(load_yaml(path), overrides)
-    task = data.get("task", "classification")
-    from attnrnn.tasks.speech import SpeechRunConfig
-    from attnrnn.tasks.summarization import SummarizationRunConfig
-    from attnrnn.tasks.translation import TranslationRunConfig
 
-    tasks: dict[str, Any] = {
-        "classification": ClassificationRunConfig,
-        "translation": TranslationRunConfig,
-        "speech": SpeechRunConfig,
-        "summarization": SummarizationRunConfig,
+def add_predict_parser(commands: Any, command: str) -> None:
+    from attnrnn.tasks import TASKS
+
+    tasks = [task for task in TASKS.values() if command in ("predict", task.command)]
+    kinds = ", ".join(task.name for task in tasks)
+    predict = commands.add_parser(
+        command,
+        help=f"answer inputs one line at a time ({kinds})",
+        description="Read inputs (one a line) from files or standard input and answer each "
+        "with one line as soon as its batch is done; an empty line gets an empty line. "
+        "Speech runs take audio files as arguments (or their paths, one a line).",
+    )
+    add_run_argument(predict)
+    predict.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help="input file(s); - or none: standard input"
+    )
+    predict.add_argument(
+        "--json",
+        "--attention",
+        action="store_true",
+        dest="json",
+        help="JSON lines with scores, tokens and attention weights",
+    )
+    predict.add_argument(
+        "--strict", action="store_true", help="stop with an error at an empty line"
+    )
+    add_task_options(predict, "predict", tasks)
+    predict.set_defaults(handler=command_predict, alias=command)
+
+
+def add_task_options(parser: argparse.ArgumentParser, command: str, tasks: Any = None) -> None:
+    """The options of every task for ``command`` (each once), and the load options."""
+    from attnrnn.tasks import TASKS
+
+    tasks = list(TASKS.values()) if tasks is None else tasks
+    parser.add_argument(
+        "--device",
+        default=argparse.SUPPRESS,
+        help="auto (default: CUDA when available), cpu, cuda:0...",
+    )
+    if any(task.supports_int8 for task in tasks):
+        parser.add_argument(
+            "--int8",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="int8 dynamic quantization for CPU inference (translation)",
+        )
+    seen: set[str] = set()
+    for task in tasks:
+        for option in task.options:
+            if command not in option.commands or option.dest in seen:
+                continue
+            seen.add(option.dest)
+            keywords: dict[str, Any] = {"dest": option.dest, "default": argparse.SUPPRESS}
+            if option.action:
+                keywords["action"] = option.action
+            if option.type is not None:
+                keywords["type"] = option.type
+            parser.add_argument(*option.flags, help=option.help, **keywords)
+
+
+# --------------------------------------------------------------------------- using a run
+
+
+def load_run(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str, Any]]:
+    """The run of ``arguments.run`` and the task options given, checked against its task."""
+    from attnrnn.tasks.runs import load, run_task
+
+    task = run_task(arguments.run)
+    alias = getattr(arguments, "alias", "predict")
+    if alias not in ("predict", task.command):
+        other = f"attnrnn {task.command}" if task.command != "predict" else "attnrnn predict"
+        raise ConfigError(f"{arguments.run} is a {task.name} run; use `{other}` for it")
+    known = {option.dest for option in task.options if command in option.commands}
+    given = {
+        key: value
+        for key, value in vars(arguments).items()
+        if key in _task_option_names() and key not in LOAD_OPTIONS
     }
-    if task not in tasks:
-        raise ConfigError(f"{path}: unknown task {task!r}; valid: {', '.join(tasks)}")
-    try:
-        return tasks[task].from_dict(data)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+    for key in given:
+        if key not in known:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} does not apply to {task.name} runs ({arguments.run})")
+    if getattr(arguments, "int8", False) and not task.supports_int8:
+        raise ConfigError(f"--int8 does not apply to {task.name} runs ({arguments.run})")
+    model = load(
+        arguments.run,
+        device=getattr(arguments, "device", "auto"),
+        int8=getattr(arguments, "int8", False),
+    )
+    return model, given
 
 
-def run_task(run_directory: str) -> str:
-    """The task of a run directory ("classification", "translation"), from its config.yaml."""
-    from attnrnn.config import load_yaml
-    from attnrnn.errors import RunError
+def _task_option_names() -> set[str]:
+    from attnrnn.tasks import TASKS
 
-    path = Path(run_directory) / "config.yaml"
-    if not Path(run_directory).is_dir():
-        raise RunError(f"{run_directory}: no such run directory")
-    if not path.is_file():
-        raise RunError(f"{run_directory}: not a run directory (missing config.yaml)")
-    return str(load_yaml(path).get("task", "classification"))
+    return {option.dest for task in TASKS.values() for option in task.options}
 
 
 def command_train(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks import classifier_run, speech_run, summarization_run, translation_run
+    from attnrnn.config import save_yaml
+    from attnrnn.tasks.runs import CONFIG_FILE, read_config, read_run_info, train
 
     if arguments.resume:
         run_directory = Path(arguments.resume)
-        config_path = run_directory / "config.yaml"
-        if not config_path.is_file():
-            raise ConfigError(f"{run_directory}: not a run directory (no config.yaml)")
-        config = load_run_config(str(config_path), arguments.set)
+        read_run_info(run_directory)
+        config_path = run_directory / CONFIG_FILE
+        config = read_config(config_path, arguments.set)
         if arguments.set:  # the run's config.yaml says how it was trained from now on
-            from attnrnn.config import save_yaml
-
             save_yaml(config, config_path)
-        resume = True
     else:
         if not arguments.config:
             raise ConfigError("train needs a CONFIG file (or --resume RUN)")
-        config = load_run_config(arguments.config, arguments.set)
+        config = read_config(arguments.config, arguments.set)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         default = Path("runs") / f"{Path(arguments.config).stem}-{stamp}"
         run_directory = Path(arguments.output) if arguments.output else default
-        resume = False
-    runs: dict[str, Any] = {
-        "classification": classifier_run,
-        "translation": translation_run,
-        "speech": speech_run,
-        "summarization": summarization_run,
-    }
-    results = runs[config.task].train(config, run_directory, resume=resume)
+    results = train(config, run_directory, resume=bool(arguments.resume))
     print(json.dumps({"run": str(run_directory), **results}, indent=2))
     return 0
 
 
 def command_evaluate(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks.classification import read_split
-    from attnrnn.tasks.classifier_run import ClassifierRun
+    from attnrnn.console import progress
 
-    task = run_task(arguments.run)
-    if arguments.int8 and task != "translation":
-        raise ConfigError(f"--int8 applies to translation runs; {arguments.run} is a {task} run")
-    if task == "translation":
-        return evaluate_translation(arguments)
-    if task == "speech":
-        return evaluate_speech(arguments)
-    if task == "summarization":
-        return evaluate_summarization(arguments)
-    if not arguments.data:
-        raise ConfigError("evaluate needs --data FILE for a classification run")
-    run = ClassifierRun(arguments.run)
-    examples = read_split(arguments.data, run.config.data)
-    metrics = run.evaluate(examples)
-    print(json.dumps({"data": arguments.data, "examples": len(examples), **metrics}, indent=2))
-    return 0
-
-
-def _search_config(run: Any, beam: int | None, n_best: int = 1) -> Any:
-    import dataclasses
-
-    search = run.config.search
-    beam_size = beam if beam is not None else search.beam_size
-    return dataclasses.replace(search, beam_size=beam_size, n_best=max(n_best, 1))
-
-
-def _translation_run(arguments: argparse.Namespace) -> Any:
-    """The run of ``arguments.run``, int8-quantized on the CPU with ``--int8``."""
-    from attnrnn.tasks.translation_run import TranslationRun
-
-    device = "cpu" if arguments.int8 else "auto"
-    return TranslationRun(arguments.run, device=device, int8=arguments.int8)
-
-
-def evaluate_translation(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks.translation import read_pairs
-
-    run = _translation_run(arguments)
-    location = arguments.data or run.config.data.test
-    if not location:
-        raise ConfigError(f"{arguments.run}: the run has no test split; pass --data PREFIX|FILE")
-    examples = read_pairs(location, run.config.data)
-    metrics = run.evaluate(examples, _search_config(run, arguments.beam))
-    print(f"BLEU {metrics['bleu']:.2f} ({metrics['bleu_signature']})", file=sys.stderr)
-    print(f"chrF {metrics['chrf']:.2f} ({metrics['chrf_signature']})", file=sys.stderr)
-    print(json.dumps({"data": location, "examples": len(examples), **metrics}, indent=2))
-    return 0
-
-
-def evaluate_speech(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks.speech import read_manifest
-    from attnrnn.tasks.speech_run import SpeechRun
-
-    run = SpeechRun(arguments.run)
-    location = arguments.data or run.config.data.test
-    if not location:
-        raise ConfigError(f"{arguments.run}: the run has no test manifest; pass --data FILE")
-    utterances = read_manifest(location, run.config.data)
-    metrics = run.evaluate(utterances, _search_config(run, arguments.beam))
-    print(json.dumps({"data": location, "utterances": len(utterances), **metrics}, indent=2))
-    return 0
-
-
-def evaluate_summarization(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks.summarization import read_documents
-    from attnrnn.tasks.summarization_run import SummarizationRun
-
-    run = SummarizationRun(arguments.run)
-    data = run.config.data
-    location = arguments.data or data.test
-    if not location:
-        raise ConfigError(f"{arguments.run}: the run has no test file; pass --data FILE")
-    fields = data.reference_fields if location == data.test else ()
-    documents = read_documents(location, data, fields)
-    metrics = run.evaluate(documents, _search_config(run, arguments.beam))
-    print(json.dumps({"data": location, "documents": len(documents), **metrics}, indent=2))
-    return 0
-
-
-def command_summarize(arguments: argparse.Namespace) -> int:
-    from attnrnn.data.parallel import read_parallel_jsonl
-    from attnrnn.tasks.summarization_run import SummarizationRun
-
-    if run_task(arguments.run) != "summarization":
-        raise ConfigError(f"{arguments.run} is not a summarization run")
-    run = SummarizationRun(arguments.run)
-    texts = [
-        example.source for example in read_parallel_jsonl(arguments.input, arguments.field, None)
-    ]
-    for item in run.summarize(texts, _search_config(run, arguments.beam)):
-        if arguments.json:
-            record = {
-                "summary": item.summary,
-                "tokens": item.tokens,
-                "copy_probability": item.copy_probability,
-            }
-            print(json.dumps(record, ensure_ascii=False))
-        else:
-            print(item.summary)
-    return 0
-
-
-def command_transcribe(arguments: argparse.Namespace) -> int:
-    from attnrnn.tasks.speech_run import SpeechRun
-
-    if run_task(arguments.run) != "speech":
-        raise ConfigError(f"{arguments.run} is not a speech recognition run")
-    run = SpeechRun(arguments.run)
-    search = _search_config(run, arguments.beam)
-    for item in run.transcribe(arguments.audio, search):
-        if arguments.json:
-            record = {"audio": item.audio, "text": item.text, "score": item.score}
-            print(json.dumps(record, ensure_ascii=False))
-        else:
-            print(f"{item.audio}\t{item.text}")
-    return 0
-
-
-def command_translate(arguments: argparse.Namespace) -> int:
-    from attnrnn.data.parallel import read_sources
-
-    if run_task(arguments.run) != "translation":
-        raise ConfigError(f"{arguments.run} is not a translation run")
-    run = _translation_run(arguments)
-    texts = [example.source for example in read_sources(arguments.input)]
-    search = _search_config(run, arguments.beam, arguments.n_best)
-    for item in run.translate(texts, search):
-        if arguments.json:
-            record = {
-                "translation": item.translation,
-                "score": item.score,
-                "alternatives": item.alternatives,
-                "source_tokens": item.source_tokens,
-                "target_tokens": item.target_tokens,
-                "attention": item.attention,
-            }
-            print(json.dumps(record, ensure_ascii=False))
-        else:
-            print("\t".join([item.translation, *item.alternatives]))
+    model, options = load_run(arguments, "evaluate")
+    model.progress = progress
+    metrics = model.evaluate(arguments.data, **options)
+    print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0
 
 
 def command_predict(arguments: argparse.Namespace) -> int:
-    from attnrnn.data.readers import read_plain
-    from attnrnn.tasks.classifier_run import ClassifierRun
+    from attnrnn import streaming
+    from attnrnn.console import progress, silent_progress
 
-    run = ClassifierRun(arguments.run)
-    texts = [example.text for example in read_plain(arguments.input)]
-    for prediction in run.predict(texts):
-        record: dict = {"label": prediction.label, "probabilities": prediction.probabilities}
-        if arguments.attention:
-            record["tokens"] = prediction.tokens
-            record["attention"] = prediction.attention
-        print(json.dumps(record, ensure_ascii=False))
+    model, options = load_run(arguments, "predict")
+    model.progress = silent_progress
+    inference = model.config.inference
+    if model.task.input_files and arguments.inputs and arguments.inputs != ["-"]:
+        lines: Any = (
+            streaming.InputLine(number, path, "<arguments>")
+            for number, path in enumerate(arguments.inputs, start=1)
+        )
+        total: int | None = len(arguments.inputs)
+    else:
+        lines, total = input_lines(arguments.inputs or ["-"])
+    if arguments.strict:
+        lines = streaming.strict(lines)
+    if arguments.json:
+
+        def write(result: Any) -> str:
+            return json.dumps(model.record(result), ensure_ascii=False)
+
+    else:
+        write = model.line
+
+    def parse(line: Any) -> Any:
+        try:
+            return model.parse_input(line.text, options)
+        except DataError as error:
+            if error.path is not None:
+                raise
+            raise DataError(str(error), line.name, line.number) from None
+
+    stdin = total is None
+    show = silent_progress if stdin else progress
+    with show(total, arguments.alias) as advance:
+        streaming.answer_lines(
+            lines,
+            parse,
+            lambda inputs: model.predict(inputs, **options),
+            write,
+            sys.stdout,
+            batch_size=inference.max_batch_size * (1 if stdin else 16),
+            wait_seconds=inference.stream_wait_ms / 1000 if stdin else 60.0,
+            advance=advance,
+        )
     return 0
 
 
+def input_lines(paths: Sequence[str]) -> tuple[Any, int | None]:
+    """The lines of the input files (``-``: standard input) and their number (None when
+    reading standard input, whose length is unknown)."""
+    from attnrnn.data.readers import read_lines
+    from attnrnn.streaming import InputLine
+
+    def lines() -> Any:
+        for path in paths:
+            name = "<stdin>" if path == "-" else path
+            for number, text in read_lines(path):
+                yield InputLine(number, text, name)
+
+    if "-" in paths:
+        return lines(), None
+    total = 0
+    for path in paths:
+        total += sum(1 for _ in read_lines(path))
+    return lines(), total
+
+
 def command_explain(arguments: argparse.Namespace) -> int:
-    from attnrnn.explain import explain_texts, explain_translations
+    from attnrnn.console import use_color
 
-    task = run_task(arguments.run)
-    if task == "translation":
-        explain_translations(arguments.run, arguments.text, Path(arguments.output))
-        return 0
-    if task == "summarization":
-        from attnrnn.explain import explain_summaries
+    model, options = load_run(arguments, "explain")
+    color = use_color() and not arguments.no_color
+    explanation = model.explain(arguments.inputs, output=arguments.output, color=color, **options)
+    print(explanation.text)
+    for path in explanation.files:
+        print(f"wrote {path}")
+    return 0
 
-        explain_summaries(arguments.run, arguments.text, Path(arguments.output))
-        return 0
-    if task == "speech":
-        from attnrnn.explain import explain_speech
 
-        explain_speech(arguments.run, arguments.text, Path(arguments.output))
-        return 0
-    explain_texts(arguments.run, arguments.text, Path(arguments.output), not arguments.no_color)
+def command_export(arguments: argparse.Namespace) -> int:
+    from attnrnn.tasks.runs import export
+
+    print(f"exported {arguments.run} to {export(arguments.run, arguments.output)}")
     return 0
 
 

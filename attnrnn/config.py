@@ -98,6 +98,26 @@ class TrainerConfig:
             raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """Batching of prediction, evaluation and dev scoring (not of training).
+
+    Inputs are sorted by length and grouped into batches of at most
+    ``batch_tokens`` padded tokens (frames for speech; beam search counts each
+    input K times) and ``max_batch_size`` inputs; results come back in input
+    order. ``stream_wait_ms``: how long the CLI, reading standard input, waits
+    for more lines before it answers the ones it has.
+    """
+
+    batch_tokens: int = 8000
+    max_batch_size: int = 128
+    stream_wait_ms: int = 50
+
+    def __post_init__(self) -> None:
+        check_positive(self, "batch_tokens", "max_batch_size")
+        check_non_negative(self, "stream_wait_ms")
+
+
 # --------------------------------------------------------------------------- loading
 
 

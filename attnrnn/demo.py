@@ -8,7 +8,6 @@ with the ordinary commands (``attnrnn train``, ``predict``, ``explain``).
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +15,10 @@ from attnrnn.config import EncoderConfig, OptimizerConfig, TrainerConfig, save_y
 from attnrnn.data.synthetic import make_reviews, write_tsv
 from attnrnn.demo_dates import dates_demo
 from attnrnn.demo_speech import speech_demo
-from attnrnn.explain import describe, write_explanations
+import attnrnn
+from attnrnn.console import use_color
+from attnrnn.explain import describe_prediction, write_prediction_pictures
 from attnrnn.models.classifier import ClassifierConfig, PoolingConfig
-from attnrnn.tasks import classifier_run
 from attnrnn.tasks.classification import ClassificationRunConfig, DataConfig
 
 EXAMPLES = (
@@ -71,18 +71,17 @@ def sentiment_demo(output: Path, quick: bool) -> float:
     shutil.rmtree(run_directory, ignore_errors=True)  # the demo's own previous run
     print(f"== Sentiment: an attention-pooled BiGRU on {sizes['train']} generated reviews")
     started = time.monotonic()
-    results = classifier_run.train(config, run_directory)
+    results = attnrnn.train(config, run_directory)
     accuracy = results["test_accuracy"]
     print(
         f"test accuracy {accuracy:.1%} on {sizes['test']} held-out reviews "
         f"({time.monotonic() - started:.0f} s)\n"
     )
-    run = classifier_run.ClassifierRun(run_directory)
-    predictions = run.predict(list(EXAMPLES))
-    color = sys.stdout.isatty()
+    predictions = attnrnn.load(run_directory).predict(list(EXAMPLES))
+    color = use_color()
     for prediction in predictions:
-        print(describe(prediction, color=color))
-    paths = write_explanations(predictions, output / "sentiment-attention", "attnrnn demo")
+        print(describe_prediction(prediction, color=color))
+    paths = write_prediction_pictures(predictions, output / "sentiment-attention", "attnrnn demo")
     print(f"\nattention pictures: {paths[0]} and {len(paths) - 1} PNG heatmaps")
     print(f'try: attnrnn explain {run_directory} "the cast was not bad but the script was dull"')
     return accuracy

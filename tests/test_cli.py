@@ -195,46 +195,6 @@ def test_pretrain_word2vec_then_use_the_vectors(tmp_path, capsys, review_files, 
     assert "pretrained vectors cover" in err
 
 
-def test_pretrain_language_model_then_initialise_a_classifier(
-    tmp_path, capsys, review_files, tiny_config
-):
-    lm = tmp_path / "lm"
-    status, out, err = run_cli(
-        capsys,
-        "pretrain",
-        "--method",
-        "lm",
-        str(review_files["train"]),
-        "--output",
-        str(lm),
-        "--set",
-        "embedding_size=24",
-        "--set",
-        "encoder.hidden_size=24",
-        "--set",
-        "vocab_min_freq=1",
-        "--set",
-        "batch_tokens=2000",
-        "--set",
-        "num_threads=1",
-        "--set",
-        "warmup_steps=5",
-    )
-    assert status == 0, err
-    assert json.loads(out)["dev_perplexity"] > 1.0
-    config = tiny_config(review_files, max_steps=5)
-    config["pretrained"] = {"encoder": str(lm)}
-    path = write(tmp_path / "c.yaml", yaml.safe_dump(config))
-    status, _, err = run_cli(capsys, "train", str(path), "-o", str(tmp_path / "run"))
-    assert status == 0, err
-
-    config["model"]["encoder"]["hidden_size"] = 12
-    path = write(tmp_path / "c2.yaml", yaml.safe_dump(config))
-    status, _, err = run_cli(capsys, "train", str(path), "-o", str(tmp_path / "run2"))
-    assert status == 2 and "model.encoder.hidden_size" in err
-    assert not (tmp_path / "run2").exists()
-
-
 def test_sentencepiece_tokenizer_is_trained_and_saved_with_the_run(
     tmp_path, capsys, review_files, tiny_config
 ):

@@ -10,16 +10,16 @@ from attnrnn.tasks.classification import ClassificationRunConfig
 
 
 def test_defaults_fill_in_and_round_trip_through_yaml(tmp_path):
-    config = ClassificationRunConfig.from_dict({"data": {"train": "a.tsv"}})
+    config = from_dict(ClassificationRunConfig, {"data": {"train": "a.tsv"}})
     assert config.model.encoder == EncoderConfig()
     save_yaml(config, tmp_path / "config.yaml")
-    again = ClassificationRunConfig.from_dict(load_yaml(tmp_path / "config.yaml"))
+    again = from_dict(ClassificationRunConfig, load_yaml(tmp_path / "config.yaml"))
     assert again == config
 
 
 def test_unknown_key_has_a_did_you_mean_hint():
     with pytest.raises(ConfigError, match=r"unknown key 'model.encoder.hiden_size'.*hidden_size"):
-        ClassificationRunConfig.from_dict(
+        from_dict(ClassificationRunConfig, 
             {"data": {"train": "a"}, "model": {"encoder": {"hiden_size": 3}}}
         )
 
@@ -39,12 +39,12 @@ def test_unknown_key_has_a_did_you_mean_hint():
 )
 def test_bad_values_are_named(section, message):
     with pytest.raises(ConfigError, match=message):
-        ClassificationRunConfig.from_dict({"data": {"train": "a"}, **section})
+        from_dict(ClassificationRunConfig, {"data": {"train": "a"}, **section})
 
 
 def test_missing_required_field():
     with pytest.raises(ConfigError, match="train"):
-        ClassificationRunConfig.from_dict({"data": {}})
+        from_dict(ClassificationRunConfig, {"data": {}})
 
 
 def test_overrides_parse_yaml_values():
@@ -57,7 +57,7 @@ def test_overrides_parse_yaml_values():
             "optimizer.learning_rate=3e-4",
         ],
     )
-    config = ClassificationRunConfig.from_dict(data)
+    config = from_dict(ClassificationRunConfig, data)
     assert config.model.encoder.hidden_size == 512
     assert config.model.encoder.bidirectional is False
     assert config.pretrained.vectors is None
@@ -83,6 +83,6 @@ def test_yaml_errors_name_the_file(tmp_path):
 
 
 def test_union_of_string_and_integer_columns():
-    config = ClassificationRunConfig.from_dict({"data": {"train": "a", "text_field": 1}})
+    config = from_dict(ClassificationRunConfig, {"data": {"train": "a", "text_field": 1}})
     assert config.data.text_field == 1
     assert from_dict(EncoderConfig, None) == EncoderConfig()

@@ -95,6 +95,13 @@ def _decode_line(raw: bytes, number: int, file_offset: int, name: str) -> str:
     return text.removeprefix("\ufeff") if number == 1 else text
 
 
+def read_lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    """Yields ``(line_number, text)`` for each line of a UTF-8 text file (``-`` reads
+    stdin, ``.gz`` is gunzipped) as it is read, numbered from 1, without line endings;
+    bytes that are not UTF-8 are a :class:`DataError` naming the line."""
+    return _decoded_lines(path)
+
+
 def _decoded_lines(path: PathLike) -> Iterator[tuple[int, str]]:
     """Yields ``(line_number, text)`` for each physical line, numbered from 1."""
     name = _display_name(path)

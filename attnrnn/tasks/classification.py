@@ -1,31 +1,41 @@
-"""Text classification as a training task: configuration, data preparation,
-loss and evaluation for :class:`attnrnn.models.classifier.TextClassifier`.
+"""Text classification: the article's model, an attention-pooled RNN
+(:class:`attnrnn.models.classifier.TextClassifier`), as a task.
 
-A run directory holds everything needed to use the model again::
+A classification run directory holds, besides what every run has
+(:mod:`attnrnn.tasks.runs`)::
 
-    config.yaml         the full configuration, defaults filled in
     tokenizer.json      tokenizer settings (+ sentencepiece.model)
     vocab.json          the vocabulary
     labels.json         class names in output order
-    best/ last/         checkpoints (weights as safetensors; last/ can resume)
-    metrics.csv         dev metrics per evaluation
 """
 
 from __future__ import annotations
 
-import random
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
 
-from attnrnn.config import OptimizerConfig, TrainerConfig, check_positive, from_dict
-from attnrnn.data.batching import make_batches, pad_sequences
+from attnrnn.config import (
+    InferenceConfig,
+    OptimizerConfig,
+    TrainerConfig,
+    check_positive,
+)
+from attnrnn.console import Log
+from attnrnn.data.batching import pad_sequences
 from attnrnn.data.readers import TextExample, read_examples
+from attnrnn.data.vectors import load_word_vectors, read_vector_words
+from attnrnn.data.vocab import Vocab
 from attnrnn.errors import ConfigError, DataError
 from attnrnn.models.classifier import ClassifierConfig, TextClassifier
+from attnrnn.tasks.base import Explanation, Metric, Option, Task, TrainedModel, as_list
+from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts, require_files
+from attnrnn.training.checkpoint import write_json_atomic
 from attnrnn.training.trainer import LossOutput
 
 Item = TypeVar("Item")
@@ -85,8 +95,8 @@ class PretrainedConfig:
     vocab_from_vectors: also add the N most frequent words of that file to the
         vocabulary, so that words never seen in the labelled data still get
         their pretrained vector.
-    encoder: a language-model pretraining run whose embedding and RNN
-        encoder initialise the classifier's.
+    encoder: a language-model run (task ``language_model``) whose embedding and
+        RNN encoder initialise the classifier's.
     """
 
     vectors: str | None = None
@@ -105,10 +115,7 @@ class ClassificationRunConfig:
     model: ClassifierConfig = ClassifierConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     trainer: TrainerConfig = TrainerConfig()
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ClassificationRunConfig:
-        return from_dict(cls, data)
+    inference: InferenceConfig = InferenceConfig()
 
 
 # --------------------------------------------------------------------------- data
@@ -124,32 +131,6 @@ def truncate(ids: Sequence[Item], max_length: int, policy: str) -> list[Item]:
         return list(ids[-max_length:])
     head = max_length // 4
     return list(ids[:head]) + list(ids[len(ids) - (max_length - head) :])
-
-
-def read_split(path: str, config: DataConfig, phrases: bool = False) -> list[TextExample]:
-    """Read one split with the data configuration's format options."""
-    return read_examples(
-        path,
-        format=config.format,
-        text_field=config.text_field,
-        label_field=config.label_field,
-        delimiter=config.delimiter,
-        header=config.header,
-        sst_granularity=config.sst_granularity,
-        sst_phrases=phrases,
-    )
-
-
-def split_off_dev(
-    examples: list[Item], fraction: float, seed: int
-) -> tuple[list[Item], list[Item]]:
-    """Hold out a seeded random ``fraction`` of the training examples as dev."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    cut = max(1, int(len(examples) * fraction))
-    dev = [examples[i] for i in sorted(order[:cut])]
-    train = [examples[i] for i in sorted(order[cut:])]
-    return train, dev
 
 
 def sort_labels(labels: set[str]) -> list[str]:
@@ -174,11 +155,30 @@ def label_indices(examples: Sequence[TextExample], labels: list[str]) -> list[in
     return indices
 
 
-def origin_parts(origin: str) -> tuple[str, int | None]:
-    path, _, line = origin.rpartition(":")
-    if path and line.isdigit():
-        return path, int(line)
-    return origin, None
+@dataclass
+class ClassifierAssets:
+    """The tokenizer and vocabulary, and the class names in output order."""
+
+    text: TextSide
+    labels: list[str]
+
+    def save(self, directory: Path) -> None:
+        self.text.save(directory)
+        write_json_atomic(directory / "labels.json", self.labels)
+
+    @classmethod
+    def load(cls, directory: Path) -> ClassifierAssets:
+        require_files(directory, "labels.json")
+        labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
+        return cls(TextSide.load(directory), labels)
+
+    def encode(self, texts: Sequence[str], data: DataConfig) -> list[list[int]]:
+        """Token ids per text, truncated; a text with no tokens becomes one ``<unk>``."""
+        vocab = self.text.vocab
+        return [
+            truncate(self.text.encode(text) or [vocab.unk_index], data.max_length, data.truncate)
+            for text in texts
+        ]
 
 
 @dataclass
@@ -187,102 +187,257 @@ class EncodedSplit:
 
     ids: list[list[int]]
     labels: list[int] | None
+    pad_index: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
     @property
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.ids]
 
 
-# --------------------------------------------------------------------------- the task
+# --------------------------------------------------------------------------- using a model
 
 
 @dataclass
-class ClassificationBatch:
-    """tokens (B, S), lengths (B,), labels (B,)."""
+class Prediction:
+    """One text's prediction with the attention that produced it."""
 
-    tokens: torch.Tensor
-    lengths: torch.Tensor
-    labels: torch.Tensor
+    text: str
+    label: str
+    probabilities: dict[str, float]
+    tokens: list[str]
+    attention: list[list[float]]  # (r, S): one row per attention hop
 
-    def to(self, device: torch.device) -> ClassificationBatch:
-        return ClassificationBatch(
-            self.tokens.to(device), self.lengths.to(device), self.labels.to(device)
+    @property
+    def weights(self) -> list[float]:
+        """Per-token attention averaged over hops (S,)."""
+        hops = self.attention
+        return [sum(column) / len(hops) for column in zip(*hops, strict=True)]
+
+
+class Classifier(TrainedModel[ClassificationRunConfig, ClassifierAssets]):
+    """A trained text classifier: :meth:`predict`, :meth:`evaluate`, :meth:`explain`."""
+
+    def probabilities(self, ids: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Class probabilities (C,) and attention (r, S_i) of every token-id list."""
+        pad_index = self.assets.text.vocab.pad_index
+
+        def run(indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            tokens, lengths = pad_sequences([ids[i] for i in indices], pad_index)
+            output = self.model(tokens.to(self.device), lengths.to(self.device))
+            probabilities = torch.softmax(output.logits.float(), dim=-1).cpu()  # (B, C)
+            weights = output.attention.float().cpu()  # (B, r, S)
+            return [
+                (probabilities[row], weights[row, :, : len(ids[index])])
+                for row, index in enumerate(indices)
+            ]
+
+        return self.batched([len(x) for x in ids], run, description="predict")
+
+    def predict(self, inputs: Sequence[str], **options: Any) -> list[Prediction]:
+        """Labels, class probabilities and attention weights for raw texts."""
+        if options:
+            raise ConfigError(f"predict takes no options, got {', '.join(options)}")
+        texts = list(inputs)
+        ids = self.assets.encode(texts, self.config.data)
+        labels = self.assets.labels
+        predictions = []
+        for text, token_ids, (row, weights) in zip(
+            texts, ids, self.probabilities(ids), strict=True
+        ):
+            predictions.append(
+                Prediction(
+                    text=text,
+                    label=labels[int(row.argmax())],
+                    probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
+                    tokens=self._display_tokens(text, len(token_ids)),
+                    attention=weights.tolist(),
+                )
+            )
+        return predictions
+
+    def _display_tokens(self, text: str, length: int) -> list[str]:
+        """The tokens the model saw, as written (not ``<unk>``), one per weight."""
+        data = self.config.data
+        tokens = truncate(self.assets.text.tokenizer.tokenize(text), data.max_length, data.truncate)
+        return tokens if len(tokens) == length else ["<unk>"] * length
+
+    def score(self, split: EncodedSplit, **options: Any) -> dict[str, float]:
+        """Accuracy, macro F1 and mean cross-entropy on a labelled split."""
+        assert split.labels is not None
+        results = self.probabilities(split.ids)
+        probabilities = torch.stack([row for row, _ in results])  # (N, C)
+        gold = torch.tensor(split.labels, dtype=torch.long)
+        metrics = accuracy_and_f1(probabilities.argmax(dim=-1), gold, probabilities.size(1))
+        picked = probabilities[torch.arange(len(gold)), gold].clamp_min(1e-12)
+        metrics["loss"] = float(-picked.log().mean())
+        return metrics
+
+    def explain(
+        self, inputs: Any, output: str | Path | None = None, color: bool = False, **options: Any
+    ) -> Explanation:
+        """Each text's label and most attended tokens, the text shaded by attention;
+        with ``output``: explain.html and a heatmap PNG per text."""
+        from attnrnn.explain import describe_prediction, write_prediction_pictures
+
+        texts, _ = as_list(inputs)
+        predictions = self.predict(texts)
+        text = "\n".join(describe_prediction(p, color) for p in predictions)
+        files = []
+        if output is not None:
+            files = write_prediction_pictures(predictions, Path(output), f"attnrnn: {self.name}")
+        return Explanation(text, files, predictions)
+
+    def record(self, result: Prediction) -> dict[str, Any]:
+        return {
+            "label": result.label,
+            "probabilities": result.probabilities,
+            "tokens": result.tokens,
+            "attention": result.attention,
+        }
+
+    def line(self, result: Prediction) -> str:
+        return json.dumps(
+            {"label": result.label, "probabilities": result.probabilities}, ensure_ascii=False
         )
 
 
-def collate(split: EncodedSplit, indices: Sequence[int], pad_index: int) -> ClassificationBatch:
-    tokens, lengths = pad_sequences([split.ids[i] for i in indices], pad_index)
-    assert split.labels is not None
-    labels = torch.tensor([split.labels[i] for i in indices], dtype=torch.long)
-    return ClassificationBatch(tokens, lengths, labels)
+# --------------------------------------------------------------------------- the task
 
 
-class ClassificationTask:
-    """Supplies batches, the loss and dev metrics to the generic trainer."""
+class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, EncodedSplit]):
+    name = "classification"
+    config_class = ClassificationRunConfig
+    model_class = Classifier
+    explain_files = "explain.html (every text) and explain-N.png (a heatmap per text)"
 
-    def __init__(
+    def read_split(
+        self, config: ClassificationRunConfig, location: str, role: str
+    ) -> list[TextExample]:
+        data = config.data
+        examples = read_examples(
+            location,
+            format=data.format,
+            text_field=data.text_field,
+            label_field=data.label_field,
+            delimiter=data.delimiter,
+            header=data.header,
+            sst_granularity=data.sst_granularity,
+            sst_phrases=data.train_phrases and role == "train",
+        )
+        for example in examples:
+            if example.label is None:
+                raise DataError(f"{role} examples need labels", *origin_parts(example.origin))
+        return examples
+
+    def fit_assets(
+        self, config: ClassificationRunConfig, train: list[TextExample], workdir: Path
+    ) -> ClassifierAssets:
+        labels = sort_labels({example.label for example in train if example.label})
+        if len(labels) < 2:
+            raise DataError(
+                f"the training data has only one label ({labels[0]!r}); need two or more",
+                config.data.train,
+            )
+        settings = config.tokenizer
+        texts = [example.text for example in train]
+        tokenizer = fit_tokenizer(
+            settings.type,
+            texts,
+            workdir / "sentencepiece",
+            lowercase=settings.lowercase,
+            vocab_size=settings.vocab_size,
+            model_type=settings.model_type,
+        )
+        vocab = Vocab.build(
+            (tokenizer.tokenize(text) for text in texts),
+            min_freq=settings.min_freq,
+            max_size=settings.max_size,
+        )
+        extra = config.pretrained.vocab_from_vectors
+        if config.pretrained.vectors and extra:
+            words = read_vector_words(config.pretrained.vectors, extra)
+            vocab = vocab.extended([word for word in words if word not in vocab])
+        return ClassifierAssets(TextSide(tokenizer, vocab), labels)
+
+    def load_assets(self, directory: Path) -> ClassifierAssets:
+        return ClassifierAssets.load(directory)
+
+    def encode(
         self,
-        train: EncodedSplit,
-        dev: EncodedSplit,
-        pad_index: int,
-        trainer_config: TrainerConfig,
-        penalty_weight: float,
-        device: torch.device,
-    ) -> None:
-        self.train = train
-        self.dev = dev
-        self.pad_index = pad_index
-        self.config = trainer_config
-        self.penalty_weight = penalty_weight
-        self.device = device
+        config: ClassificationRunConfig,
+        assets: ClassifierAssets,
+        examples: list[TextExample],
+        role: str,
+    ) -> EncodedSplit:
+        ids = assets.encode([example.text for example in examples], config.data)
+        labels = label_indices(examples, assets.labels)
+        return EncodedSplit(ids, labels, assets.text.vocab.pad_index)
 
-    def train_batches(self, epoch: int) -> list[list[int]]:
-        return make_batches(
-            self.train.lengths,
-            self.config.batch_tokens,
-            self.config.max_batch_size,
-            shuffle=True,
-            seed=self.config.seed,
-            epoch=epoch,
+    def describe(self, prepared: Any) -> str:
+        assets: ClassifierAssets = prepared.assets
+        return (
+            f"{len(prepared.train)} training examples, {len(prepared.dev)} dev, "
+            f"{len(assets.labels)} labels, vocabulary {len(assets.text.vocab)}"
         )
 
-    def compute_loss(self, model: TextClassifier, indices: list[int]) -> LossOutput:
-        batch = collate(self.train, indices, self.pad_index).to(self.device)
-        output = model(batch.tokens, batch.lengths)
-        loss = F.cross_entropy(output.logits, batch.labels)
-        if self.penalty_weight:
-            loss = loss + self.penalty_weight * output.penalty
-        return LossOutput(loss, int(batch.lengths.sum()))
+    def build_model(
+        self, config: ClassificationRunConfig, assets: ClassifierAssets
+    ) -> TextClassifier:
+        vocab = assets.text.vocab
+        return TextClassifier(len(vocab), len(assets.labels), config.model, vocab.pad_index)
 
-    def evaluate(self, model: TextClassifier) -> dict[str, float]:
-        return evaluate_split(model, self.dev, self.pad_index, self.config, self.device)
+    def initialise(
+        self, model: Any, config: ClassificationRunConfig, assets: ClassifierAssets, log: Log
+    ) -> None:
+        """Copy pretrained word vectors and/or a pretrained LM encoder into the model."""
+        pretrained = config.pretrained
+        vocab = assets.text.vocab
+        if pretrained.vectors:
+            generator = torch.Generator().manual_seed(config.trainer.seed)
+            matrix, coverage = load_word_vectors(
+                pretrained.vectors, vocab, lowercase=False, generator=generator
+            )
+            if matrix.size(1) != config.model.embedding_size:
+                raise ConfigError(
+                    f"{pretrained.vectors} has {matrix.size(1)}-dimensional vectors but "
+                    f"model.embedding_size is {config.model.embedding_size}"
+                )
+            with torch.no_grad():
+                model.embedding.weight.copy_(matrix)
+            log(f"pretrained vectors cover {coverage:.1%} of the vocabulary")
+        if pretrained.encoder:
+            from attnrnn.pretrain.transfer import load_pretrained_encoder
+
+            load_pretrained_encoder(Path(pretrained.encoder), model, vocab, log)
+
+    def metric(self, config: ClassificationRunConfig) -> Metric:
+        return Metric("accuracy", higher_is_better=True)
+
+    def lengths(self, split: EncodedSplit) -> list[int]:
+        return split.lengths
+
+    def loss(
+        self,
+        model: Any,
+        config: ClassificationRunConfig,
+        split: EncodedSplit,
+        indices: list[int],
+        device: Any,
+    ) -> LossOutput:
+        assert split.labels is not None
+        tokens, lengths = pad_sequences([split.ids[i] for i in indices], split.pad_index)
+        labels = torch.tensor([split.labels[i] for i in indices], device=device)
+        output = model(tokens.to(device), lengths.to(device))
+        loss = F.cross_entropy(output.logits, labels)
+        penalty_weight = config.model.pooling.penalty_weight
+        if penalty_weight:
+            loss = loss + penalty_weight * output.penalty
+        return LossOutput(loss, int(lengths.sum()))
 
 
-@torch.no_grad()
-def predict_split(
-    model: TextClassifier,
-    split: EncodedSplit,
-    pad_index: int,
-    trainer_config: TrainerConfig,
-    device: torch.device,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Class probabilities (N, C) and per-example attention (r, S_i), in input order."""
-    model.eval()
-    lengths = split.lengths
-    batches = make_batches(lengths, trainer_config.batch_tokens, trainer_config.max_batch_size)
-    probabilities = torch.zeros(len(split.ids), 0)
-    attention: list[torch.Tensor] = [torch.zeros(0)] * len(split.ids)
-    for indices in batches:
-        tokens, batch_lengths = pad_sequences([split.ids[i] for i in indices], pad_index)
-        output = model(tokens.to(device), batch_lengths.to(device))
-        batch_probabilities = torch.softmax(output.logits.float(), dim=-1).cpu()  # (B, C)
-        weights = output.attention.float().cpu()  # (B, r, S)
-        if probabilities.size(1) == 0:
-            probabilities = torch.zeros(len(split.ids), batch_probabilities.size(1))
-        for row, index in enumerate(indices):
-            probabilities[index] = batch_probabilities[row]
-            attention[index] = weights[row, :, : lengths[index]]
-    return probabilities, attention
 
 
 def accuracy_and_f1(predicted: torch.Tensor, gold: torch.Tensor, num_classes: int) -> dict:
@@ -297,20 +452,3 @@ def accuracy_and_f1(predicted: torch.Tensor, gold: torch.Tensor, num_classes: in
             f1_scores.append(2 * true_positive / (predicted_count + gold_count))
     macro_f1 = sum(f1_scores) / len(f1_scores) if f1_scores else 0.0
     return {"accuracy": accuracy, "macro_f1": macro_f1}
-
-
-def evaluate_split(
-    model: TextClassifier,
-    split: EncodedSplit,
-    pad_index: int,
-    trainer_config: TrainerConfig,
-    device: torch.device,
-) -> dict[str, float]:
-    """Accuracy, macro F1 and mean cross-entropy on a labelled split."""
-    assert split.labels is not None
-    probabilities, _ = predict_split(model, split, pad_index, trainer_config, device)
-    gold = torch.tensor(split.labels, dtype=torch.long)
-    metrics = accuracy_and_f1(probabilities.argmax(dim=-1), gold, probabilities.size(1))
-    picked = probabilities[torch.arange(len(gold)), gold].clamp_min(1e-12)
-    metrics["loss"] = float(-picked.log().mean())
-    return metrics

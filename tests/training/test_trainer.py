@@ -10,7 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from attnrnn.config import OptimizerConfig, TrainerConfig
-from attnrnn.tasks import classifier_run
+import attnrnn
+from attnrnn.config import from_dict
+from attnrnn.tasks import runs
 from attnrnn.tasks.classification import ClassificationRunConfig
 from attnrnn.training.optim import PlateauState, learning_rate_at, update_plateau
 from attnrnn.training.trainer import LossOutput, Trainer
@@ -21,8 +23,8 @@ def quiet(message: str) -> None:
 
 
 def test_tiny_synthetic_task_reaches_95_percent(tmp_path, review_files, tiny_config):
-    config = ClassificationRunConfig.from_dict(tiny_config(review_files, epochs=12))
-    results = classifier_run.train(config, tmp_path / "run", log=quiet)
+    config = from_dict(ClassificationRunConfig, tiny_config(review_files, epochs=12))
+    results = runs.train(config, tmp_path / "run", log=quiet)
     assert results["test_accuracy"] >= 0.95
     for name in (
         "config.yaml",
@@ -42,14 +44,14 @@ def test_tiny_synthetic_task_reaches_95_percent(tmp_path, review_files, tiny_con
 
 
 def test_resume_continues_exactly(tmp_path, review_files, tiny_config):
-    straight = ClassificationRunConfig.from_dict(tiny_config(review_files, epochs=2))
-    classifier_run.train(straight, tmp_path / "straight", log=quiet)
+    straight = from_dict(ClassificationRunConfig, tiny_config(review_files, epochs=2))
+    runs.train(straight, tmp_path / "straight", log=quiet)
     # The same run, stopped mid-epoch after 7 updates, then resumed to the end.
-    stopped = ClassificationRunConfig.from_dict(tiny_config(review_files, epochs=2, max_steps=7))
-    classifier_run.train(stopped, tmp_path / "resumed", log=quiet)
+    stopped = from_dict(ClassificationRunConfig, tiny_config(review_files, epochs=2, max_steps=7))
+    runs.train(stopped, tmp_path / "resumed", log=quiet)
     state = json.loads((tmp_path / "resumed" / "last" / "state.json").read_text())["state"]
     assert state["step"] == 7 and state["batch_in_epoch"] == 7
-    classifier_run.train(straight, tmp_path / "resumed", resume=True, log=quiet)
+    runs.train(straight, tmp_path / "resumed", resume=True, log=quiet)
     a = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "last" / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -58,21 +60,21 @@ def test_resume_continues_exactly(tmp_path, review_files, tiny_config):
 
 
 def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, review_files, tiny_config):
-    config = ClassificationRunConfig.from_dict(tiny_config(review_files, epochs=1))
-    classifier_run.train(config, tmp_path / "run", log=quiet)
+    config = from_dict(ClassificationRunConfig, tiny_config(review_files, epochs=1))
+    runs.train(config, tmp_path / "run", log=quiet)
     texts = ["the movie was not good", "i saw it and the plot was superb"]
-    first = classifier_run.ClassifierRun(tmp_path / "run").predict(texts)
-    second = classifier_run.ClassifierRun(tmp_path / "run").predict(texts)
+    first = attnrnn.load(tmp_path / "run").predict(texts)
+    second = attnrnn.load(tmp_path / "run").predict(texts)
     for one, two in zip(first, second, strict=True):
         assert one.probabilities == two.probabilities
         assert one.attention == two.attention
 
 
 def test_existing_run_directory_is_not_overwritten(tmp_path, review_files, tiny_config):
-    config = ClassificationRunConfig.from_dict(tiny_config(review_files, max_steps=2))
-    classifier_run.train(config, tmp_path / "run", log=quiet)
+    config = from_dict(ClassificationRunConfig, tiny_config(review_files, max_steps=2))
+    runs.train(config, tmp_path / "run", log=quiet)
     with pytest.raises(Exception, match="already exists"):
-        classifier_run.train(config, tmp_path / "run", log=quiet)
+        runs.train(config, tmp_path / "run", log=quiet)
 
 
 @pytest.mark.parametrize("schedule", ["constant", "linear", "cosine", "plateau"])
@@ -108,10 +110,10 @@ def test_plateau_decays_only_after_warmup_and_start_step():
 def test_progress_is_logged_as_lines_when_not_a_terminal(
     tmp_path, review_files, tiny_config, capsys
 ):
-    config = ClassificationRunConfig.from_dict(
+    config = from_dict(ClassificationRunConfig, 
         tiny_config(review_files, max_steps=4, progress=True, log_every_steps=2)
     )
-    classifier_run.train(config, tmp_path / "run", log=quiet)
+    runs.train(config, tmp_path / "run", log=quiet)
     err = capsys.readouterr().err
     assert "step 2 epoch 1 batch 2/" in err and "units/s" in err
     assert "step 4: dev accuracy=" in err

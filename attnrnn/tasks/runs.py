@@ -1,0 +1,324 @@
+"""The life of a run, the same for every task: train (new or resumed) into a run
+directory, load a run (or an exported bundle) for inference, export a bundle.
+
+A run directory holds::
+
+    run.json        the attnrnn version and run format that wrote it, the task, and the
+                    working directory its relative data paths are relative to
+    config.yaml     the full configuration, defaults filled in
+    (assets)        the task's tokenizers, vocabularies, labels, normalizer (JSON + models)
+    best/ last/     checkpoints (safetensors; last/ can resume)
+    metrics.csv     dev metrics per evaluation; results.json: the best checkpoint's scores
+
+An exported bundle (:func:`export`) keeps only what inference needs: run.json,
+config.yaml, the assets, ``best/model.safetensors``, results.json and a model card
+(README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import attnrnn
+from attnrnn.config import apply_overrides, load_yaml, save_yaml
+from attnrnn.console import Log
+from attnrnn.console import log as log_stderr
+from attnrnn.errors import ConfigError, RunError
+from attnrnn.tasks.base import Prepared, Task, TrainedModel
+from attnrnn.tasks.text import split_off_dev
+from attnrnn.training import checkpoint
+from attnrnn.training.runtime import configure_runtime, resolve_device
+from attnrnn.training.trainer import Trainer
+
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
+RESULTS_FILE = "results.json"
+# The layout of run directories this attnrnn writes; it reads every format up to it.
+# Runs written before run.json existed are format 1.
+RUN_FORMAT = 1
+
+
+# --------------------------------------------------------------------------- configurations
+
+
+def task_named(name: Any, where: str = "") -> Task:
+    """The registered task called ``name``; an unknown name lists the valid ones."""
+    from attnrnn.tasks import TASKS
+
+    if name not in TASKS:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}unknown task {name!r}; valid: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def read_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """A run configuration from YAML with ``--set`` overrides, typed by its task."""
+    data = apply_overrides(load_yaml(path), overrides)
+    task = task_named(data.get("task", "classification"), str(path))
+    try:
+        return task.config_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train(
+    config: Any, run_directory: str | Path, resume: bool = False, log: Log = log_stderr
+) -> dict[str, Any]:
+    """Train ``config`` into ``run_directory`` (or continue it exactly with ``resume``);
+    return the best checkpoint's dev and test scores, also written to results.json."""
+    task = task_named(config.task)
+    run_directory = Path(run_directory)
+    device = configure_runtime(config.trainer)
+    run_directory.parent.mkdir(parents=True, exist_ok=True)
+    if resume:
+        read_run_info(run_directory)
+    assets = task.load_assets(run_directory) if resume else None
+    with tempfile.TemporaryDirectory(dir=run_directory.parent, prefix=".prepare-") as workdir:
+        prepared = prepare(task, config, Path(workdir), log, assets)
+        model = task.build_model(config, prepared.assets).to(device)
+        if not resume:
+            task.initialise(model, config, prepared.assets, log)
+            with checkpoint.staged_run_directory(run_directory) as staging:
+                write_run_files(staging, task, config, prepared.assets)
+    trained = task.model_class(task, config, prepared.assets, model, device, run_directory)
+    metric = task.metric(config)
+    trainer = Trainer(
+        model,
+        task.training(trained, prepared),
+        config.optimizer,
+        config.trainer,
+        run_directory,
+        metric.name,
+        higher_is_better=metric.higher_is_better,
+    )
+    if resume:
+        trainer.resume()
+        log(f"resumed {run_directory} at step {trainer.state.step}")
+    trainer.train()
+    checkpoint.load_weights(run_directory / "best", model, device)
+    results: dict[str, Any] = {}
+    for name, split in (("dev", prepared.dev), ("test", prepared.test)):
+        if split is not None:
+            with trained.lock:
+                scores = trained.score(split)
+            results.update({f"{name}_{key}": value for key, value in scores.items()})
+    checkpoint.write_json_atomic(run_directory / RESULTS_FILE, results)
+    return results
+
+
+def prepare(
+    task: Task, config: Any, workdir: Path, log: Log, assets: Any | None = None
+) -> Prepared:
+    """Read the splits (holding out ``data.dev_fraction`` of train when there is no dev
+    file), fit the assets unless given (a resumed run has its own), encode."""
+    data = config.data
+    train_examples = task.read_split(config, data.train, "train")
+    if data.dev:
+        dev_examples = task.read_split(config, data.dev, "dev")
+    else:
+        train_examples, dev_examples = split_off_dev(
+            train_examples, data.dev_fraction, config.trainer.seed, data.train
+        )
+    test_examples = task.read_split(config, data.test, "test") if data.test else None
+    train_examples = task.prepare_examples(config, train_examples, "train", log)
+    dev_examples = task.prepare_examples(config, dev_examples, "dev", log)
+    if test_examples is not None:
+        test_examples = task.prepare_examples(config, test_examples, "test", log)
+    if assets is None:
+        assets = task.fit_assets(config, train_examples, workdir)
+    prepared = Prepared(
+        assets,
+        task.encode(config, assets, train_examples, "train"),
+        task.encode(config, assets, dev_examples, "dev"),
+        None if test_examples is None else task.encode(config, assets, test_examples, "test"),
+    )
+    log(task.describe(prepared))
+    return prepared
+
+
+def write_run_files(directory: Path, task: Task, config: Any, assets: Any) -> None:
+    """run.json, config.yaml and the assets."""
+    info = {
+        "attnrnn_version": attnrnn.__version__,
+        "run_format": RUN_FORMAT,
+        "task": task.name,
+        "working_directory": os.getcwd(),
+    }
+    checkpoint.write_json_atomic(directory / RUN_FILE, info)
+    save_yaml(config, directory / CONFIG_FILE)
+    assets.save(directory)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_run_info(directory: Path) -> dict[str, Any]:
+    """run.json of a run directory ({} for runs from before it existed); a run written in
+    a newer format than this attnrnn reads is an error that says so."""
+    if not directory.is_dir():
+        raise RunError(f"{directory}: no such run directory")
+    if not (directory / CONFIG_FILE).is_file():
+        raise RunError(f"{directory}: not a run directory (missing {CONFIG_FILE})")
+    path = directory / RUN_FILE
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"{path}: not valid JSON ({error})") from None
+    run_format = info.get("run_format", 1) if isinstance(info, dict) else None
+    if not isinstance(run_format, int):
+        raise RunError(f"{path}: no run_format number")
+    if run_format > RUN_FORMAT:
+        raise RunError(
+            f"{directory} was written by attnrnn {info.get('attnrnn_version', '?')} (run format "
+            f"{run_format}); this attnrnn {attnrnn.__version__} reads formats up to {RUN_FORMAT}: "
+            "upgrade attnrnn to use it"
+        )
+    return dict(info)
+
+
+def run_task(directory: str | Path) -> Task:
+    """The task of a run directory (from its config.yaml)."""
+    directory = Path(directory)
+    read_run_info(directory)
+    return task_named(load_yaml(directory / CONFIG_FILE).get("task", "classification"), str(directory))
+
+
+def load(
+    directory: str | Path,
+    device: str = "auto",
+    int8: bool = False,
+    checkpoint_name: str = "best",
+) -> TrainedModel:
+    """Load a trained run or an exported bundle; the task is worked out from its config.
+
+    Args:
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda:0``...
+        int8: int8 dynamic quantization of linear and RNN layers (CPU inference; tasks
+            that support it).
+        checkpoint_name: ``best`` (default) or ``last``.
+    """
+    directory = Path(directory)
+    info = read_run_info(directory)
+    task = run_task(directory)
+    config = task.config_from_dict(load_yaml(directory / CONFIG_FILE))
+    assets = task.load_assets(directory)
+    if int8 and not task.supports_int8:
+        raise ConfigError(f"int8 quantization is not available for {task.name} runs")
+    target = resolve_device("cpu" if int8 and device == "auto" else device)
+    model = task.build_model(config, assets).to(target)
+    checkpoint.load_weights(directory / checkpoint_name, model, target)
+    model.eval()
+    if int8:
+        from attnrnn.models.quantize import quantize_int8
+
+        model = quantize_int8(model)
+    return task.model_class(task, config, assets, model, target, directory, info)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export(directory: str | Path, output: str | Path) -> Path:
+    """Write an inference-only bundle of a run to ``output`` (a new folder): the best
+    weights, config, assets, results and a model card; no optimizer state."""
+    model = load(directory, device="cpu")
+    source, output = Path(directory), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with checkpoint.staged_run_directory(output) as staging:
+        info = dict(model.info)
+        info.update(
+            attnrnn_version=attnrnn.__version__,
+            run_format=RUN_FORMAT,
+            task=model.task.name,
+            exported_from=str(source),
+        )
+        info.setdefault("working_directory", os.getcwd())
+        checkpoint.write_json_atomic(staging / RUN_FILE, info)
+        shutil.copy(source / CONFIG_FILE, staging / CONFIG_FILE)
+        model.assets.save(staging)
+        best = checkpoint.checkpoint_path(source / "best")
+        (staging / "best").mkdir()
+        for name in (checkpoint.MODEL_FILE, checkpoint.STATE_FILE):  # no optimizer state
+            shutil.copy(best / name, staging / "best" / name)
+        results = _read_results(source)
+        if results:
+            checkpoint.write_json_atomic(staging / RESULTS_FILE, results)
+        (staging / "README.md").write_text(model_card(model, results, output), encoding="utf-8")
+    return output
+
+
+def _read_results(directory: Path) -> dict[str, Any]:
+    path = directory / RESULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def model_card(model: TrainedModel, results: dict[str, Any], output: Path) -> str:
+    """The bundle's README.md: task, data, metrics, intended use, how to load."""
+    config = model.config
+    data = config.data
+    splits = [f"- {name}: `{getattr(data, name)}`" for name in ("train", "dev", "test")]
+    metrics = [
+        f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |"
+        for name, value in results.items()
+    ]
+    parameters = sum(p.numel() for p in model.model.parameters())
+    metric = model.task.metric(config)
+    command = model.task.command
+    lines = [
+        f"# {output.name}: an attnrnn {model.task.name} model",
+        "",
+        f"Exported by attnrnn {attnrnn.__version__} from `{model.info.get('exported_from', '')}`"
+        if model.info.get("exported_from")
+        else f"Exported by attnrnn {attnrnn.__version__}.",
+        "",
+        "## Model",
+        "",
+        f"Task: {model.task.name}; {parameters:,} parameters; the checkpoint with the best "
+        f"dev {metric.name} ({'higher' if metric.higher_is_better else 'lower'} is better). "
+        "The full configuration is in config.yaml.",
+        "",
+        "## Data",
+        "",
+        *[line for line, name in zip(splits, ("train", "dev", "test"), strict=True)
+          if getattr(data, name, None)],  # fmt: skip
+        "",
+        "## Metrics",
+        "",
+        *(["| metric | value |", "|---|---|", *metrics] if metrics else ["(no results.json)"]),
+        "",
+        "## Intended use",
+        "",
+        f"Inference with attnrnn on inputs like the training data ({model.task.name}). "
+        "Quality outside that domain is unmeasured; check it on your own data with "
+        "`attnrnn evaluate` before relying on it.",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "import attnrnn",
+        f'model = attnrnn.load("{output.name}")',
+        "```",
+        "",
+        "```bash",
+        f"attnrnn {command} {output.name} INPUT",
+        f"attnrnn evaluate {output.name} --data FILE",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

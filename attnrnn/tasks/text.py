@@ -1,0 +1,122 @@
+"""Text pieces every task shares: special tokens, a tokenizer with its vocabulary
+(:class:`TextSide`), fitting a tokenizer, and holding out a dev split."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from attnrnn.data.tokenizers import (
+    CharacterTokenizer,
+    SentencePieceTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    tokenizer_from_dict,
+)
+from attnrnn.data.vocab import Vocab
+from attnrnn.errors import DataError, RunError
+
+Item = TypeVar("Item")
+
+BOS = "<s>"
+EOS = "</s>"
+# The vocabulary specials of every model that writes tokens (pad first: index 0).
+SPECIALS = ("<pad>", "<unk>", BOS, EOS)
+
+TokenizerType = Literal["word", "sentencepiece", "character"]
+
+
+@dataclass
+class TextSide:
+    """A tokenizer and the vocabulary built on its tokens (one language, one field)."""
+
+    tokenizer: Tokenizer
+    vocab: Vocab
+
+    def encode(self, text: str) -> list[int]:
+        return self.vocab.encode(self.tokenizer.tokenize(text))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.detokenize(self.vocab.decode(ids))
+
+    def save(self, directory: Path, prefix: str = "") -> None:
+        """Write ``{prefix}tokenizer.json``, ``{prefix}vocab.json`` and the tokenizer's
+        model file (SentencePiece), unless a side saved before wrote the same file."""
+        from attnrnn.training.checkpoint import write_json_atomic
+
+        settings = self.tokenizer.to_dict()
+        model_file = settings.get("model_file")
+        if model_file and isinstance(self.tokenizer, SentencePieceTokenizer):
+            destination = directory / model_file
+            if not destination.exists():
+                shutil.copy(self.tokenizer.model_path, destination)
+        write_json_atomic(directory / f"{prefix}tokenizer.json", settings)
+        self.vocab.save(directory / f"{prefix}vocab.json")
+
+    @classmethod
+    def load(cls, directory: Path, prefix: str = "") -> TextSide:
+        """Read what :meth:`save` wrote; a missing file is a :class:`RunError`."""
+        tokenizer_path = directory / f"{prefix}tokenizer.json"
+        vocab_path = directory / f"{prefix}vocab.json"
+        require_files(directory, tokenizer_path.name, vocab_path.name)
+        settings = json.loads(tokenizer_path.read_text(encoding="utf-8"))
+        return cls(tokenizer_from_dict(settings, directory), Vocab.load(vocab_path))
+
+
+def require_files(directory: Path, *names: str) -> None:
+    """A :class:`RunError` naming the first of ``names`` missing from a run directory."""
+    for name in names:
+        if not (directory / name).is_file():
+            raise RunError(f"{directory}: incomplete run directory (missing {name})")
+
+
+def fit_tokenizer(
+    type: TokenizerType,
+    texts: Sequence[str],
+    model_prefix: Path,
+    *,
+    lowercase: bool,
+    vocab_size: int = 8000,
+    model_type: Literal["bpe", "unigram"] = "unigram",
+    split_contractions: bool = True,
+) -> Tokenizer:
+    """A word or character tokenizer, or a SentencePiece model trained on ``texts``
+    and written to ``model_prefix`` (+ ``.model``)."""
+    if type == "word":
+        return WordTokenizer(lowercase=lowercase, split_contractions=split_contractions)
+    if type == "character":
+        return CharacterTokenizer(lowercase=lowercase)
+    return SentencePieceTokenizer.train(
+        texts, model_prefix, vocab_size=vocab_size, model_type=model_type, lowercase=lowercase
+    )
+
+
+def split_off_dev(
+    examples: list[Item], fraction: float, seed: int, where: str = "the training data"
+) -> tuple[list[Item], list[Item]]:
+    """Hold out a seeded random ``fraction`` of the training examples as dev."""
+    if len(examples) < 2:
+        raise DataError(
+            f"{len(examples)} example(s): too few to hold out a dev set; give data.dev "
+            "or more training data",
+            where,
+        )
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, int(len(examples) * fraction))
+    dev = [examples[i] for i in sorted(order[:cut])]
+    train = [examples[i] for i in sorted(order[cut:])]
+    return train, dev
+
+
+def origin_parts(origin: str) -> tuple[str, int | None]:
+    """``"file.tsv:12"`` -> ``("file.tsv", 12)``, for :class:`DataError` messages."""
+    path, _, line = origin.rpartition(":")
+    if path and line.isdigit():
+        return path, int(line)
+    return origin, None
