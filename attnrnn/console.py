@@ -35,16 +35,16 @@ def use_color(stream: IO[str] | None = None) -> bool:
 
 def format_duration(seconds: float) -> str:
     """``1:02:03`` or ``2:03``."""
-    seconds = max(int(round(seconds)), 0)
+    seconds = max(round(seconds), 0)
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 class ProgressFactory(Protocol):
-    def __call__(self, total: int | None, description: str) -> contextlib.AbstractContextManager[
-        Advance
-    ]: ...
+    def __call__(
+        self, total: int | None, description: str
+    ) -> contextlib.AbstractContextManager[Advance]: ...
 
 
 @contextlib.contextmanager
@@ -61,7 +61,11 @@ def progress(total: int | None, description: str) -> Iterator[Advance]:
         from tqdm import tqdm
 
         with tqdm(total=total, desc=description, leave=False, dynamic_ncols=True) as bar:
-            yield bar.update
+
+            def update(count: int) -> None:
+                bar.update(count)
+
+            yield update
         return
     started = last = time.monotonic()
     done = 0

@@ -11,12 +11,12 @@ import shutil
 import time
 from pathlib import Path
 
+import attnrnn
 from attnrnn.config import EncoderConfig, OptimizerConfig, TrainerConfig, save_yaml
+from attnrnn.console import use_color
 from attnrnn.data.synthetic import make_reviews, write_tsv
 from attnrnn.demo_dates import dates_demo
 from attnrnn.demo_speech import speech_demo
-import attnrnn
-from attnrnn.console import use_color
 from attnrnn.explain import describe_prediction, write_prediction_pictures
 from attnrnn.models.classifier import ClassifierConfig, PoolingConfig
 from attnrnn.tasks.classification import ClassificationRunConfig, DataConfig

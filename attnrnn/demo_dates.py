@@ -14,18 +14,26 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import cast
 
-from attnrnn.config import EncoderConfig, OptimizerConfig, TrainerConfig, save_yaml
+import attnrnn
+from attnrnn.config import (
+    EncoderConfig,
+    InferenceConfig,
+    OptimizerConfig,
+    TrainerConfig,
+    save_yaml,
+)
 from attnrnn.data.dates import split_date_pairs, write_parallel
 from attnrnn.decoding import SearchConfig
 from attnrnn.models.seq2seq import DecoderConfig, Seq2SeqConfig
-from attnrnn.tasks import translation_run
 from attnrnn.tasks.translation import (
+    Translation,
     TranslationDataConfig,
     TranslationRunConfig,
     TranslationTokenizerConfig,
+    Translator,
 )
-from attnrnn.tasks.translation_run import Translation, TranslationRun
 from attnrnn.viz import write_alignment_html, write_alignment_png
 
 EXAMPLES = (
@@ -74,6 +82,7 @@ def dates_config(data_directory: Path, quick: bool) -> TranslationRunConfig:
             num_threads=2,
         ),
         search=SearchConfig(beam_size=1),
+        inference=InferenceConfig(batch_tokens=3000, max_batch_size=128),
     )
 
 
@@ -108,14 +117,13 @@ def dates_demo(output: Path, quick: bool) -> float:
         f"encoder-decoder on {sizes['train']} generated dates"
     )
     started = time.monotonic()
-    results = translation_run.train(config, run_directory)
+    results = attnrnn.train(config, run_directory)
     accuracy = results["test_exact_match"]
     print(
         f"exact match {accuracy:.1%} on {sizes['test']} held-out dates "
         f"({time.monotonic() - started:.0f} s)\n"
     )
-    run = TranslationRun(run_directory)
-    translations = run.translate(list(EXAMPLES))
+    translations = cast(Translator, attnrnn.load(run_directory)).translate(list(EXAMPLES))
     for item in translations:
         spans = ", ".join(f"{name} <- {span!r}" for name, span in field_sources(item).items())
         print(f"{item.source:>30} -> {item.translation}   ({spans})")

@@ -11,14 +11,14 @@ import shutil
 import time
 from pathlib import Path
 
-from attnrnn.config import OptimizerConfig, TrainerConfig, save_yaml
+import attnrnn
+from attnrnn.config import InferenceConfig, OptimizerConfig, TrainerConfig, save_yaml
 from attnrnn.data.audio import FeatureConfig, SpecAugmentConfig
 from attnrnn.data.tones import make_tone_utterances
 from attnrnn.decoding import SearchConfig
 from attnrnn.models.seq2seq import DecoderConfig
 from attnrnn.models.speech import ListenerConfig, SpeechModelConfig
-from attnrnn.tasks import speech_run
-from attnrnn.tasks.speech import SpeechDataConfig, SpeechRunConfig
+from attnrnn.tasks.speech import Recognizer, SpeechDataConfig, SpeechRunConfig
 from attnrnn.viz_speech import write_speech_alignment_png
 
 SAMPLE_RATE = 8000
@@ -77,6 +77,7 @@ def tones_config(folder: Path, quick: bool) -> SpeechRunConfig:
             seed=5,
             num_threads=2,
         ),
+        inference=InferenceConfig(batch_tokens=1200, max_batch_size=16),
         dev_search=SearchConfig(beam_size=1, max_length_ratio=2.0),
         search=SearchConfig(beam_size=3, max_length_ratio=2.0, length_penalty=0.0),
     )
@@ -99,14 +100,15 @@ def speech_demo(output: Path, quick: bool) -> float:
         f"(do re mi fa so), {sizes['train']} recordings"
     )
     started = time.monotonic()
-    results = speech_run.train(config, run_directory)
+    results = attnrnn.train(config, run_directory)
     print(
         f"word error rate {results['test_wer']:.1%} on {sizes['test']} held-out recordings "
         f"({time.monotonic() - started:.0f} s)\n"
     )
-    run = speech_run.SpeechRun(run_directory)
+    model = attnrnn.load(run_directory)
+    assert isinstance(model, Recognizer)
     examples = [str(folder / "test" / f"{n:04d}.wav") for n in range(4)]
-    transcripts = run.transcribe(examples)
+    transcripts = model.transcribe(examples)
     rows = (folder / "test.tsv").read_text(encoding="utf-8").splitlines()[1:5]
     references = [row.split("\t")[1] for row in rows]
     for item, expected in zip(transcripts, references, strict=True):
@@ -118,7 +120,7 @@ def speech_demo(output: Path, quick: bool) -> float:
         output / "tones-attention" / "alignment.png",
         first.features.numpy(),
         first.attention,
-        first.tokens,
+        first.target_tokens,
         config.features.hop_ms / 1000,
         title=f"{Path(first.audio).name}: {first.text}",
     )

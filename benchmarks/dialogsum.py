@@ -36,7 +36,7 @@ def longest_utterances(dialogue: str, count: int = 3) -> str:
 
 
 def extractive(data: Path) -> dict:
-    from attnrnn.tasks.summarization import rouge_scores
+    from attnrnn.metrics import rouge_scores
 
     documents = [json.loads(line) for line in (data / "dialogsum.test.jsonl").open()]
     outputs = [longest_utterances(d["dialogue"]) for d in documents]

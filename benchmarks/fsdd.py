@@ -49,12 +49,12 @@ def train(config: str, run: Path, data_dir: Path, name: str, threads: int | None
 
 def isolated_accuracy(run: Path, manifest: Path) -> dict:
     """Exact-match accuracy of the transcripts (one digit each) on the test manifest."""
+    import attnrnn
     from attnrnn.tasks.speech import read_manifest
-    from attnrnn.tasks.speech_run import SpeechRun
 
-    loaded = SpeechRun(run)
-    utterances = read_manifest(str(manifest), loaded.config.data)
-    transcripts = loaded.transcribe([u.audio for u in utterances])
+    model = attnrnn.load(run)
+    utterances = read_manifest(str(manifest), model.config.data)
+    transcripts = model.transcribe([u.audio for u in utterances])
     correct = sum(t.text == u.text for t, u in zip(transcripts, utterances, strict=True))
     return {"isolated_test_accuracy": correct / len(utterances), "test_recordings": len(utterances)}
 

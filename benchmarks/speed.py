@@ -53,19 +53,13 @@ import torch
 from common import ROOT, WORK, matmul_peak, write_results
 from reference_seq2seq import ReferenceSeq2Seq
 
+import attnrnn
 from attnrnn.config import OptimizerConfig
 from attnrnn.data.batching import make_batches, pad_sequences
 from attnrnn.metrics import corpus_bleu
 from attnrnn.models.quantize import quantize_int8
-from attnrnn.tasks.translation import (
-    TranslationTask,
-    collate,
-    encode_split,
-    read_pairs,
-    special_ids,
-    translate_ids,
-)
-from attnrnn.tasks.translation_run import TranslationRun
+from attnrnn.tasks.base import Prepared
+from attnrnn.tasks.translation import Translator, collate, encode_split, read_pairs
 from attnrnn.training.optim import build_optimizer
 from attnrnn.training.runtime import keep_freed_memory
 
@@ -161,7 +155,7 @@ def restored(model: torch.nn.Module) -> Iterator[None]:
 
 
 def translation_flops_per_token(
-    run: TranslationRun, source_per_target: float, attended_per_target: float
+    run: Translator, source_per_target: float, attended_per_target: float
 ) -> float:
     """Useful matmul FLOPs of one training step per target token (forward x 3).
 
@@ -177,7 +171,7 @@ def translation_flops_per_token(
     A = config.decoder.attentional_size or H
     M = 2 * H_enc
     attention = config.decoder.attention_size or H
-    V = len(run.target.vocab)
+    V = len(run.assets.target.vocab)
     encoder = 0.0
     for layer in range(config.encoder.num_layers):
         inputs = E if layer == 0 else M
@@ -194,12 +188,12 @@ def translation_flops_per_token(
 # --------------------------------------------------------------------------- translation
 
 
-def translation_training(run: TranslationRun, data: Path, steps: int, peaks: Results) -> Results:
+def translation_training(run: Translator, data: Path, steps: int, peaks: Results) -> Results:
     config = run.config
     train_pairs = read_pairs(str(data / "multi30k" / "plain" / "train"), config.data)
-    train = encode_split(train_pairs, run.source, run.target, config.data, drop_long=True)
-    pad, bos, eos = special_ids(run.target.vocab)
-    task = TranslationTask(train, train, run.target, config, torch.device("cpu"), (pad, bos, eos))
+    train = encode_split(train_pairs, run.assets, config.data, drop_long=True)
+    pad, bos, eos = run.assets.special_ids()
+    task = run.task.training(run, Prepared(run.assets, train, train, None))
     batches = task.train_batches(0)[: steps + 3]
     source_tokens = sum(len(train.sources[i]) for batch in batches for i in batch)
     target_tokens = sum(len(train.targets[i]) + 1 for batch in batches for i in batch)
@@ -245,7 +239,7 @@ def translation_training(run: TranslationRun, data: Path, steps: int, peaks: Res
         )
     model.eval()
 
-    reference = ReferenceSeq2Seq(len(run.target.vocab), pad)
+    reference = ReferenceSeq2Seq(len(run.assets.target.vocab), pad)
     reference.load_attnrnn(model)
     shuffled = list(range(len(train)))
     random.Random(0).shuffle(shuffled)
@@ -277,23 +271,25 @@ def translation_training(run: TranslationRun, data: Path, steps: int, peaks: Res
 
 
 def translation_decoding(
-    run: TranslationRun, data: Path, sentences: int, reference_beam_sentences: int
+    run: Translator, data: Path, sentences: int, reference_beam_sentences: int
 ) -> Results:
     config = run.config
     prefix = data / "multi30k" / "plain" / "test_2016_flickr"
     pairs = read_pairs(str(prefix), config.data)[:sentences]
-    test = encode_split(pairs, run.source, run.target, config.data, drop_long=False)
+    test = encode_split(pairs, run.assets, config.data, drop_long=False)
     references = [pair.target for pair in pairs]
-    pad, bos, eos = special_ids(run.target.vocab)
+    target = run.assets.target
+    pad, bos, eos = run.assets.special_ids()
     results: Results = {"decode_sentences": len(test)}
 
     def decode(model: torch.nn.Module, beam: int, bf16: bool = False) -> tuple[float, float]:
         search = dataclasses.replace(config.search, beam_size=beam, n_best=1)
+        translator = Translator(run.task, config, run.assets, model, run.device)
         started = time.perf_counter()
         with bf16_autocast(bf16):
-            hypotheses = translate_ids(model, test.sources, search, config.trainer, run.device)
+            hypotheses = translator.decode_ids(test.sources, search)
         speed = len(test) / (time.perf_counter() - started)
-        outputs = [run.target.decode(n_best[0].tokens) for n_best in hypotheses]
+        outputs = [target.decode(n_best[0].tokens) for n_best in hypotheses]
         return speed, corpus_bleu(outputs, references).score
 
     model = run.model.eval()
@@ -317,13 +313,13 @@ def translation_decoding(
     latencies = []
     for source in test.sources[:100]:
         started = time.perf_counter()
-        translate_ids(model, [source], search, config.trainer, run.device)
+        run.decode_ids([source], search)
         latencies.append(1000 * (time.perf_counter() - started))
     latencies.sort()
     results["beam5_latency_p50_ms"] = statistics.median(latencies)
     results["beam5_latency_p99_ms"] = latencies[round(0.99 * (len(latencies) - 1))]
 
-    reference = ReferenceSeq2Seq(len(run.target.vocab), pad)
+    reference = ReferenceSeq2Seq(len(target.vocab), pad)
     reference.load_attnrnn(model)
     reference.eval()
     outputs: list[str] = [""] * len(test)
@@ -335,7 +331,7 @@ def translation_decoding(
         tokens = reference.greedy(source, lengths, bos, eos, max_length=limit)
         for row, index in enumerate(indices):
             ids = tokens[row].tolist()
-            outputs[index] = run.target.decode(ids[: ids.index(eos)] if eos in ids else ids)
+            outputs[index] = target.decode(ids[: ids.index(eos)] if eos in ids else ids)
     results["reference_greedy_sentences_per_second"] = len(test) / (time.perf_counter() - started)
     results["reference_greedy_bleu"] = corpus_bleu(outputs, references).score
     count = min(reference_beam_sentences, len(test))
@@ -360,9 +356,9 @@ def translation_decoding(
 
 def recipe(path: str, overrides: list[str]) -> Any:
     """A recipe configuration of the repository with ``--set``-style overrides."""
-    from attnrnn.cli import load_run_config
+    from attnrnn.tasks.runs import read_config
 
-    return load_run_config(str(ROOT / path), overrides)
+    return read_config(ROOT / path, overrides)
 
 
 def classifier_training(data: Path, steps: int) -> Results:
@@ -398,7 +394,7 @@ def classifier_training(data: Path, steps: int) -> Results:
 
 def speech_training(data: Path, steps: int) -> Results:
     """AN4 recipe model on cached (or computed) log-mel features."""
-    from attnrnn.tasks import speech_run
+    from attnrnn.tasks.runs import prepare
     from attnrnn.tasks.speech import SpeechTask
 
     folder = data / "an4"
@@ -410,10 +406,12 @@ def speech_training(data: Path, steps: int) -> Results:
             f"data.feature_cache={WORK / 'an4' / 'features'}",
         ],
     )
+    speech = SpeechTask()
     with tempfile.TemporaryDirectory() as workdir:
-        prepared = speech_run.prepare(config, Path(workdir), log=lambda message: None)
-    model = speech_run.make_model(config, prepared.target)
-    task = SpeechTask(prepared.train, prepared.dev, prepared.target, config, torch.device("cpu"))
+        prepared = prepare(speech, config, Path(workdir), lambda message: None)
+    model = speech.build_model(config, prepared.assets)
+    trained = speech.model_class(speech, config, prepared.assets, model, torch.device("cpu"))
+    task = speech.training(trained, prepared)
     batches = task.train_batches(0)[: steps + 3]
     with MemoryWatch() as memory:
         speed = time_steps(training_step(model, task.compute_loss), batches)
@@ -450,7 +448,8 @@ def main() -> None:
             f"{arguments.run}: no trained Multi30k run; train it first with "
             "`python benchmarks/multi30k.py --direction de-en` (or pass --run)"
         )
-    run = TranslationRun(arguments.run, device="cpu")
+    run = attnrnn.load(arguments.run, device="cpu")
+    assert isinstance(run, Translator), f"{arguments.run} is not a translation run"
     results.update(translation_training(run, arguments.data, arguments.steps, results))
     print(f"translation training done: {results}", flush=True)
     results.update(

@@ -32,16 +32,10 @@ from typing import Any
 import torch
 from common import ROOT, WORK, commit, machine, matmul_peak, synchronize
 
+import attnrnn
 from attnrnn.metrics import corpus_bleu
-from attnrnn.tasks import translation_run
-from attnrnn.tasks.translation import (
-    TranslationTask,
-    encode_split,
-    read_pairs,
-    special_ids,
-    translate_ids,
-)
-from attnrnn.tasks.translation_run import TranslationRun
+from attnrnn.tasks.base import Prepared, TaskTraining
+from attnrnn.tasks.translation import Translator, encode_split, read_pairs
 from attnrnn.training.optim import (
     PlateauState,
     build_optimizer,
@@ -50,12 +44,12 @@ from attnrnn.training.optim import (
 )
 
 
-def train_steps(run: TranslationRun, task: TranslationTask, steps: int, precision: str) -> dict:
+def train_steps(run: Translator, task: TaskTraining, steps: int, precision: str) -> dict:
     """Train a fresh model for ``steps`` steps; tokens/s after 20 untimed steps."""
     torch.manual_seed(1)
     config = run.config
     device = run.device
-    model = translation_run.make_model(config, run.source, run.target).to(device)
+    model = run.task.build_model(config, run.assets).to(device)
     optimizer = build_optimizer(model, config.optimizer)
     batches: list[Any] = []
     epoch = 0
@@ -92,21 +86,21 @@ def train_steps(run: TranslationRun, task: TranslationTask, steps: int, precisio
     }
 
 
-def decode(run: TranslationRun, data: Path, count: int | None) -> dict:
+def decode(run: Translator, data: Path, count: int | None) -> dict:
     config = run.config
     pairs = read_pairs(str(data / "test_2016_flickr"), config.data)[:count]
-    test = encode_split(pairs, run.source, run.target, config.data, drop_long=False)
+    test = encode_split(pairs, run.assets, config.data, drop_long=False)
     references = [pair.target for pair in pairs]
     results: dict[str, Any] = {"decode_sentences": len(test)}
     for name, beam in (("greedy", 1), ("beam5", 5)):
         search = dataclasses.replace(config.search, beam_size=beam, n_best=1)
-        translate_ids(run.model, test.sources[:50], search, config.trainer, run.device)  # warm
+        run.decode_ids(test.sources[:50], search)  # warm
         synchronize(run.device)
         started = time.perf_counter()
-        hypotheses = translate_ids(run.model, test.sources, search, config.trainer, run.device)
+        hypotheses = run.decode_ids(test.sources, search)
         synchronize(run.device)
         results[f"{name}_sentences_per_second"] = len(test) / (time.perf_counter() - started)
-        outputs = [run.target.decode(n_best[0].tokens) for n_best in hypotheses]
+        outputs = [run.assets.target.decode(n_best[0].tokens) for n_best in hypotheses]
         results[f"{name}_bleu"] = corpus_bleu(outputs, references).score
     return results
 
@@ -135,16 +129,12 @@ def main() -> None:
         "fp32_matmul_flops": matmul_peak(torch.float32, device, size),
     }
     print(json.dumps(results), flush=True)
-    run = TranslationRun(arguments.run, device=arguments.device)
+    run = attnrnn.load(arguments.run, device=arguments.device)
+    assert isinstance(run, Translator), f"{arguments.run} is not a translation run"
     config = run.config
-    train = encode_split(
-        read_pairs(str(arguments.data / "train"), config.data),
-        run.source,
-        run.target,
-        config.data,
-        drop_long=True,
-    )
-    task = TranslationTask(train, train, run.target, config, device, special_ids(run.target.vocab))
+    pairs = read_pairs(str(arguments.data / "train"), config.data)
+    train = encode_split(pairs, run.assets, config.data, drop_long=True)
+    task = run.task.training(run, Prepared(run.assets, train, train, None))
     results["train_steps"] = arguments.steps
     results["train_batch_tokens"] = config.trainer.batch_tokens
     for precision in ("fp32", "bf16"):

@@ -220,3 +220,110 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert (tmp_path / "demo" / "sentiment-attention" / "explain.html").is_file()
     assert (tmp_path / "demo" / "sentiment-attention" / "explain-1.png").is_file()
     assert (tmp_path / "demo" / "sentiment-run" / "best" / "model.safetensors").is_file()
+
+
+def trained_run(tmp_path, capsys, config_file, steps=3):
+    run = tmp_path / "run"
+    status, _, err = run_cli(
+        capsys, "train", str(config_file), "-o", str(run), "--set", f"trainer.max_steps={steps}"
+    )
+    assert status == 0, err
+    return run
+
+
+def test_evaluate_works_from_another_working_directory(
+    tmp_path, capsys, review_files, tiny_config, monkeypatch
+):
+    import shutil
+
+    data = tmp_path / "project" / "data"
+    data.mkdir(parents=True)
+    for name, path in review_files.items():
+        shutil.copy(path, data / f"{name}.tsv")
+    config = tiny_config({name: f"data/{name}.tsv" for name in review_files}, max_steps=2)
+    monkeypatch.chdir(tmp_path / "project")
+    write(tmp_path / "project" / "c.yaml", yaml.safe_dump(config))
+    assert run_cli(capsys, "train", "c.yaml", "-o", "run")[0] == 0
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(capsys, "evaluate", "project/run")
+    assert status == 0, err
+    assert json.loads(out)["examples"] == 300
+
+
+def test_export_writes_a_bundle_that_every_command_accepts(tmp_path, capsys, config_file):
+    run = trained_run(tmp_path, capsys, config_file)
+    bundle = tmp_path / "bundle"
+    status, out, err = run_cli(capsys, "export", str(run), "--output", str(bundle))
+    assert status == 0, err
+    names = sorted(path.name for path in bundle.iterdir())
+    assert names == [
+        "README.md", "best", "config.yaml", "labels.json", "results.json", "run.json",
+        "tokenizer.json", "vocab.json",
+    ]  # fmt: skip
+    assert sorted(path.name for path in (bundle / "best").iterdir()) == [
+        "model.safetensors",
+        "state.json",
+    ]
+    card = (bundle / "README.md").read_text()
+    assert "classification" in card and "test_accuracy" in card and "attnrnn.load" in card
+    texts = write(tmp_path / "t.txt", "a fine film\n")
+    _, expected, _ = run_cli(capsys, "predict", str(run), str(texts))
+    status, out, err = run_cli(capsys, "predict", str(bundle), str(texts))
+    assert status == 0 and out == expected, err
+    assert run_cli(capsys, "explain", str(bundle), "a film", "-o", str(tmp_path / "e"))[0] == 0
+    status, _, err = run_cli(capsys, "export", str(run), "--output", str(bundle))
+    assert status == 2 and "already exists" in err
+
+
+def test_a_run_from_a_newer_attnrnn_says_so_in_one_line(tmp_path, capsys, config_file):
+    run = trained_run(tmp_path, capsys, config_file)
+    info = json.loads((run / "run.json").read_text())
+    assert info["task"] == "classification" and info["run_format"] == 1
+    info.update(run_format=99, attnrnn_version="9.0")
+    (run / "run.json").write_text(json.dumps(info))
+    status, _, err = run_cli(capsys, "predict", str(run), "-")
+    assert status == 2
+    assert err.count("\n") == 1 and "attnrnn 9.0" in err and "upgrade attnrnn" in err
+
+
+def test_stdin_lines_are_answered_one_for_one_and_empty_lines_stay_empty(
+    tmp_path, capsys, config_file, monkeypatch
+):
+    import io
+
+    run = trained_run(tmp_path, capsys, config_file)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a fine film\n\nbad\n")))
+    status, out, err = run_cli(capsys, "predict", str(run))
+    assert status == 0, err
+    lines = out.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
+    assert json.loads(lines[0])["label"] in ("positive", "negative")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a fine film\n\nbad\n")))
+    status, _, err = run_cli(capsys, "predict", str(run), "--strict")
+    assert status == 2 and "<stdin>:2" in err and "empty" in err
+
+
+def test_a_pipe_gets_each_answer_before_the_input_ends(tmp_path, capsys, config_file):
+    """A line written into predict's standard input is answered while the pipe stays open."""
+    run = trained_run(tmp_path, capsys, config_file)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attnrnn.cli", "predict", str(run)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        for text in ("a fine film", "a dull film"):
+            process.stdin.write(text + "\n")
+            process.stdin.flush()
+            assert "probabilities" in json.loads(process.stdout.readline())
+    finally:
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+
+
+def test_options_of_another_task_are_refused_with_the_task_named(tmp_path, capsys, config_file):
+    run = trained_run(tmp_path, capsys, config_file)
+    status, _, err = run_cli(capsys, "predict", str(run), "-", "--int8")
+    assert status == 2 and "--int8 does not apply to classification runs" in err

@@ -19,8 +19,9 @@ def test_defaults_fill_in_and_round_trip_through_yaml(tmp_path):
 
 def test_unknown_key_has_a_did_you_mean_hint():
     with pytest.raises(ConfigError, match=r"unknown key 'model.encoder.hiden_size'.*hidden_size"):
-        from_dict(ClassificationRunConfig, 
-            {"data": {"train": "a"}, "model": {"encoder": {"hiden_size": 3}}}
+        from_dict(
+            ClassificationRunConfig,
+            {"data": {"train": "a"}, "model": {"encoder": {"hiden_size": 3}}},
         )
 
 

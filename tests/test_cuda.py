@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from attnrnn.config import EncoderConfig, TrainerConfig
+from attnrnn.config import EncoderConfig, InferenceConfig, TrainerConfig
 from attnrnn.data.tokenizers import WordTokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import SearchConfig
@@ -18,7 +18,14 @@ from attnrnn.models.pointer_generator import PointerGenerator
 from attnrnn.models.seq2seq import DecoderConfig, Seq2Seq, Seq2SeqConfig
 from attnrnn.models.speech import ListenerConfig, SpeechModelConfig, SpeechRecognizer
 from attnrnn.tasks import speech, summarization, translation
-from attnrnn.tasks.translation import SPECIALS, ParallelSplit
+from attnrnn.tasks.text import SPECIALS, TextSide
+from attnrnn.tasks.translation import (
+    ParallelSplit,
+    TranslationDataConfig,
+    TranslationRunConfig,
+    TranslationTask,
+    Translator,
+)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -55,6 +62,13 @@ def decoder(attention: str) -> DecoderConfig:
     )
 
 
+def decode_sources(model: Seq2Seq, sources: list[list[int]], device: torch.device) -> list:
+    """N-best lists of token-id sources through the translation task's batched decoding."""
+    config = TranslationRunConfig(data=TranslationDataConfig(train="unused", dev="unused"))
+    translator = Translator(TranslationTask(), config, None, model, device)
+    return translator.decode_ids(sources, SEARCH)
+
+
 def test_translation_trains_and_decodes_on_cuda():
     torch.manual_seed(0)
     config = Seq2SeqConfig(
@@ -65,10 +79,9 @@ def test_translation_trains_and_decodes_on_cuda():
     )
     model = sharpened(Seq2Seq(V, V, config, PAD, BOS, EOS))
     sources = [[random.Random(n).randrange(4, V) for _ in range(3 + n % 5)] for n in range(9)]
-    trainer = TrainerConfig()
-    on_cpu = translation.translate_ids(model, sources, SEARCH, trainer, CPU)
+    on_cpu = decode_sources(model, sources, CPU)
     gpu_model = copy.deepcopy(model).to(CUDA)
-    same_hypotheses(on_cpu, translation.translate_ids(gpu_model, sources, SEARCH, trainer, CUDA))
+    same_hypotheses(on_cpu, decode_sources(gpu_model, sources, CUDA))
     split = ParallelSplit(sources, [s[::-1] for s in sources], [""] * len(sources))
     batch = translation.collate(split, range(len(sources)), PAD, BOS, EOS).to(CUDA)
     # training mode (cuDNN RNNs backpropagate only there); no dropout: same loss as the CPU
@@ -79,6 +92,17 @@ def test_translation_trains_and_decodes_on_cuda():
     )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert all(p.grad is not None and p.grad.is_cuda for p in gpu_model.parameters())
+
+
+def transcribe_features(model, features, search, ctc_weight, trainer, device):
+    """N-best lists of features through the speech task's batched decoding."""
+    config = speech.SpeechRunConfig(
+        data=speech.SpeechDataConfig(train="unused.tsv"),
+        inference=InferenceConfig(trainer.batch_tokens, trainer.max_batch_size),
+        ctc_weight=ctc_weight,
+    )
+    recognizer = speech.Recognizer(speech.SpeechTask(), config, None, model, device)
+    return recognizer.hypotheses(features, search)
 
 
 @pytest.mark.parametrize("ctc_weight", [0.0, 0.3])
@@ -102,13 +126,14 @@ def test_speech_trains_and_decodes_on_cuda(ctc_weight):
     generator = torch.Generator().manual_seed(1)
     features = [torch.randn(n, 20, generator=generator, dtype=torch.float64) for n in (40, 23, 31)]
     trainer = TrainerConfig()
-    on_cpu = speech.transcribe_features(model, features, SEARCH, ctc_weight, trainer, CPU)
+    on_cpu = transcribe_features(model, features, SEARCH, ctc_weight, trainer, CPU)
     gpu_model = copy.deepcopy(model).to(CUDA)
-    on_cuda = speech.transcribe_features(gpu_model, features, SEARCH, ctc_weight, trainer, CUDA)
+    on_cuda = transcribe_features(gpu_model, features, SEARCH, ctc_weight, trainer, CUDA)
     same_hypotheses(on_cpu, on_cuda)
     split = speech.SpeechSplit(features, [[4, 5, 6], [7, 8], [4, 4, 5, 6]], ["", "", ""])
-    loss, _ = speech.joint_loss(
-        gpu_model.train(), speech.collate(split, [0, 1, 2], gpu_model).to(CUDA), 0.1
+    batch = speech.collate(split, [0, 1, 2], gpu_model).to(CUDA)
+    loss, _ = gpu_model.train().joint_loss(
+        batch.features, batch.lengths, batch.target_input, batch.target_output, 0.1
     )
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in gpu_model.parameters())
@@ -132,13 +157,14 @@ def test_pointer_generator_trains_and_decodes_on_cuda():
         for n in range(6)
     ]
     tokenizer = WordTokenizer(lowercase=True, split_contractions=False)
-    data = summarization.SummarizationDataConfig(train="-", dev="-")
-    split = summarization.encode_split(documents, tokenizer, vocab, data)
-    trainer = TrainerConfig()
-    on_cpu = summarization.summarize_split(model, split, vocab, SEARCH, trainer, CPU)
+    assets = summarization.SummarizationAssets(TextSide(tokenizer, vocab))
+    run = summarization.SummarizationRunConfig(summarization.SummarizationDataConfig("-"))
+    split = summarization.encode_split(documents, assets, run.data)
+    task = summarization.SummarizationTask()
+    on_cpu = summarization.Summarizer(task, run, assets, model, CPU).hypotheses(split, SEARCH)
     gpu_model = copy.deepcopy(model).to(CUDA)
-    on_cuda = summarization.summarize_split(gpu_model, split, vocab, SEARCH, trainer, CUDA)
-    assert [tokens for tokens, _ in on_cpu] == [tokens for tokens, _ in on_cuda]
+    on_cuda = summarization.Summarizer(task, run, assets, gpu_model, CUDA).hypotheses(split, SEARCH)
+    assert [n_best[0].tokens for n_best in on_cpu] == [n_best[0].tokens for n_best in on_cuda]
     batch = summarization.collate(split, range(len(split)), gpu_model).to(CUDA)
     loss, _ = summarization.summarization_loss(gpu_model.train(), batch, coverage_weight=1.0)
     loss.backward()
@@ -167,3 +193,37 @@ def test_fused_output_loss_on_cuda_equals_pytorch(scale):
     assert torch.isfinite(results[0][0])
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want)
+
+
+def test_fast_path_switch_on_cuda():
+    """On CUDA only the fused output loss is hand-written (the encoder and decoder keep
+    cuDNN), and ``hand_written(False)`` routes it through autograd too; the loss is the
+    same either way."""
+    from attnrnn.nn import hand_written
+
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(
+        embedding_size=8,
+        embedding_dropout=0.0,
+        encoder=EncoderConfig(cell="gru", hidden_size=8),
+        decoder=DecoderConfig(hidden_size=16, attention="additive", output_dropout=0.0),
+    )
+    model = Seq2Seq(V, V, config, PAD, BOS, EOS).double().to(CUDA).train()
+    source = torch.randint(4, V, (3, 5), device=CUDA)
+    target_input, target_output = torch.randint(4, V, (2, 3, 4), device=CUDA)
+    losses = {}
+    for hand in (True, False):
+        with hand_written(hand):
+            output = model(source, torch.tensor([5, 4, 2], device=CUDA), target_input)
+            attentional = output.attentional.flatten(0, 1)
+            losses[hand] = model.output_loss(attentional, target_output.flatten(), 0.1)
+        names, seen, stack = set(), set(), [losses[hand].grad_fn]
+        while stack:  # every node of the backward graph
+            node = stack.pop()
+            if node is not None and node not in seen:
+                seen.add(node)
+                names.add(type(node).__name__)
+                stack.extend(next_node for next_node, _ in node.next_functions)
+        assert ("_LinearCrossEntropyBackward" in names) is hand
+        assert not names & {"GRURecurrenceBackward", "LuongGRUAdditiveBackward"}
+    torch.testing.assert_close(losses[True], losses[False])

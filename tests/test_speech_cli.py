@@ -3,15 +3,19 @@ tone audio, and clear one-line errors for bad audio and manifests."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
+import attnrnn
 from attnrnn.cli import main
 from attnrnn.data.tones import make_tone_utterances
+from attnrnn.errors import ConfigError, DataError
 
 soundfile = pytest.importorskip("soundfile")
 pytest.importorskip("jiwer")
@@ -109,13 +113,84 @@ def test_transcribe_evaluate_explain(speech_run, capsys, tmp_path):
     assert [line.split("\t")[0] for line in lines] == [str(f) for f in files]
     status, out, _ = run_cli(capsys, "transcribe", run, files[0], "--json", "--beam", "1")
     record = json.loads(out)
-    assert set(record) == {"audio", "text", "score"}
+    assert set(record) == {"audio", "text", "score", "tokens", "attention", "alternatives"}
+    assert len(record["attention"]) == len(record["tokens"]) and record["alternatives"] == []
+    status, out, _ = run_cli(capsys, "transcribe", run, files[0], "--n-best", "2")
+    assert status == 0 and len(out.rstrip("\n").split("\t")) == 3  # path, best, second
     status, out, _ = run_cli(capsys, "evaluate", run)
     metrics = json.loads(out)
-    assert metrics["utterances"] == 8 and metrics["cer"] >= 0.0
+    assert metrics["examples"] == 8 and metrics["cer"] >= 0.0
     status, out, _ = run_cli(capsys, "explain", run, files[0], "--output", tmp_path / "pics")
     assert status == 0
     assert (tmp_path / "pics" / "alignment-1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.splitlines() == [
+        str(files[0]),
+        f"  -> {lines[0].split(chr(9), 1)[1]}",
+        f"wrote {tmp_path / 'pics' / 'alignment-1.png'}",
+    ]
+
+
+def test_transcribe_reads_paths_from_standard_input(speech_run, capsys, monkeypatch):
+    directory, run, _ = speech_run
+    files = [directory / "test" / "0.wav", directory / "test" / "1.wav"]
+    status, expected, _ = run_cli(capsys, "transcribe", run, *files)
+    assert status == 0
+    paths = f"{files[0]}\n\n{files[1]}\n".encode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(paths), encoding="utf-8"))
+    status, out, _ = run_cli(capsys, "transcribe", run)
+    assert status == 0
+    first, second = expected.splitlines()
+    assert out.splitlines() == [first, "", second]  # an empty line answers an empty line
+
+
+def test_transcribe_arrays_equals_files(speech_run, tmp_path):
+    """Samples given as an array (at another rate, in stereo) or a tensor transcribe as
+    the same audio written to a file."""
+    _, run, _ = speech_run
+    model = attnrnn.load(run, device="cpu")
+    utterances = make_tone_utterances(3, seed=7, sample_rate=11025)
+    paths = []
+    for number, utterance in enumerate(utterances):
+        paths.append(tmp_path / f"{number}.wav")
+        soundfile.write(paths[-1], utterance.samples, 11025, subtype="FLOAT")
+    from_files = model.transcribe(paths)
+    arrays = [utterance.samples for utterance in utterances[:2]]
+    arrays.append(np.stack([utterances[2].samples] * 2, axis=1))  # (samples, 2 channels)
+    from_arrays = model.transcribe(arrays, sample_rate=11025)
+    (from_tensor,) = model.transcribe(torch.from_numpy(utterances[0].samples), sample_rate=11025)
+    assert [t.audio for t in from_arrays] == ["<array 0>", "<array 1>", "<array 2>"]
+    assert from_tensor.audio == "<array 0>"
+    pairs = [*zip(from_files, from_arrays, strict=True), (from_files[0], from_tensor)]
+    for file, array in pairs:
+        assert array.text == file.text and array.target_tokens == file.target_tokens
+        assert array.score == pytest.approx(file.score, abs=1e-5)
+        torch.testing.assert_close(array.features, file.features)
+        np.testing.assert_allclose(array.attention, file.attention, atol=1e-5)
+
+
+def test_transcribe_array_needs_its_sample_rate(speech_run):
+    _, run, _ = speech_run
+    model = attnrnn.load(run, device="cpu")
+    samples = make_tone_utterances(1, seed=8, sample_rate=8000)[0].samples
+    with pytest.raises(ConfigError, match="sample_rate"):
+        model.transcribe([samples])
+    with pytest.raises(DataError, match="no samples"):
+        model.transcribe([np.zeros(0, dtype=np.float32)], sample_rate=8000)
+    with pytest.raises(ConfigError, match="file path, a numpy array or a tensor"):
+        model.transcribe([[0.0, 0.1]], sample_rate=8000)
+
+
+def test_transcribe_through_the_python_api(speech_run):
+    directory, run, _ = speech_run
+    model = attnrnn.load(run, device="cpu")
+    (one,) = model.transcribe(directory / "test" / "0.wav", beam=3, n_best=2)
+    assert one.audio == str(directory / "test" / "0.wav")
+    assert len(one.alternatives) == 1
+    assert len(one.attention) == len(one.target_tokens)
+    assert one.features.shape[1] == 20
+    assert model.predict == model.transcribe
+    metrics = model.evaluate()
+    assert metrics["examples"] == 8 and set(metrics) >= {"wer", "cer"}
 
 
 def test_bad_audio_is_one_clear_error(speech_run, capsys, tmp_path):
@@ -162,14 +237,15 @@ def test_too_few_utterances_is_a_clear_error(capsys, tmp_path):
 
 
 def test_speed_perturbation_adds_training_copies(tmp_path):
-    from attnrnn.tasks.speech import SpeechRunConfig
-    from attnrnn.tasks.speech_run import prepare
+    from attnrnn.tasks.runs import prepare
+    from attnrnn.tasks.speech import SpeechTask
 
+    task = SpeechTask()
     manifest = write_manifest(tmp_path, "train", 20, seed=4)
     settings = speech_config(manifest, None, tmp_path / "cache")
-    plain = prepare(SpeechRunConfig.from_dict(settings), tmp_path, log=lambda message: None)
+    plain = prepare(task, task.config_from_dict(settings), tmp_path, lambda message: None)
     settings["data"]["speed_perturbation"] = [0.9, 1.0, 1.1]
-    perturbed = prepare(SpeechRunConfig.from_dict(settings), tmp_path, log=lambda message: None)
+    perturbed = prepare(task, task.config_from_dict(settings), tmp_path, lambda message: None)
     count = len(plain.train)
     assert len(perturbed.train) == 3 * count and len(perturbed.dev) == len(plain.dev)
     assert perturbed.train.references == plain.train.references * 3

@@ -1,18 +1,23 @@
 """The summarization commands (train, summarize, evaluate, explain) end to end on tiny
-generated dialogues, and clear one-line errors for malformed JSONL."""
+generated dialogues, the Python API of a trained summarizer, and clear one-line errors
+for malformed JSONL."""
 
 from __future__ import annotations
 
 import io
 import json
 import random
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import attnrnn
 from attnrnn.cli import main
+from attnrnn.errors import DataError
+from attnrnn.tasks.summarization import Summarizer
 
 NAMES = ("anna", "bob", "carl", "dora")
 THINGS = ("tea", "cake", "bread", "soup", "rice")
@@ -101,24 +106,98 @@ def test_train_reports_rouge_with_several_references(summary_run):
     assert results["test_summary_words_mean"] > 0
 
 
+def stdin_lines(monkeypatch, *lines: str) -> None:
+    data = "".join(line + "\n" for line in lines).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
 def test_summarize_evaluate_explain(summary_run, capsys, tmp_path, monkeypatch):
     _, run, test = summary_run
     status, out, _ = run_cli(capsys, "summarize", run, test)
     assert status == 0 and len(out.strip().splitlines()) == 20
     text, _ = dialogue(random.Random(5))
-    monkeypatch.setattr(
-        sys, "stdin", io.TextIOWrapper(io.BytesIO((json.dumps({"dialogue": text}) + "\n").encode()))
-    )
+    stdin_lines(monkeypatch, json.dumps({"dialogue": text}))
     status, out, _ = run_cli(capsys, "summarize", run, "-", "--json")
     record = json.loads(out)
     assert len(record["tokens"]) == len(record["copy_probability"])
     assert all(0.0 <= p <= 1.0 for p in record["copy_probability"])
+    assert len(record["attention"]) == len(record["tokens"])  # (T, S)
+    assert all(len(row) == len(record["source_tokens"]) for row in record["attention"])
     status, out, _ = run_cli(capsys, "evaluate", run)
     metrics = json.loads(out)
-    assert metrics["documents"] == 20 and "rougeL_max" in metrics
+    assert metrics["examples"] == 20 and "rougeL_max" in metrics
     status, out, _ = run_cli(capsys, "explain", run, text, "--output", tmp_path / "x")
     assert status == 0 and (tmp_path / "x" / "summary-1.png").is_file()
+    assert (tmp_path / "x" / "summary-1.html").is_file() and "wrote" in out
     assert "(" in out  # tokens printed with their copy probabilities
+
+
+def test_summarize_reads_text_lines_fields_and_empty_lines(summary_run, capsys, monkeypatch):
+    _, run, _ = summary_run
+    text, _ = dialogue(random.Random(6))
+    stdin_lines(monkeypatch, json.dumps({"dialogue": text}), "", text.replace("\n", " "))
+    status, out, _ = run_cli(capsys, "summarize", run)
+    lines = out.split("\n")
+    assert status == 0 and lines[1] == "" and lines[0] and lines[2]  # an empty line: empty
+    stdin_lines(monkeypatch, json.dumps({"text": text}))
+    status, out, _ = run_cli(capsys, "summarize", run, "--field", "text")
+    assert status == 0 and out.strip() == lines[0]
+    stdin_lines(monkeypatch, json.dumps({"dialogue": text}))
+    status, out, _ = run_cli(capsys, "summarize", run, "--beam", "3", "--n-best", "2")
+    assert status == 0 and len(out.strip().split("\t")) == 2  # the best and one alternative
+
+
+def test_summarize_names_bad_input_lines(summary_run, capsys, monkeypatch):
+    _, run, _ = summary_run
+    text, _ = dialogue(random.Random(7))
+    stdin_lines(monkeypatch, json.dumps({"dialogue": text}), '{"dialogue": "hi')
+    status, _, err = run_cli(capsys, "summarize", run)
+    assert status == 2 and ":2" in err and "invalid JSON" in err and "Traceback" not in err
+    stdin_lines(monkeypatch, json.dumps({"summary": "no text here"}))
+    status, _, err = run_cli(capsys, "summarize", run)
+    assert status == 2 and "'dialogue'" in err and "'summary'" in err  # the fields it has
+    status, _, err = run_cli(capsys, "translate", run, "-")
+    assert status == 2 and "attnrnn summarize" in err
+
+
+def test_python_api(summary_run, tmp_path):
+    _, run, test = summary_run
+    model = attnrnn.load(run, device="cpu")
+    assert isinstance(model, Summarizer)
+    text, _ = dialogue(random.Random(8))
+    [summary] = model.summarize([text], beam=3, n_best=2)
+    assert len(summary.alternatives) == 1 and summary.summary
+    assert len(summary.attention) == len(summary.target_tokens) == len(summary.copy_probability)
+    assert {len(row) for row in summary.attention} == {len(summary.source_tokens)}
+    [same] = model.predict([{"dialogue": text}], beam=3, n_best=2)
+    assert same == summary
+    with pytest.raises(DataError, match="invalid JSON"):
+        model.parse_input('{"dialogue": ', {})
+    with pytest.raises(DataError, match="'text'"):
+        model.parse_input('{"dialogue": "hi"}', {"field": "text"})
+    assert model.parse_input("  just text  ", {}) == "just text"
+    explanation = model.explain(text, output=tmp_path)
+    assert [path.name for path in explanation.files] == ["summary-1.png", "summary-1.html"]
+    scores = model.evaluate(str(test), beam=1)  # the run's test file: both references
+    assert scores["examples"] == 20 and scores["rouge1_max"] >= scores["rouge1"] - 1e-9
+
+
+def test_evaluate_from_elsewhere_reads_the_test_file_with_its_references(
+    summary_run, capsys, tmp_path, monkeypatch
+):
+    directory, run, _ = summary_run
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved)
+    config = yaml.safe_load((moved / "config.yaml").read_text())
+    config["data"]["test"] = "test.jsonl"  # relative to the folder the run was trained in
+    (moved / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    info = json.loads((moved / "run.json").read_text())
+    (moved / "run.json").write_text(json.dumps({**info, "working_directory": str(directory)}))
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(capsys, "evaluate", moved)
+    assert status == 0, err  # the test file has summary1/summary2, no summary field
+    metrics = json.loads(out)
+    assert metrics["examples"] == 20 and metrics["data"] == str(directory / "test.jsonl")
 
 
 def test_malformed_jsonl_names_the_line(capsys, tmp_path):

@@ -1,5 +1,6 @@
-"""The translation commands (train, translate, evaluate, explain) end to end on tiny
-generated data, and clear one-line errors for bad input."""
+"""The translation commands (train, translate, evaluate, explain, export) end to end on
+tiny generated data, the same through the Python API (``attnrnn.load``), and clear
+one-line errors for bad input."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ import pytest
 import torch
 import yaml
 
+import attnrnn
 from attnrnn.cli import main
 from attnrnn.data.dates import split_date_pairs, write_parallel
+from attnrnn.errors import ConfigError
+from attnrnn.tasks.translation import Alternative, Translation, Translator
 
 WORDS = ("red", "blue", "cat", "dog", "sat", "ran", "big", "old", "sun", "map")
 SPACE = "\u2581"  # how the character tokenizer writes a space
@@ -205,10 +209,18 @@ def test_translate_a_file_one_line_per_input(date_run, date_files, capsys):
     status, between, err = run_cli(capsys, "translate", run, "--beam", "2", date_files / "test.src")
     assert status == 0, err
     assert between == run_cli(capsys, "translate", run, date_files / "test.src", "--beam", "2")[1]
-    with pytest.raises(SystemExit) as exit_info:  # two files: argparse's usage error
-        run_cli(capsys, "translate", run, date_files / "test.src", date_files / "dev.src")
+    with pytest.raises(SystemExit) as exit_info:  # an unknown option: argparse's usage error
+        run_cli(capsys, "translate", run, date_files / "test.src", "--bogus")
     assert exit_info.value.code == 2
-    assert "unrecognized arguments" in capsys.readouterr().err
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+    # two files: the lines of both, in order
+    status, both, err = run_cli(
+        capsys, "translate", run, date_files / "test.src", date_files / "dev.src"
+    )
+    assert status == 0, err
+    dev = run_cli(capsys, "translate", run, date_files / "dev.src")[1]
+    assert both == out + dev and len(both.splitlines()) == 40
 
     status, out, err = run_cli(capsys, "translate", run, date_files / "test.src", "--json")
     assert status == 0, err
@@ -219,15 +231,19 @@ def test_translate_a_file_one_line_per_input(date_run, date_files, capsys):
         assert record["alternatives"] == []
 
 
-def test_translate_reads_stdin(date_run, capsys, monkeypatch):
+@pytest.mark.parametrize("arguments", [["-"], []], ids=["dash", "no-input"])
+def test_translate_reads_stdin(date_run, capsys, monkeypatch, arguments):
     text = "9 April 2023\nthe 1st of may, 1999\n"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
-    status, out, err = run_cli(capsys, "translate", date_run[0], "-", "--json")
+    status, out, err = run_cli(capsys, "translate", date_run[0], *arguments, "--json")
     assert status == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 2
     check_translation(records[0], "9 April 2023")
     check_translation(records[1], "the 1st of may, 1999")
+    # the generic command does the same for a translation run
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert run_cli(capsys, "predict", date_run[0], *arguments, "--json")[1] == out
 
 
 def test_beam_one_and_n_best(date_run, tmp_path, capsys):
@@ -259,6 +275,69 @@ def test_beam_one_and_n_best(date_run, tmp_path, capsys):
     ]
 
 
+# --------------------------------------------------------------------------- the Python API
+
+
+def test_the_api_translates_like_the_cli(date_run, tmp_path, capsys):
+    run = date_run[0]
+    sources = ["9 April 2023", "2001/12/31", "17.03.1960"]
+    texts = write(tmp_path / "in.txt", "".join(f"{source}\n" for source in sources))
+    model = attnrnn.load(run)
+    assert isinstance(model, Translator) and model.task.name == "translation"
+
+    translations = model.translate(sources, beam=3, n_best=2)
+    records = [model.record(item) for item in translations]
+    status, out, err = run_cli(
+        capsys, "translate", run, texts, "--beam", "3", "--n-best", "2", "--json"
+    )
+    assert status == 0, err
+    assert records == [json.loads(line) for line in out.splitlines()]
+    assert [model.line(item) for item in translations] == run_cli(
+        capsys, "translate", run, texts, "--beam", "3", "--n-best", "2"
+    )[1].splitlines()
+    for item, source in zip(translations, sources, strict=True):
+        assert isinstance(item, Translation) and item.source == source
+        (alternative,) = item.alternatives  # the second hypothesis of the beam, with its score
+        assert isinstance(alternative, Alternative)
+        assert alternative.text != item.translation and alternative.score <= item.score
+    assert model.predict(sources, beam=3, n_best=2) == translations
+    assert model.translate(sources[0]) == model.translate(sources[:1])  # one text or a list
+
+    # n_best alone grows the beam to n_best (the run's beam is 2)
+    assert all(len(item.alternatives) == 2 for item in model.translate(sources, n_best=3))
+    assert model.translate(sources, n_best=3) == model.translate(sources, beam=3, n_best=3)
+    with pytest.raises(ConfigError, match="did you mean 'beam'"):
+        model.translate(sources, bean=3)
+    with pytest.raises(ConfigError, match="cannot exceed the beam"):
+        model.translate(sources, beam=2, n_best=3)
+
+    explanation = model.explain("9 April 2023")  # no output folder: nothing written
+    assert explanation.files == [] and explanation.text.startswith("9 April 2023\n  -> ")
+    assert explanation.results == model.translate(["9 April 2023"])
+
+
+def test_runs_without_run_json_and_exported_bundles_load(date_run, tmp_path, capsys):
+    """A run written before run.json existed loads and translates as before; so does an
+    exported bundle, which holds no optimizer state."""
+    run = date_run[0]
+    sources = ["9 April 2023", "the 1st of may, 1999"]
+    expected = attnrnn.load(run).translate(sources, beam=3, n_best=2)
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    (old / "run.json").unlink()
+    assert attnrnn.load(old).translate(sources, beam=3, n_best=2) == expected
+
+    bundle = tmp_path / "bundle"
+    status, out, err = run_cli(capsys, "export", run, "-o", bundle)
+    assert status == 0, err
+    assert out == f"exported {run} to {bundle}\n"
+    assert not (bundle / "last").exists() and (bundle / "README.md").is_file()
+    for name in ("source_tokenizer.json", "source_vocab.json", "target_vocab.json"):
+        assert (bundle / name).read_text() == (run / name).read_text()
+    assert attnrnn.load(bundle).translate(sources, beam=3, n_best=2) == expected
+    assert "attnrnn translate bundle INPUT" in (bundle / "README.md").read_text()
+
+
 # --------------------------------------------------------------------------- evaluate, explain
 
 
@@ -273,7 +352,9 @@ def test_evaluate_the_test_split_and_other_data(date_run, date_files, tmp_path, 
     assert metrics["bleu_signature"].startswith("nrefs:1|")
     assert "|nc:6|" in metrics["chrf_signature"]
     assert metrics["loss"] > 0.0 and metrics["beam_size"] == 2
-    assert err.startswith("BLEU ") and "chrF " in err
+    status, out, err = run_cli(capsys, "evaluate", run, "--beam", "1")
+    assert status == 0, err
+    assert json.loads(out)["beam_size"] == 1
 
     # --data reads the given prefix instead of the test split: references that are the
     # model's own translations score chrF 100.
@@ -439,7 +520,11 @@ def test_translate_needs_a_translation_run(tmp_path, capsys, review_files, tiny_
     config = write_config(tmp_path / "c.yaml", tiny_config(review_files, max_steps=1))
     assert run_cli(capsys, "train", config, "-o", classifier)[0] == 0
     status, out, err = run_cli(capsys, "translate", classifier, texts)
-    check_user_error(status, err, str(classifier), "is not a translation run")
+    check_user_error(status, err, str(classifier), "is a classification run", "attnrnn predict")
+    assert out == ""
+    # and the other way round: a classifier's options are not a translator's
+    status, out, err = run_cli(capsys, "evaluate", classifier, "--beam", "2")
+    check_user_error(status, err, "--beam does not apply to classification runs")
     assert out == ""
 
     status, _, err = run_cli(capsys, "translate", tmp_path, texts)
@@ -449,11 +534,30 @@ def test_translate_needs_a_translation_run(tmp_path, capsys, review_files, tiny_
     check_user_error(status, err, str(tmp_path / "no-run"), "no such run directory")
 
 
-def test_empty_line_in_the_translate_input(date_run, tmp_path, capsys):
-    texts = write(tmp_path / "in.txt", "9 April 2023\n\n2001/12/31\n")
-    status, out, err = run_cli(capsys, "translate", date_run[0], texts)
+def test_empty_lines_in_the_translate_input(date_run, tmp_path, capsys):
+    """An empty (or blank) line gets an empty output line; ``--strict`` stops there."""
+    run = date_run[0]
+    texts = write(tmp_path / "in.txt", "9 April 2023\n\n2001/12/31\n   \n")
+    status, out, err = run_cli(capsys, "translate", run, texts)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 4 and lines[0] and lines[2] and lines[1] == lines[3] == ""
+    two = write(tmp_path / "two.txt", "9 April 2023\n2001/12/31\n")
+    assert [lines[0], lines[2]] == run_cli(capsys, "translate", run, two)[1].splitlines()
+
+    status, out, err = run_cli(capsys, "translate", run, texts, "--strict")
     check_user_error(status, err, f"{texts}:2:", "line 2 is empty")
-    assert out == ""
+    assert out.splitlines() == [lines[0]]  # the lines before it were answered
+
+
+def test_bad_bytes_in_the_translate_input(date_run, tmp_path, capsys):
+    texts = tmp_path / "in.txt"
+    texts.write_bytes(b"9 April 2023\nbad \xff date\n")
+    status, _, err = run_cli(capsys, "translate", date_run[0], texts)
+    check_user_error(status, err, f"{texts}:2:", "invalid UTF-8 byte 0xff")
+
+    status, _, err = run_cli(capsys, "translate", date_run[0], tmp_path / "missing.txt")
+    check_user_error(status, err, str(tmp_path / "missing.txt"))
 
 
 def test_evaluate_without_a_test_split(date_run, tmp_path, capsys):
@@ -463,7 +567,7 @@ def test_evaluate_without_a_test_split(date_run, tmp_path, capsys):
     config["data"]["test"] = None
     write(run / "config.yaml", yaml.safe_dump(config))
     status, out, err = run_cli(capsys, "evaluate", run)
-    check_user_error(status, err, f"{run}: the run has no test split", "--data")
+    check_user_error(status, err, f"{run}: the run has no test split", "--data FILE")
     assert out == ""
 
 

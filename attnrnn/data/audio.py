@@ -34,6 +34,7 @@ import torch
 
 from attnrnn.config import check_non_negative, check_positive
 from attnrnn.errors import ConfigError, DataError
+from attnrnn.extras import require
 
 # --------------------------------------------------------------------------- settings
 
@@ -89,8 +90,7 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int, max_seconds: floa
     Returns:
         (samples,) float32.
     """
-    import soundfile
-
+    soundfile = require("soundfile")
     name = os.fspath(path)
     if not os.path.isfile(name):
         raise DataError("audio file not found", name)
@@ -98,8 +98,21 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int, max_seconds: floa
         samples, rate = soundfile.read(name, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as error:
         raise DataError(f"not a readable audio file ({error})", name) from error
+    return mono_samples(samples, rate, sample_rate, max_seconds, name)
+
+
+def mono_samples(
+    samples: np.ndarray, rate: int, sample_rate: int, max_seconds: float, name: str
+) -> torch.Tensor:
+    """Float32 samples (samples, channels) at ``rate`` as mono (channels averaged) at
+    ``sample_rate``; none, or more than ``max_seconds``, is a :class:`DataError`
+    naming ``name``.
+
+    Returns:
+        (samples,) float32.
+    """
     if samples.shape[0] == 0:
-        raise DataError("the audio file has no samples", name)
+        raise DataError("the audio has no samples", name)
     seconds = samples.shape[0] / rate
     if seconds > max_seconds:
         raise DataError(
@@ -128,7 +141,7 @@ def change_speed(samples: np.ndarray | torch.Tensor, factor: float) -> torch.Ten
 
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """Polyphase resampling (scipy) from ``rate`` to ``target_rate``."""
-    from scipy.signal import resample_poly
+    resample_poly = require("scipy.signal").resample_poly
 
     ratio = Fraction(target_rate, rate)
     return resample_poly(samples, ratio.numerator, ratio.denominator).astype(np.float32)

@@ -12,10 +12,14 @@ a distributed sampler needs.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 import torch
+
+B = TypeVar("B", bound="DeviceBatch")
 
 
 def make_batches(
@@ -105,3 +109,15 @@ def iterate_from(batches: list[list[int]], start: int) -> Iterator[tuple[int, li
     """Enumerate ``batches`` from position ``start`` (used to resume mid-epoch)."""
     for position in range(start, len(batches)):
         yield position, batches[position]
+
+
+class DeviceBatch:
+    """Base of the batch dataclasses: :meth:`to` moves every tensor field to a device."""
+
+    def to(self: B, device: torch.device | str) -> B:
+        moved: dict[str, Any] = {}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if isinstance(value, torch.Tensor):
+                moved[field.name] = value.to(device)
+        return dataclasses.replace(self, **moved)  # type: ignore[type-var]

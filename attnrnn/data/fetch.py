@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from attnrnn.console import progress
 from attnrnn.errors import DataError
 
 MULTI30K = "https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw"
@@ -75,7 +76,12 @@ def download(url: str, destination: Path, check: Callable[[Path], str], expected
     temporary = Path(name)
     try:
         with os.fdopen(handle, "wb") as output, urllib.request.urlopen(url, timeout=60) as source:
-            shutil.copyfileobj(source, output)
+            length = source.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            with progress(total, f"{destination.name} (bytes)") as advance:
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    output.write(block)
+                    advance(len(block))
         if expected is not None and check(temporary) != expected:
             raise DataError(
                 f"downloaded file does not match its checksum (expected {expected[:12]}...); "

@@ -2,7 +2,8 @@
 
 ``search(model, state, source_lengths, config)`` returns, for each of the B
 sources, its ``config.n_best`` best :class:`Hypothesis` (best first): greedy
-search when ``config.beam_size`` is 1, beam search otherwise.
+search when ``config.beam_size`` is 1, beam search otherwise. Both keep their
+hypotheses with the bookkeeping of :mod:`attnrnn.decoding.hypotheses`.
 """
 
 from __future__ import annotations

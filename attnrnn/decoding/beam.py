@@ -8,7 +8,7 @@ live (the others start at -inf), so the K beams are distinct. Every step:
    allowed next token gives K x V candidates per source; the best 2K are kept.
 2. **finish**: EOS candidates ranked within the first K become finished
    hypotheses (fairseq); they are scored with the length and coverage
-   penalties of :func:`~attnrnn.decoding.greedy.score_hypothesis`.
+   penalties of :func:`~attnrnn.decoding.hypotheses.score_hypothesis`.
 3. **advance**: the K best non-EOS candidates continue (2K candidates hold at
    most K EOS, one per beam); the state, tokens and attention are reordered by
    the beam each one extends. Selection uses the raw log-probability; only the
@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from attnrnn.decoding.greedy import (
+from attnrnn.decoding.hypotheses import (
     FinishedHypotheses,
     Prefixes,
     allowed_log_probs,

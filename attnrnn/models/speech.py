@@ -9,7 +9,8 @@ stride 2) followed by a bidirectional LSTM, or a pyramidal BiLSTM whose layers
 each halve the frame rate by concatenating neighbouring frames. The speller is
 the attention decoder of :mod:`attnrnn.nn.decoders`, by default with
 location-aware attention (Chorowski et al. 2015). Training minimises
-``lambda * CTC + (1 - lambda) * cross-entropy`` (Watanabe et al. 2017); the
+``lambda * CTC + (1 - lambda) * cross-entropy`` (Watanabe et al. 2017,
+:meth:`SpeechRecognizer.joint_loss`); the
 CTC head also scores hypotheses in joint decoding
 (:mod:`attnrnn.decoding.ctc`).
 
@@ -233,3 +234,55 @@ class SpeechRecognizer(TargetSide):
         ctc_log_probs, ctc_lengths = self.ctc_log_probs(encoded)
         attentional, attention = self.teacher_forced(target_input, self.init_state(encoded))
         return SpeechOutput(attentional, attention, ctc_log_probs, ctc_lengths)
+
+    def joint_loss(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        target_input: torch.Tensor,
+        target_output: torch.Tensor,
+        label_smoothing: float,
+    ) -> tuple[torch.Tensor, int]:
+        """The training loss ``lambda * CTC + (1 - lambda) * cross-entropy``
+        (lambda = ``config.ctc_weight``), both per target token, and the number of
+        target tokens (EOS included).
+
+        The cross-entropy is the label-smoothed one every task model trains with
+        (:meth:`~attnrnn.models.target_side.TargetSide.output_loss`), over the valid
+        target positions only; CTC is summed over the utterances and divided by
+        their labels (EOS excluded), with the padding id as the blank.
+
+        Args:
+            features: (B, T, F) padded features; lengths: (B,) valid frames.
+            target_input: (B, U) BOS y_1 ... y_n, padded.
+            target_output: (B, U) y_1 ... y_n EOS, padded with ``pad_index``.
+            label_smoothing: epsilon of the cross-entropy.
+        """
+        output = self(features, lengths, target_input)
+        valid = target_output != self.pad_index  # (B, U) tokens and EOS
+        tokens = int(valid.sum())
+        attention_loss = self.output_loss(
+            output.attentional[valid], target_output[valid], label_smoothing
+        )  # (N, A) rows against (N,) targets
+        weight = self.config.ctc_weight
+        if weight == 0.0:
+            return attention_loss, tokens
+        ctc = self.ctc_loss(output, target_output)
+        return weight * ctc + (1.0 - weight) * attention_loss, tokens
+
+    def ctc_loss(self, output: SpeechOutput, target_output: torch.Tensor) -> torch.Tensor:
+        """CTC loss of a teacher-forced pass per label: summed over the utterances,
+        divided by their labels (the tokens of ``target_output`` (B, U), without EOS
+        and padding). An utterance too short for its labels adds 0, not inf."""
+        labelled = (target_output != self.pad_index) & (target_output != self.eos_index)  # (B, U)
+        label_lengths = labelled.sum(dim=1)  # (B,)
+        loss = F.ctc_loss(
+            output.ctc_log_probs.transpose(0, 1),  # (T', B, V)
+            target_output.masked_select(labelled),  # (sum of label_lengths,)
+            output.ctc_lengths,
+            label_lengths,
+            blank=self.pad_index,
+            reduction="sum",
+            zero_infinity=True,
+        )
+        return loss / max(int(label_lengths.sum()), 1)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnrnn.config import check_positive, check_probability
+from attnrnn.nn import fast_paths
 from attnrnn.nn.attention import Attention, LocationAwareAttention, build_attention
 from attnrnn.nn.decoders import DecoderState, RNNDecoder
 from attnrnn.nn.dropout import Dropout
@@ -139,15 +140,21 @@ class TargetSide(nn.Module):
         """Mean label-smoothed cross-entropy of the next-token scores of ``attentional``
         (N, A) against ``targets`` (N,).
 
-        When gradients are wanted the output layer and the loss run fused, a block of
-        rows at a time (:func:`attnrnn.nn.losses.linear_cross_entropy`): the (N, V)
-        logits never exist, which saves most of the output layer's memory traffic.
+        When gradients are wanted (and the fast-path switch of
+        :mod:`attnrnn.nn.fast_paths` is on) the output layer and the loss run fused, a
+        block of rows at a time (:func:`attnrnn.nn.losses.linear_cross_entropy`, on
+        any device): the (N, V) logits never exist, which saves most of the output
+        layer's memory traffic. Otherwise the logits go through
+        :func:`attnrnn.nn.losses.smoothed_cross_entropy` in at least float32 (a
+        float64 model keeps float64, as the fused path does).
         """
         hidden = self.output_dropout(attentional)
         layer = self.output_layer
-        if torch.is_grad_enabled() and layer.weight.requires_grad:
+        if fast_paths.gradients_wanted() and layer.weight.requires_grad:
             return linear_cross_entropy(hidden, layer.weight, layer.bias, targets, label_smoothing)
-        return smoothed_cross_entropy(layer(hidden).float(), targets, label_smoothing)
+        logits = layer(hidden)  # (N, V)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        return smoothed_cross_entropy(logits, targets, label_smoothing)
 
     def step(
         self, prev_tokens: torch.Tensor, state: DecoderState

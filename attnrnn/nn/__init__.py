@@ -1,4 +1,8 @@
-"""Reusable attention and recurrent building blocks, usable on their own like ``torch.nn``."""
+"""Reusable attention and recurrent building blocks, usable on their own like ``torch.nn``.
+
+``hand_written(False)`` (:mod:`attnrnn.nn.fast_paths`) runs training through autograd
+instead of the hand-written fast paths.
+"""
 
 from attnrnn.nn.attention import (
     ATTENTIONS,
@@ -12,6 +16,7 @@ from attnrnn.nn.attention import (
 )
 from attnrnn.nn.dropout import Dropout
 from attnrnn.nn.encoders import EncoderOutput, RNNEncoder
+from attnrnn.nn.fast_paths import hand_written
 from attnrnn.nn.masking import lengths_to_mask, masked_softmax
 from attnrnn.nn.pooling import AttentionPooling, PoolingOutput
 
@@ -29,6 +34,7 @@ __all__ = [
     "RNNEncoder",
     "ScaledDotAttention",
     "build_attention",
+    "hand_written",
     "lengths_to_mask",
     "masked_softmax",
 ]

@@ -28,6 +28,7 @@ from typing import Any, Literal, cast
 import torch
 from torch import nn
 
+from attnrnn.nn import fast_paths
 from attnrnn.nn.attention import AdditiveAttention, Attention
 from attnrnn.nn.encoders import RNN_CELLS
 from attnrnn.nn.fused_decoder import LuongGRUAdditive
@@ -118,9 +119,6 @@ class RNNDecoder(nn.Module):
         )
         self.attention = attention
         self.attentional_layer = nn.Linear(memory_size + hidden_size, attentional_size)
-        # Teacher forcing through the hand-written backward pass where it applies
-        # (attnrnn.nn.fused_decoder); False runs the same steps through autograd.
-        self.use_hand_backward = True
 
     @property
     def fused(self) -> bool:
@@ -132,21 +130,22 @@ class RNNDecoder(nn.Module):
             and not self.attention.uses_coverage
         )
 
-    def _hand_backward(self, embedded: torch.Tensor, state: DecoderState) -> bool:
-        """True when teacher forcing takes :class:`LuongGRUAdditive` (gradients wanted on
-        the CPU, a one-layer Luong GRU with input feeding and plain additive attention;
-        on CUDA the autograd loop's cuDNN steps were measured, this was not)."""
+    def _runs_hand_written(self, embedded: torch.Tensor, state: DecoderState) -> bool:
+        """True when teacher forcing takes :class:`LuongGRUAdditive`: the fast-path switch
+        is on for training (:mod:`attnrnn.nn.fast_paths`), on the CPU (on CUDA the
+        autograd loop's cuDNN steps were measured, this was not), in the weights'
+        dtype, for a one-layer Luong GRU with input feeding and plain additive attention."""
         return (
-            torch.is_grad_enabled()
-            and self.use_hand_backward
+            fast_paths.gradients_wanted()
             and embedded.device.type == "cpu"
             and self.input_feeding
             and self.cell == "gru"
             and self.num_layers == 1
             and type(self.attention) is AdditiveAttention
             and state.projected_keys is not None
-            and embedded.dtype == state.memory.dtype == self.rnn.weight_ih_l0.dtype
-            and not torch.is_autocast_enabled(embedded.device.type)
+            and fast_paths.runs_in(
+                cast(torch.Tensor, self.rnn.weight_ih_l0).dtype, embedded, state.memory
+            )
         )
 
     def initial_state(
@@ -246,7 +245,7 @@ class RNNDecoder(nn.Module):
         Returns:
             attentional vectors (B, T, A) and attention weights (B, T, S).
         """
-        if self._hand_backward(embedded, state):
+        if self._runs_hand_written(embedded, state):
             attention = cast(AdditiveAttention, self.attention)
             attentional, weights = LuongGRUAdditive.apply(
                 embedded,

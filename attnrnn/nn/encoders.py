@@ -28,7 +28,7 @@ from torch import nn
 from attnrnn.config import EncoderConfig
 from attnrnn.errors import ConfigError
 from attnrnn.nn.dropout import Dropout
-from attnrnn.nn.gru import gru_states, uses_hand_backward
+from attnrnn.nn.gru import gru_states, runs_hand_written
 from attnrnn.nn.masking import lengths_to_mask
 
 RNN_CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -137,7 +137,7 @@ class RNNEncoder(nn.Module):
         B, S, _ = inputs.shape
         lengths = lengths.to(inputs.device)
         rnns = [rnn for layer in self.layers for rnn in typing.cast(nn.ModuleList, layer)]
-        if all(uses_hand_backward(rnn, inputs) for rnn in rnns):
+        if all(runs_hand_written(rnn, inputs) for rnn in rnns):
             return self._forward_time_major(inputs, lengths)
         last = (lengths - 1).view(B, 1, 1).expand(B, 1, self.hidden_size)  # (B, 1, H)
         mask = lengths_to_mask(lengths, S).unsqueeze(-1).to(inputs.dtype)  # (B, S, 1)

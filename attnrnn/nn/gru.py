@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnrnn.nn import fast_paths
+
 GateCache = tuple[torch.Tensor, torch.Tensor]
 """What one GRU step keeps for its backward pass: the gates [r | z | n] (B, 3H)
 and the recurrent projection ``W_hh h + [0, 0, b_hn]`` (B, 3H)."""
@@ -176,18 +178,18 @@ def steps_without_padding(valid: torch.Tensor | None, steps: int) -> int:
     return int(valid.view(steps, -1).amin(1).sum().item())
 
 
-def uses_hand_backward(rnn: nn.Module, inputs: torch.Tensor) -> bool:
-    """True when :func:`gru_states` may run ``rnn`` (training a plain one-layer GRU
-    on the CPU in its weights' dtype)."""
+def runs_hand_written(rnn: nn.Module, inputs: torch.Tensor) -> bool:
+    """True when :func:`gru_states` may run ``rnn`` over ``inputs``: the fast-path
+    switch is on for training (:mod:`attnrnn.nn.fast_paths`), on the CPU (CUDA
+    keeps cuDNN's GRU) in the weights' dtype, for a plain one-layer GRU."""
     return (
-        torch.is_grad_enabled()
-        and inputs.device.type == "cpu"  # CUDA keeps cuDNN's GRU
+        fast_paths.gradients_wanted()
+        and inputs.device.type == "cpu"
         and type(rnn) is nn.GRU
         and rnn.num_layers == 1
         and not rnn.bidirectional
         and rnn.bias
-        and inputs.dtype == rnn.weight_hh_l0.dtype
-        and not torch.is_autocast_enabled(inputs.device.type)
+        and fast_paths.runs_in(typing.cast(torch.Tensor, rnn.weight_hh_l0).dtype, inputs)
     )
 
 
@@ -200,7 +202,7 @@ def gru_states(
     """States (S, B, H) of a one-layer ``nn.GRU`` (any ``batch_first``; only its
     weights are used) over time-major ``inputs`` (S, B, E) from the zero state,
     through :class:`GRURecurrence` (see there for ``valid`` and ``reverse``).
-    For callers that checked :func:`uses_hand_backward`."""
+    For callers that checked :func:`runs_hand_written`."""
     gru = typing.cast(nn.GRU, rnn)
     weight_ih = typing.cast(torch.Tensor, gru.weight_ih_l0)
     bias_ih = typing.cast(torch.Tensor, gru.bias_ih_l0)

@@ -1,67 +1,54 @@
-"""Starting a classifier from a language-model pretraining run: embedding rows matched
-by word, RNN weights copied when the architectures agree."""
+"""Starting a classifier from a language-model run (task ``language_model``): embedding
+rows matched by word, RNN weights copied when the architectures agree."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from attnrnn.config import (
-    from_dict,
-)
 from attnrnn.console import Log
 from attnrnn.console import log as log_stderr
 from attnrnn.data.vocab import Vocab
-from attnrnn.errors import AttnrnnError, ConfigError, RunError
+from attnrnn.errors import ConfigError, RunError
 from attnrnn.models.classifier import TextClassifier
-from attnrnn.pretrain.language_model import (
-    CONFIG_FILE,
-    TOKENIZER_FILE,
-    VOCAB_FILE,
-    WEIGHTS_DIRECTORY,
-    LanguageModelConfig,
-)
-from attnrnn.training.checkpoint import (
-    MODEL_FILE,
-    checkpoint_path,
-)
+from attnrnn.models.language_model import BidirectionalLanguageModel, LanguageModelConfig
 
-# --------------------------------------------------------------------------- transfer
+if TYPE_CHECKING:
+    from attnrnn.tasks.language_model import LanguageModel
+
+# The configuration file of the language-model runs attnrnn wrote before they were a task.
+OLD_CONFIG_FILE = "lm_config.json"
 
 
 def load_pretrained_encoder(
     run_directory: Path, model: TextClassifier, vocab: Vocab, log: Log = log_stderr
 ) -> None:
-    """Initialise ``model``'s embedding and RNN encoder from a pretraining run.
+    """Initialise ``model``'s embedding and RNN encoder from a language-model run.
 
     Embedding rows are copied by token string for every word in both
     vocabularies (the classifier's vocabulary may differ in words and order);
     the others keep their initialisation. The RNN weights are copied whole.
 
     Raises:
-        RunError: the run directory is missing or incomplete.
+        RunError: the run directory is missing, incomplete, of another task or
+            written by an earlier attnrnn.
         ConfigError: the classifier's embedding size or encoder differ from the
             pretrained ones; the message names the setting to change.
     """
     run_directory = Path(run_directory)
-    pretrained_config, pretrained_vocab, weights = read_pretraining_run(run_directory)
-    check_compatible(run_directory, pretrained_config, model)
-    rnn_weights = {
-        name.removeprefix("encoder."): tensor
-        for name, tensor in weights.items()
-        if name.startswith("encoder.")
-    }
+    language_model = read_language_model(run_directory)
+    check_compatible(run_directory, language_model.config.model, model)
+    pretrained = cast(BidirectionalLanguageModel, language_model.model)
     try:
-        model.encoder.load_state_dict(rnn_weights, strict=True)
+        model.encoder.load_state_dict(pretrained.encoder.state_dict(), strict=True)
     except RuntimeError as error:
         raise RunError(
             f"{run_directory}: RNN weights do not fit the classifier ({error})"
         ) from None
-    covered = copy_embedding_rows(weights["embedding.weight"], pretrained_vocab, model, vocab)
+    pretrained_vocab = language_model.assets.text.vocab
+    covered = copy_embedding_rows(pretrained.embedding.weight, pretrained_vocab, model, vocab)
     log(
         f"pretrained encoder {run_directory}: embedding rows for {covered} of {len(vocab)} "
         f"vocabulary words ({covered / len(vocab):.1%}), RNN weights copied"
@@ -69,28 +56,29 @@ def load_pretrained_encoder(
     if covered < len(vocab) / 2:
         log(
             "fewer than half the words have pretrained embeddings: does the classifier use "
-            f"the pretraining's tokenizer ({run_directory / TOKENIZER_FILE})?"
+            f"the pretraining's tokenizer ({run_directory / 'tokenizer.json'})?"
         )
 
 
-def read_pretraining_run(run_directory: Path) -> tuple[LanguageModelConfig, Vocab, dict]:
-    """The config, vocabulary and weights of a complete pretraining run directory."""
-    if not run_directory.is_dir():
-        raise RunError(f"{run_directory}: no such language-model pretraining directory")
-    for name in (CONFIG_FILE, VOCAB_FILE):
-        if not (run_directory / name).is_file():
-            raise RunError(f"{run_directory} is incomplete: {name} is missing")
-    weights_path = checkpoint_path(run_directory / WEIGHTS_DIRECTORY) / MODEL_FILE
-    try:
-        data = json.loads((run_directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        config = from_dict(LanguageModelConfig, data)
-        vocab = Vocab.load(run_directory / VOCAB_FILE)
-        weights = load_file(str(weights_path))
-    except (OSError, ValueError, SafetensorError, AttnrnnError) as error:
-        raise RunError(f"{run_directory}: cannot read the pretraining run ({error})") from None
-    if "embedding.weight" not in weights:
-        raise RunError(f"{weights_path}: no embedding weights; is this a language model?")
-    return config, vocab, weights
+def read_language_model(run_directory: Path) -> LanguageModel:
+    """The trained language model of a run directory (its best checkpoint, on the CPU)."""
+    from attnrnn.tasks.language_model import LanguageModel
+    from attnrnn.tasks.runs import CONFIG_FILE, load, run_task
+
+    if (run_directory / OLD_CONFIG_FILE).is_file() and not (run_directory / CONFIG_FILE).is_file():
+        raise RunError(
+            f"{run_directory} was written by an earlier attnrnn ({OLD_CONFIG_FILE}) and cannot be "
+            "read any more: retrain it with `attnrnn train` (a language_model config, see "
+            "configs/lm_imdb.yaml) or `attnrnn pretrain --method lm`"
+        )
+    task = run_task(run_directory)
+    if task.name != "language_model":
+        raise RunError(
+            f"{run_directory} is a {task.name} run; pretrained.encoder needs a language_model run"
+        )
+    language_model = load(run_directory, device="cpu")
+    assert isinstance(language_model, LanguageModel)
+    return language_model
 
 
 def check_compatible(

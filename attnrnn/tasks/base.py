@@ -123,13 +123,15 @@ class Task(ABC, Generic[ConfigT, AssetsT, SplitT]):
     supports_int8: ClassVar[bool] = False
 
     def config_from_dict(self, data: dict[str, Any]) -> ConfigT:
-        return from_dict(self.config_class, data)  # type: ignore[no-any-return]
+        config: ConfigT = from_dict(self.config_class, data)
+        return config
 
     # ------------------------------------------------------------------ data
 
     @abstractmethod
     def read_split(self, config: ConfigT, location: str, role: str) -> list[Any]:
-        """The examples at ``location`` (a file or prefix); ``role`` is train, dev or test."""
+        """The examples at ``location`` (a file or prefix); ``role`` is train, dev, test (the
+        run's test split) or evaluate (other labelled data given to ``evaluate``)."""
 
     def prepare_examples(
         self, config: ConfigT, examples: list[Any], role: str, log: Log
@@ -151,10 +153,9 @@ class Task(ABC, Generic[ConfigT, AssetsT, SplitT]):
     def encode(self, config: ConfigT, assets: AssetsT, examples: list[Any], role: str) -> SplitT:
         """Examples as model inputs (token ids, features)."""
 
-    def describe(self, prepared: Prepared[AssetsT, SplitT]) -> str:
+    def describe(self, prepared: Prepared[AssetsT, Any]) -> str:
         """One log line about the prepared data."""
-        sizes = [len(prepared.train), len(prepared.dev)]  # type: ignore[arg-type]
-        return f"{sizes[0]} training examples, {sizes[1]} dev"
+        return f"{len(prepared.train)} training examples, {len(prepared.dev)} dev"
 
     # ------------------------------------------------------------------ model and training
 
@@ -183,9 +184,7 @@ class Task(ABC, Generic[ConfigT, AssetsT, SplitT]):
         """Dev metrics during training (by default what :meth:`TrainedModel.score` gives)."""
         return trained.score(split)
 
-    def training(
-        self, trained: TrainedModel, prepared: Prepared[AssetsT, SplitT]
-    ) -> TaskTraining:
+    def training(self, trained: TrainedModel, prepared: Prepared[AssetsT, SplitT]) -> TaskTraining:
         """What the generic trainer asks for: batches, loss, dev metrics."""
         return TaskTraining(self, trained, prepared)
 
@@ -280,13 +279,18 @@ class TrainedModel(ABC, Generic[ConfigT, AssetsT]):
         run was trained in."""
         location = data if data is not None else self.config.data.test
         if not location:
-            raise ConfigError(f"{self.name}: the run has no test split; pass the data to score")
+            raise ConfigError(
+                f"{self.name}: the run has no test split; pass the labelled data to score "
+                "(attnrnn evaluate RUN --data FILE)"
+            )
         if data is None:
             location = self.resolve(location)
+        # "test": the run's own test split; "evaluate": other labelled data.
+        role = "test" if data is None or data == self.config.data.test else "evaluate"
         task = self.task
-        examples = task.read_split(self.config, location, "test")
-        examples = task.prepare_examples(self.config, examples, "test", lambda message: None)
-        split = task.encode(self.config, self.assets, examples, "test")
+        examples = task.read_split(self.config, location, role)
+        examples = task.prepare_examples(self.config, examples, role, lambda message: None)
+        split = task.encode(self.config, self.assets, examples, role)
         with self.lock:
             scores = self.score(split, **options)
         return {"data": location, "examples": len(examples), **scores}

@@ -33,7 +33,7 @@ from attnrnn.data.vectors import load_word_vectors, read_vector_words
 from attnrnn.data.vocab import Vocab
 from attnrnn.errors import ConfigError, DataError
 from attnrnn.models.classifier import ClassifierConfig, TextClassifier
-from attnrnn.tasks.base import Explanation, Metric, Option, Task, TrainedModel, as_list
+from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list
 from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts, require_files
 from attnrnn.training.checkpoint import write_json_atomic
 from attnrnn.training.trainer import LossOutput
@@ -436,8 +436,6 @@ class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, Encoded
         if penalty_weight:
             loss = loss + penalty_weight * output.penalty
         return LossOutput(loss, int(lengths.sum()))
-
-
 
 
 def accuracy_and_f1(predicted: torch.Tensor, gold: torch.Tensor, num_classes: int) -> dict:

@@ -190,7 +190,9 @@ def run_task(directory: str | Path) -> Task:
     """The task of a run directory (from its config.yaml)."""
     directory = Path(directory)
     read_run_info(directory)
-    return task_named(load_yaml(directory / CONFIG_FILE).get("task", "classification"), str(directory))
+    return task_named(
+        load_yaml(directory / CONFIG_FILE).get("task", "classification"), str(directory)
+    )
 
 
 def load(
@@ -272,7 +274,12 @@ def model_card(model: TrainedModel, results: dict[str, Any], output: Path) -> st
     """The bundle's README.md: task, data, metrics, intended use, how to load."""
     config = model.config
     data = config.data
-    splits = [f"- {name}: `{getattr(data, name)}`" for name in ("train", "dev", "test")]
+    splits = []
+    for name in ("train", "dev", "test"):
+        location = getattr(data, name, None)
+        if location:
+            shown = ", ".join(location) if isinstance(location, tuple) else location
+            splits.append(f"- {name}: `{shown}`")
     metrics = [
         f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |"
         for name, value in results.items()
@@ -295,8 +302,7 @@ def model_card(model: TrainedModel, results: dict[str, Any], output: Path) -> st
         "",
         "## Data",
         "",
-        *[line for line, name in zip(splits, ("train", "dev", "test"), strict=True)
-          if getattr(data, name, None)],  # fmt: skip
+        *splits,
         "",
         "## Metrics",
         "",

@@ -1,38 +1,55 @@
-"""Speech recognition as a training task: configuration, manifests, features, the joint
-CTC / attention loss, decoding and WER / CER for :class:`attnrnn.models.speech.SpeechRecognizer`.
+"""Speech recognition: Listen, Attend and Spell with joint CTC
+(:class:`attnrnn.models.speech.SpeechRecognizer`) as a task.
 
 A manifest is a TSV / CSV (with a header) or JSONL file with one utterance a
 line: the audio path (relative paths are relative to the manifest's folder)
-and the transcript; other columns (speaker, duration) are ignored.
+and the transcript; other columns (speaker, duration) are ignored. Features are
+log-mel filterbanks (:mod:`attnrnn.data.audio`), cached per split, normalized
+with the training set's statistics.
 
-A speech run directory holds::
+A speech run directory holds, besides what every run has
+(:mod:`attnrnn.tasks.runs`)::
 
-    config.yaml            the full configuration
     tokenizer.json, vocab.json (+ sentencepiece.model)   the output units
     normalizer.json        per-bin feature mean and standard deviation from training
-    best/ last/ metrics.csv results.json   as for every run
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
-from attnrnn.config import OptimizerConfig, TrainerConfig, check_positive, from_dict
-from attnrnn.data.audio import FeatureConfig, GlobalNormalizer, SpecAugmentConfig, spec_augment
-from attnrnn.data.batching import make_batches, pad_sequences
-from attnrnn.data.parallel import ParallelExample, read_parallel
-from attnrnn.decoding import Hypothesis, SearchConfig, search
+from attnrnn.config import InferenceConfig, OptimizerConfig, TrainerConfig, check_positive
+from attnrnn.console import Log
+from attnrnn.data.audio import (
+    FeatureCache,
+    FeatureConfig,
+    GlobalNormalizer,
+    LogMelFrontEnd,
+    SpecAugmentConfig,
+    mono_samples,
+    spec_augment,
+)
+from attnrnn.data.batching import DeviceBatch, pad_sequences
+from attnrnn.data.parallel import read_parallel
+from attnrnn.data.vocab import Vocab
+from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.decoding.ctc import JointCTCAttention
-from attnrnn.errors import ConfigError
+from attnrnn.errors import ConfigError, DataError
+from attnrnn.extras import require
 from attnrnn.models.speech import SpeechModelConfig, SpeechRecognizer
-from attnrnn.tasks.translation import TextSide
+from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
+from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
+from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer, require_files
+from attnrnn.training.checkpoint import write_json_atomic
 from attnrnn.training.trainer import LossOutput
 
 # --------------------------------------------------------------------------- configuration
@@ -91,6 +108,7 @@ class SpeechRunConfig:
 
     ctc_weight (decoding): lambda of joint CTC / attention scoring at search
         time (0: attention alone); the training weight is ``model.ctc_weight``.
+    inference: batching of transcription, evaluation and dev scoring (frames).
     """
 
     data: SpeechDataConfig
@@ -103,6 +121,7 @@ class SpeechRunConfig:
     metric: Literal["wer", "cer"] = "wer"
     optimizer: OptimizerConfig = OptimizerConfig()
     trainer: TrainerConfig = TrainerConfig(batch_tokens=20000, max_batch_size=64)
+    inference: InferenceConfig = InferenceConfig(batch_tokens=20000, max_batch_size=64)
     dev_search: SearchConfig = SearchConfig(beam_size=1, max_length_ratio=2.0)
     search: SearchConfig = SearchConfig(beam_size=5, max_length_ratio=2.0)
     ctc_weight: float = 0.3
@@ -113,28 +132,24 @@ class SpeechRunConfig:
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ConfigError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
 
-    @classmethod
-    def from_dict(cls, data: dict) -> SpeechRunConfig:
-        return from_dict(cls, data)
-
 
 # --------------------------------------------------------------------------- data
 
 
 @dataclass(frozen=True)
 class Utterance:
-    """One manifest line: the audio path (resolved) and its transcript."""
+    """One manifest line: the audio path (resolved) and its transcript; ``features``
+    (frames, F), raw log-mel, once :meth:`SpeechTask.prepare_examples` computed them."""
 
     audio: str
     text: str
     origin: str
+    features: torch.Tensor | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def read_manifest(path: str, config: SpeechDataConfig) -> list[Utterance]:
     """Utterances of a TSV / CSV / JSONL manifest; audio paths resolved against its folder."""
-    pairs: list[ParallelExample] = read_parallel(
-        path, source_field=config.audio_field, target_field=config.text_field
-    )
+    pairs = read_parallel(path, source_field=config.audio_field, target_field=config.text_field)
     folder = Path(path).parent
     utterances = []
     for pair in pairs:
@@ -143,13 +158,76 @@ def read_manifest(path: str, config: SpeechDataConfig) -> list[Utterance]:
     return utterances
 
 
+def compute_features(
+    utterances: Sequence[Utterance], config: SpeechRunConfig, speed: float = 1.0
+) -> list[torch.Tensor]:
+    """Raw log-mel features (frames, F) of every utterance (played ``speed`` times as
+    fast), through the feature cache when configured."""
+    front_end = LogMelFrontEnd(config.features)
+    paths = [utterance.audio for utterance in utterances]
+
+    def compute(path: str) -> torch.Tensor:
+        return front_end.file_features(path, speed)
+
+    if config.data.feature_cache is None:
+        return [compute(path) for path in paths]
+    cache = FeatureCache(config.data.feature_cache)
+    variant = "" if speed == 1.0 else f"speed={speed!r}"
+    return cache.load_or_compute(paths, config.features, compute, variant)
+
+
+def array_samples(samples: Any, rate: int | None, config: FeatureConfig, name: str) -> torch.Tensor:
+    """Mono float32 samples at ``config.sample_rate`` from a numpy array or tensor,
+    (samples,) or (samples, channels) (channels averaged, as for files); integer
+    samples are scaled to [-1, 1).
+
+    Returns:
+        (samples,) float32.
+    """
+    if rate is None:
+        raise ConfigError(
+            f"{name}: audio given as samples needs its sample rate: transcribe(..., sample_rate=HZ)"
+        )
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu().numpy()
+    array = np.asarray(samples)
+    if np.issubdtype(array.dtype, np.integer):
+        array = array / (np.iinfo(array.dtype).max + 1.0)
+    if array.ndim not in (1, 2):
+        raise DataError(
+            f"samples must be (samples,) or (samples, channels), not {array.shape}", name
+        )
+    channels = (array[:, None] if array.ndim == 1 else array).astype(np.float32)  # (samples, C)
+    return mono_samples(channels, rate, config.sample_rate, config.max_seconds, name)
+
+
+@dataclass
+class SpeechAssets:
+    """The output units and the feature normalizer fitted on the training set."""
+
+    target: TextSide
+    normalizer: GlobalNormalizer
+
+    def save(self, directory: Path) -> None:
+        self.target.save(directory)
+        write_json_atomic(directory / "normalizer.json", self.normalizer.to_dict())
+
+    @classmethod
+    def load(cls, directory: Path) -> SpeechAssets:
+        require_files(directory, "normalizer.json")
+        statistics = json.loads((directory / "normalizer.json").read_text(encoding="utf-8"))
+        return cls(TextSide.load(directory), GlobalNormalizer.from_dict(statistics))
+
+
 @dataclass
 class SpeechSplit:
-    """Normalized features (frames, F) per utterance, target ids and reference texts."""
+    """Normalized features (frames, F) per utterance, target ids and reference texts;
+    ``hop_ms``: the frame shift."""
 
     features: list[torch.Tensor]
     targets: list[list[int]]
     references: list[str]
+    hop_ms: float = 10.0
 
     def __len__(self) -> int:
         return len(self.features)
@@ -160,21 +238,13 @@ class SpeechSplit:
 
 
 @dataclass
-class SpeechBatch:
+class SpeechBatch(DeviceBatch):
     """features (B, T, F), lengths (B,), target_input (B, U), target_output (B, U)."""
 
     features: torch.Tensor
     lengths: torch.Tensor
     target_input: torch.Tensor
     target_output: torch.Tensor
-
-    def to(self, device: torch.device) -> SpeechBatch:
-        return SpeechBatch(
-            self.features.to(device),
-            self.lengths.to(device),
-            self.target_input.to(device),
-            self.target_output.to(device),
-        )
 
 
 def pad_features(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,123 +262,32 @@ def collate(split: SpeechSplit, indices: Sequence[int], model: SpeechRecognizer)
     return SpeechBatch(features, lengths, target_input, target_output)
 
 
-# --------------------------------------------------------------------------- loss
+# --------------------------------------------------------------------------- using a model
 
 
-def joint_loss(
-    model: SpeechRecognizer, batch: SpeechBatch, label_smoothing: float
-) -> tuple[torch.Tensor, int]:
-    """``lambda * CTC + (1 - lambda) * cross-entropy``, both per target token."""
-    output = model(batch.features, batch.lengths, batch.target_input)
-    valid = batch.target_output != model.pad_index  # (B, U) tokens and EOS
-    tokens = int(valid.sum())
-    logits = model.output_logits(output.attentional[valid])  # (N, V)
-    attention_loss = F.cross_entropy(
-        logits.float(), batch.target_output[valid], label_smoothing=label_smoothing
-    )
-    weight = model.config.ctc_weight
-    if weight == 0.0:
-        return attention_loss, tokens
-    labels = (valid & (batch.target_output != model.eos_index)).sum(dim=1)  # (B,) without EOS
-    targets = batch.target_output.masked_select(
-        valid & (batch.target_output != model.eos_index)
-    )  # (sum labels,)
-    ctc = F.ctc_loss(
-        output.ctc_log_probs.transpose(0, 1),  # (T', B, V)
-        targets,
-        output.ctc_lengths,
-        labels,
-        blank=model.pad_index,
-        reduction="sum",
-        zero_infinity=True,
-    ) / max(int(labels.sum()), 1)
-    return weight * ctc + (1.0 - weight) * attention_loss, tokens
+@dataclass
+class Transcript:
+    """One recording's transcript with the attention over listener frames.
 
+    audio: the file's path, or ``<array N>`` for the N-th input (from 0) given as samples.
+    target_tokens: the output units (+ EOS when the search produced it), one per row
+        of ``attention`` (U, T').
+    features: (T, F) the normalized input features.
+    alternatives: the other transcripts of the n-best list, best first.
+    """
 
-class SpeechTask:
-    """Supplies batches (with SpecAugment), the joint loss and dev WER / CER."""
-
-    def __init__(
-        self,
-        train: SpeechSplit,
-        dev: SpeechSplit,
-        target: TextSide,
-        config: SpeechRunConfig,
-        device: torch.device,
-    ) -> None:
-        self.train, self.dev, self.target = train, dev, target
-        self.config = config
-        self.device = device
-
-    def train_batches(self, epoch: int) -> list[list[int]]:
-        trainer = self.config.trainer
-        return make_batches(
-            self.train.frames,
-            trainer.batch_tokens,
-            trainer.max_batch_size,
-            shuffle=True,
-            seed=trainer.seed,
-            epoch=epoch,
-        )
-
-    def compute_loss(self, model: SpeechRecognizer, indices: list[int]) -> LossOutput:
-        batch = collate(self.train, indices, model)
-        augmented = spec_augment(batch.features, batch.lengths, self.config.spec_augment)
-        batch = SpeechBatch(augmented, batch.lengths, batch.target_input, batch.target_output)
-        loss, _ = joint_loss(model, batch.to(self.device), self.config.label_smoothing)
-        return LossOutput(loss, int(batch.lengths.sum()))
-
-    def evaluate(self, model: SpeechRecognizer) -> dict[str, float]:
-        return score_split(
-            model,
-            self.dev,
-            self.target,
-            self.config.dev_search,
-            self.config.ctc_weight,
-            self.config.trainer,
-            self.device,
-        )
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-@torch.no_grad()
-def transcribe_features(
-    model: SpeechRecognizer,
-    features: Sequence[torch.Tensor],
-    search_config: SearchConfig,
-    ctc_weight: float,
-    trainer_config: TrainerConfig,
-    device: torch.device,
-) -> list[list[Hypothesis]]:
-    """Decode normalized features in length-sorted batches; n-best lists in input order."""
-    model.eval()
-    lengths = [len(f) for f in features]
-    budget = max(trainer_config.batch_tokens // search_config.beam_size, 1)
-    results: list[list[Hypothesis]] = [[] for _ in features]
-    for indices in make_batches(lengths, budget, trainer_config.max_batch_size):
-        padded, batch_lengths = pad_features([features[i] for i in indices])
-        encoded = model.encode(padded.to(device), batch_lengths.to(device))
-        memory_lengths = encoded.memory_mask.sum(dim=1)  # (B,)
-        step_model: Any = model
-        if ctc_weight > 0.0:
-            ctc_log_probs, ctc_lengths = model.ctc_log_probs(encoded)
-            step_model = JointCTCAttention(
-                model, ctc_log_probs, ctc_lengths, ctc_weight, blank=model.pad_index
-            )
-        state = step_model.init_state(encoded)
-        for index, n_best in zip(
-            indices, search(step_model, state, memory_lengths, search_config), strict=True
-        ):
-            results[index] = n_best
-    return results
+    audio: str
+    text: str
+    score: float
+    target_tokens: list[str]
+    attention: list[list[float]]
+    features: torch.Tensor = dataclasses.field(repr=False)
+    alternatives: list[str] = dataclasses.field(default_factory=list)
 
 
 def error_rates(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """Word and character error rates (jiwer) of transcripts against references."""
-    import jiwer
-
+    jiwer = require("jiwer")
     if not references:
         return {"wer": 0.0, "cer": 0.0}
     hypotheses = [h if h.strip() else "" for h in hypotheses]
@@ -318,22 +297,264 @@ def error_rates(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
     }
 
 
-def score_split(
-    model: SpeechRecognizer,
-    split: SpeechSplit,
-    target: TextSide,
-    search_config: SearchConfig,
-    ctc_weight: float,
-    trainer_config: TrainerConfig,
-    device: torch.device,
-) -> dict[str, float]:
-    """Decode a split and compute WER / CER against its references."""
-    hypotheses = transcribe_features(
-        model, split.features, search_config, ctc_weight, trainer_config, device
-    )
-    outputs = [target.decode(n_best[0].tokens) for n_best in hypotheses]
-    return error_rates(outputs, split.references)
+class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
+    """A trained speech recognizer: :meth:`transcribe` (= :meth:`predict`),
+    :meth:`evaluate`, :meth:`explain`."""
+
+    def features(self, inputs: Sequence[Any], sample_rate: int | None) -> list[torch.Tensor]:
+        """Normalized features (T, F) of audio files (any rate; resampled) and of
+        sample arrays or tensors at ``sample_rate`` Hz (:func:`array_samples`)."""
+        settings = self.config.features
+        front_end = LogMelFrontEnd(settings)
+        features = []
+        for number, item in enumerate(inputs):
+            if isinstance(item, str | Path):
+                raw = front_end.file_features(item)
+            elif isinstance(item, np.ndarray | torch.Tensor):
+                raw = front_end(
+                    array_samples(item, sample_rate, settings, audio_name(item, number))
+                )
+            else:
+                raise ConfigError(
+                    f"input {number}: audio must be a file path, a numpy array or a tensor, "
+                    f"not {type(item).__name__}"
+                )
+            features.append(self.assets.normalizer(raw))
+        return features
+
+    def hypotheses(
+        self, features: Sequence[torch.Tensor], search: SearchConfig
+    ) -> list[list[Hypothesis]]:
+        """N-best lists of normalized features (T_i, F), in input order, with joint CTC
+        scoring at weight ``config.ctc_weight``."""
+        model: SpeechRecognizer = self.model  # type: ignore[assignment]
+        weight = self.config.ctc_weight
+
+        def start(indices: list[int]) -> tuple[Any, Any, torch.Tensor]:
+            padded, lengths = pad_features([features[i] for i in indices])  # (B, T, F)
+            encoded = model.encode(padded.to(self.device), lengths.to(self.device))
+            step_model: Any = model
+            if weight > 0.0:
+                ctc_log_probs, ctc_lengths = model.ctc_log_probs(encoded)
+                step_model = JointCTCAttention(
+                    model, ctc_log_probs, ctc_lengths, weight, blank=model.pad_index
+                )
+            return step_model, step_model.init_state(encoded), encoded.memory_mask.sum(dim=1)
+
+        return decode(self, [len(f) for f in features], start, search, "transcribe")
+
+    def transcribe(
+        self, inputs: Any, sample_rate: int | None = None, **options: Any
+    ) -> list[Transcript]:
+        """Transcribe audio, keeping each output's attention.
+
+        Args:
+            inputs: a list of audio file paths (WAV, FLAC...; any rate, resampled),
+                numpy arrays or tensors of samples, (samples,) or (samples, channels);
+                a single one is a list of one.
+            sample_rate: the rate of the arrays and tensors in Hz (they are resampled to
+                ``features.sample_rate``); needed when there are any.
+            options: search options (``beam=5``, ``n_best=2``, ``length_penalty=...``).
+        """
+        items, _ = as_list(inputs)
+        search = search_config(self.config.search, **options)
+        features = self.features(items, sample_rate)
+        target = self.assets.target
+        transcripts = []
+        for number, (item, feature, n_best) in enumerate(
+            zip(items, features, self.hypotheses(features, search), strict=True)
+        ):
+            best = n_best[0]
+            tokens = target.vocab.decode(best.tokens)
+            if best.attention.size(0) > len(best.tokens):
+                tokens = [*tokens, EOS]
+            transcripts.append(
+                Transcript(
+                    audio=audio_name(item, number),
+                    text=target.decode(best.tokens),
+                    score=best.score,
+                    target_tokens=tokens,
+                    attention=best.attention[: len(tokens)].tolist(),
+                    features=feature,
+                    alternatives=[target.decode(h.tokens) for h in n_best[1:]],
+                )
+            )
+        return transcripts
+
+    predict = transcribe
+
+    def score(
+        self, split: SpeechSplit, search: SearchConfig | None = None, **options: Any
+    ) -> dict[str, float]:
+        """WER and CER on an encoded split, decoded with ``search`` (default: the run's
+        ``search``) changed by the search options."""
+        config = search_config(search or self.config.search, **options)
+        hypotheses = self.hypotheses(split.features, config)
+        outputs = [self.assets.target.decode(n_best[0].tokens) for n_best in hypotheses]
+        return error_rates(outputs, split.references)
+
+    def explain(
+        self,
+        inputs: Any,
+        output: str | Path | None = None,
+        color: bool = False,
+        sample_rate: int | None = None,
+        **options: Any,
+    ) -> Explanation:
+        """Transcribe; with ``output``, draw each output-to-frame alignment under the
+        spectrogram (alignment-N.png)."""
+        from attnrnn.viz_speech import write_speech_alignment_png
+
+        transcripts = self.transcribe(inputs, sample_rate, **options)
+        text = "\n".join(f"{item.audio}\n  -> {item.text}" for item in transcripts)
+        folder = output_folder(output)
+        files = []
+        if folder is not None:
+            hop_seconds = self.config.features.hop_ms / 1000
+            for number, item in enumerate(transcripts, start=1):
+                picture = write_speech_alignment_png(
+                    folder / f"alignment-{number}.png",
+                    item.features.numpy(),
+                    item.attention,
+                    item.target_tokens,
+                    hop_seconds,
+                    title=f"{Path(item.audio).name}: {item.text}",
+                )
+                files.append(picture)
+        return Explanation(text, files, transcripts)
+
+    def record(self, result: Transcript) -> dict[str, Any]:
+        return {
+            "audio": result.audio,
+            "text": result.text,
+            "score": result.score,
+            "tokens": result.target_tokens,
+            "attention": result.attention,
+            "alternatives": result.alternatives,
+        }
+
+    def line(self, result: Transcript) -> str:
+        """The path and the transcript (then the alternatives, with ``n_best``), by tabs."""
+        return "\t".join([result.audio, result.text, *result.alternatives])
 
 
-def normalize_all(features: list[torch.Tensor], normalizer: GlobalNormalizer) -> list[torch.Tensor]:
-    return [normalizer(f) for f in features]
+def audio_name(item: Any, number: int) -> str:
+    """How a transcript names its input: the path, or ``<array N>``."""
+    return str(item) if isinstance(item, str | Path) else f"<array {number}>"
+
+
+# --------------------------------------------------------------------------- the task
+
+
+class SpeechTask(Task[SpeechRunConfig, SpeechAssets, SpeechSplit]):
+    name = "speech"
+    config_class = SpeechRunConfig
+    model_class = Recognizer
+    command = "transcribe"
+    input_files = True
+    explain_files = "alignment-N.png (the attention under the spectrogram, per recording)"
+    options = SEARCH_OPTIONS
+
+    def read_split(self, config: SpeechRunConfig, location: str, role: str) -> list[Utterance]:
+        return read_manifest(location, config.data)
+
+    def prepare_examples(
+        self, config: SpeechRunConfig, examples: list[Utterance], role: str, log: Log
+    ) -> list[Utterance]:
+        """The utterances with their features; training utterances once per speed of
+        ``data.speed_perturbation``."""
+        speeds = config.data.speed_perturbation if role == "train" else (1.0,)
+        prepared: list[Utterance] = []
+        for speed in speeds:
+            features = compute_features(examples, config, speed)
+            prepared.extend(
+                dataclasses.replace(utterance, features=frames)
+                for utterance, frames in zip(examples, features, strict=True)
+            )
+        return prepared
+
+    def fit_assets(
+        self, config: SpeechRunConfig, train: list[Utterance], workdir: Path
+    ) -> SpeechAssets:
+        settings = config.tokenizer
+        texts = [utterance.text for utterance in train]
+        tokenizer = fit_tokenizer(
+            settings.type,
+            texts,
+            workdir / "sentencepiece",
+            lowercase=settings.lowercase,
+            vocab_size=settings.vocab_size,
+            model_type=settings.model_type,
+        )
+        vocab = Vocab.build((tokenizer.tokenize(text) for text in texts), specials=SPECIALS)
+        normalizer = GlobalNormalizer.fit([features_of(utterance) for utterance in train])
+        return SpeechAssets(TextSide(tokenizer, vocab), normalizer)
+
+    def load_assets(self, directory: Path) -> SpeechAssets:
+        return SpeechAssets.load(directory)
+
+    def encode(
+        self, config: SpeechRunConfig, assets: SpeechAssets, examples: list[Utterance], role: str
+    ) -> SpeechSplit:
+        limit = config.data.max_target_length
+        return SpeechSplit(
+            [assets.normalizer(features_of(utterance)) for utterance in examples],
+            [assets.target.encode(utterance.text)[:limit] for utterance in examples],
+            [utterance.text for utterance in examples],
+            config.features.hop_ms,
+        )
+
+    def describe(self, prepared: Any) -> str:
+        train: SpeechSplit = prepared.train
+        hours = sum(train.frames) * train.hop_ms / 1000 / 3600
+        return (
+            f"{len(train)} training utterances ({hours:.2f} h), {len(prepared.dev)} dev, "
+            f"{len(prepared.assets.target.vocab)} output units"
+        )
+
+    def build_model(self, config: SpeechRunConfig, assets: SpeechAssets) -> SpeechRecognizer:
+        vocab = assets.target.vocab
+        return SpeechRecognizer(
+            config.features.num_mel_bins,
+            len(vocab),
+            config.model,
+            vocab.pad_index,
+            vocab.index(BOS),
+            vocab.index(EOS),
+        )
+
+    def metric(self, config: SpeechRunConfig) -> Metric:
+        return Metric(config.metric, higher_is_better=False)
+
+    def lengths(self, split: SpeechSplit) -> list[int]:
+        return split.frames
+
+    def loss(
+        self,
+        model: Any,
+        config: SpeechRunConfig,
+        split: SpeechSplit,
+        indices: list[int],
+        device: Any,
+    ) -> LossOutput:
+        """The joint CTC / attention loss on SpecAugmented features; units are frames."""
+        batch = collate(split, indices, model)
+        augmented = spec_augment(batch.features, batch.lengths, config.spec_augment)
+        batch = dataclasses.replace(batch, features=augmented).to(device)
+        loss, _ = model.joint_loss(
+            batch.features,
+            batch.lengths,
+            batch.target_input,
+            batch.target_output,
+            config.label_smoothing,
+        )
+        return LossOutput(loss, int(batch.lengths.sum()))
+
+    def dev_scores(self, trained: TrainedModel, split: SpeechSplit) -> dict[str, float]:
+        return trained.score(split, search=trained.config.dev_search)
+
+
+def features_of(utterance: Utterance) -> torch.Tensor:
+    """The raw features of a prepared utterance (frames, F)."""
+    assert utterance.features is not None, "features are computed by prepare_examples"
+    return utterance.features

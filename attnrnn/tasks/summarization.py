@@ -1,35 +1,53 @@
-"""Summarization as a training task: configuration, JSONL data with one or several
-references, the extended (copy) vocabulary, the loss with coverage, decoding and ROUGE
-for :class:`attnrnn.models.pointer_generator.PointerGenerator`.
+"""Summarization: a pointer-generator with coverage
+(:class:`attnrnn.models.pointer_generator.PointerGenerator`, See et al. 2017) as a
+task: JSON-lines documents with one or several references, the extended (copy)
+vocabulary, the loss with coverage, decoding and ROUGE.
 
-A summarization run directory holds config.yaml, tokenizer.json, vocab.json,
-best/ last/ checkpoints, metrics.csv and results.json.
+A summarization run directory holds, besides what every run has
+(:mod:`attnrnn.tasks.runs`)::
+
+    tokenizer.json      word tokenizer settings (one vocabulary for source and summary)
+    vocab.json          the vocabulary
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from attnrnn.config import (
     EncoderConfig,
+    InferenceConfig,
     OptimizerConfig,
     TrainerConfig,
     check_positive,
-    from_dict,
 )
-from attnrnn.data.batching import make_batches, pad_sequences
-from attnrnn.data.parallel import read_parallel_jsonl
-from attnrnn.data.tokenizers import Tokenizer, WordTokenizer
+from attnrnn.data.casing import readable_summary
+from attnrnn.data.documents import (
+    CopyBatch,
+    Document,
+    DocumentSplit,
+    EncodedDocument,
+    collate,
+    decode_ids,
+    document_text,
+    encode_documents,
+    read_documents,
+)
 from attnrnn.data.vocab import Vocab
-from attnrnn.decoding import Hypothesis, SearchConfig, search
+from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.errors import ConfigError, DataError
+from attnrnn.metrics import rouge_scores
 from attnrnn.models.pointer_generator import PointerGenerator
 from attnrnn.models.seq2seq import DecoderConfig, Seq2SeqConfig
+from attnrnn.tasks.base import Explanation, Metric, Option, Task, TrainedModel, as_list
+from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
+from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.trainer import LossOutput
 
 # --------------------------------------------------------------------------- configuration
@@ -39,22 +57,26 @@ from attnrnn.training.trainer import LossOutput
 class SummarizationDataConfig:
     """JSONL files with a source field and one or more summary fields.
 
+    dev: the dev file; without one, ``dev_fraction`` of train is held out.
     reference_fields: the summary fields of the test file when it has
         several references (DialogSum: summary1, summary2, summary3); empty
         means ``target_field``.
     """
 
     train: str
-    dev: str
+    dev: str | None = None
     test: str | None = None
     source_field: str = "dialogue"
     target_field: str = "summary"
     reference_fields: tuple[str, ...] = ()
     max_source_length: int = 400
     max_target_length: int = 100
+    dev_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         check_positive(self, "max_source_length", "max_target_length")
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise ConfigError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,8 @@ class SummarizationRunConfig:
         the same parts, for comparison).
     coverage_loss_weight: weight of ``sum_s min(a_ts, c_ts)`` (needs
         ``model.decoder.attention: coverage`` to be useful).
+    dev_search: decoding for dev ROUGE during training; search: for the final
+        scores, ``summarize`` and ``evaluate``.
     """
 
     data: SummarizationDataConfig
@@ -100,6 +124,7 @@ class SummarizationRunConfig:
     metric: Literal["rouge1", "rouge2", "rougeL"] = "rougeL"
     optimizer: OptimizerConfig = OptimizerConfig()
     trainer: TrainerConfig = TrainerConfig(batch_tokens=12000, max_batch_size=64)
+    inference: InferenceConfig = InferenceConfig(batch_tokens=12000, max_batch_size=64)
     dev_search: SearchConfig = SearchConfig(beam_size=1, max_length_ratio=0.5, max_length_offset=20)
     search: SearchConfig = SearchConfig(
         beam_size=4, max_length_ratio=0.5, max_length_offset=20, no_repeat_ngram_size=3
@@ -111,238 +136,32 @@ class SummarizationRunConfig:
                 f"coverage_loss_weight must not be negative, got {self.coverage_loss_weight}"
             )
 
-    @classmethod
-    def from_dict(cls, data: dict) -> SummarizationRunConfig:
-        return from_dict(cls, data)
-
 
 # --------------------------------------------------------------------------- data
 
 
-@dataclass(frozen=True)
-class Document:
-    """A source text with its reference summaries (none for unlabelled input)."""
-
-    source: str
-    references: tuple[str, ...]
-    origin: str
-
-
-def read_documents(
-    path: str, config: SummarizationDataConfig, reference_fields: Sequence[str] = ()
-) -> list[Document]:
-    """Documents of a JSONL file with their references from ``reference_fields``
-    (default: the target field)."""
-    fields = list(reference_fields) or [config.target_field]
-    columns = [read_parallel_jsonl(path, config.source_field, name) for name in fields]
-    documents = []
-    for rows in zip(*columns, strict=True):
-        references = tuple(row.target or "" for row in rows)
-        documents.append(Document(rows[0].source, references, rows[0].origin))
-    return documents
-
-
 @dataclass
-class EncodedDocument:
-    """Extended source ids, the source's unknown words (id V + k is ``unknown[k]``),
-    extended target ids (empty without a reference), and how the source writes its
-    words (``casing``: lowercased token -> written form, for the words written with
-    capitals; a lowercasing tokenizer still copies "McAllister", not "mcallister")."""
+class SummarizationAssets:
+    """The word tokenizer and the one vocabulary of sources and summaries."""
 
-    source: list[int]
-    unknown: list[str]
-    target: list[int]
-    casing: dict[str, str] = field(default_factory=dict)
+    text: TextSide
 
+    def save(self, directory: Path) -> None:
+        self.text.save(directory)
 
-def encode_document(
-    source_tokens: Sequence[str],
-    target_tokens: Sequence[str],
-    vocab: Vocab,
-    source_surface: Sequence[str] | None = None,
-) -> EncodedDocument:
-    """Map tokens to ids; unknown source words get extended ids, and target words
-    that occur in the source take the same extended id (so they can be copied).
-
-    ``source_surface``: the source tokens as written (same length): their casing
-    (:func:`source_casing`) is kept, and an unknown word's first written form
-    wherever the casing has none, so that copies keep the source's spelling.
-    """
-    unknown: list[str] = []
-    positions: dict[str, int] = {}
-    source = []
-    for token in source_tokens:
-        if token in vocab:
-            source.append(vocab.index(token))
-            continue
-        if token not in positions:
-            positions[token] = len(vocab) + len(unknown)
-            unknown.append(token)
-        source.append(positions[token])
-    target = [
-        vocab.index(token) if token in vocab else positions.get(token, vocab.unk_index)
-        for token in target_tokens
-    ]
-    casing: dict[str, str] = {}
-    if source_surface is not None:
-        casing = source_casing(source_surface)
-        for token, written in zip(source_tokens, source_surface, strict=True):
-            if token in positions and written != token:
-                casing.setdefault(token, written)
-    return EncodedDocument(source, unknown, target, casing)
-
-
-def decode_ids(ids: Sequence[int], document: EncodedDocument, vocab: Vocab) -> list[str]:
-    """Output ids back to tokens; extended ids become the source's own words as written."""
-    size = len(vocab)
-    tokens = []
-    for index in ids:
-        if index >= size:
-            word = document.unknown[index - size]
-            tokens.append(document.casing.get(word, word))
-        else:
-            tokens.append(vocab.token(index))
-    return tokens
-
-
-SENTENCE_ENDS = frozenset({".", "!", "?"})
-TURN_STARTS = SENTENCE_ENDS | {":", '"'}  # a word after these starts a sentence or turn
-
-
-def source_casing(written: Sequence[str]) -> dict[str, str]:
-    """The most frequent written form of every lowercased source token written with
-    capitals ("mcallister" -> "McAllister"), not counting sentence-initial words
-    (a capital there says nothing about the word)."""
-    counts: dict[str, dict[str, int]] = {}
-    for index, token in enumerate(written):
-        if index == 0 or written[index - 1] in TURN_STARTS:
-            continue
-        forms = counts.setdefault(token.lower(), {})
-        forms[token] = forms.get(token, 0) + 1
-    casing = {}
-    for lowered, forms in counts.items():
-        best = max(forms.items(), key=lambda item: (item[1], item[0] != lowered))[0]
-        if best != lowered:
-            casing[lowered] = best
-    return casing
-
-
-def readable_summary(tokens: Sequence[str], casing: dict[str, str]) -> str:
-    """Output tokens as text: the source's casing restored, sentences capitalized,
-    speaker tags rejoined ("# person1 #" -> "#Person1#", as DialogSum writes them), and
-    Moses detokenization (sacremoses) of punctuation ("it 's fine ." -> "it's fine.").
-    ROUGE (which lowercases and drops punctuation) scores it as the bare tokens."""
-    cased = [casing.get(token, token) for token in tokens]
-    for index, token in enumerate(cased):
-        if index == 0 or cased[index - 1] in SENTENCE_ENDS:
-            cased[index] = token[:1].upper() + token[1:]
-    joined: list[str] = []
-    index = 0
-    while index < len(cased):
-        window = cased[index : index + 3]
-        if len(window) == 3 and window[0] == window[2] == "#" and window[1].isalnum():
-            joined.append(f"#{window[1]}#")
-            index += 3
-        else:
-            joined.append(cased[index])
-            index += 1
-    return _moses_detokenizer().detokenize(joined)
-
-
-@functools.cache
-def _moses_detokenizer() -> Any:
-    from sacremoses import MosesDetokenizer
-
-    return MosesDetokenizer(lang="en")
-
-
-def written_tokens(tokenizer: Tokenizer, text: str, tokens: Sequence[str]) -> list[str] | None:
-    """The tokens of ``text`` with their case kept, when ``tokenizer`` lowercases and
-    splitting without lowercasing gives the same tokens; otherwise None."""
-    if not isinstance(tokenizer, WordTokenizer) or not tokenizer.lowercase:
-        return None
-    cased = WordTokenizer(
-        lowercase=False,
-        split_contractions=tokenizer.split_contractions,
-        strip_html=tokenizer.strip_html,
-    ).tokenize(text)[: len(tokens)]
-    if len(cased) != len(tokens) or any(c.lower() != t for c, t in zip(cased, tokens, strict=True)):
-        return None
-    return cased
-
-
-@dataclass
-class SummarizationSplit:
-    documents: list[EncodedDocument]
-    references: list[tuple[str, ...]]
-
-    def __len__(self) -> int:
-        return len(self.documents)
-
-    @property
-    def lengths(self) -> list[int]:
-        return [max(len(d.source), len(d.target) + 1) for d in self.documents]
+    @classmethod
+    def load(cls, directory: Path) -> SummarizationAssets:
+        return cls(TextSide.load(directory))
 
 
 def encode_split(
-    documents: Sequence[Document],
-    tokenizer: Tokenizer,
-    vocab: Vocab,
-    config: SummarizationDataConfig,
-) -> SummarizationSplit:
-    """Tokenize, truncate (sources to ``max_source_length``, targets to
-    ``max_target_length``) and encode with copy ids; the first reference trains."""
-    encoded = []
-    for document in documents:
-        source = tokenizer.tokenize(document.source)[: config.max_source_length]
-        if not source:
-            raise DataError("the source text has no tokens", document.origin)
-        first = document.references[0] if document.references else ""
-        target = tokenizer.tokenize(first)[: config.max_target_length]
-        written = written_tokens(tokenizer, document.source, source)
-        encoded.append(encode_document(source, target, vocab, written))
-    return SummarizationSplit(encoded, [d.references for d in documents])
-
-
-# --------------------------------------------------------------------------- batches and loss
-
-
-@dataclass
-class CopyBatch:
-    """source (B, S) extended ids, lengths (B,), target input / output (B, T), V + X."""
-
-    source: torch.Tensor
-    source_lengths: torch.Tensor
-    target_input: torch.Tensor
-    target_output: torch.Tensor
-    extended_size: int
-
-    def to(self, device: torch.device) -> CopyBatch:
-        return CopyBatch(
-            self.source.to(device),
-            self.source_lengths.to(device),
-            self.target_input.to(device),
-            self.target_output.to(device),
-            self.extended_size,
-        )
-
-
-def collate(
-    split: SummarizationSplit, indices: Sequence[int], model: PointerGenerator
-) -> CopyBatch:
-    """Pad a batch; without copying, extended ids are replaced by ``<unk>``."""
-    documents = [split.documents[i] for i in indices]
-    unk, size = model.unk_index, model.vocab_size
-
-    def ids(values: list[int]) -> list[int]:
-        return values if model.copy else [unk if v >= size else v for v in values]
-
-    pad, bos, eos = model.pad_index, model.bos_index, model.eos_index
-    source, lengths = pad_sequences([ids(d.source) for d in documents], pad)
-    target_input, _ = pad_sequences([[bos, *ids(d.target)] for d in documents], pad)
-    target_output, _ = pad_sequences([[*ids(d.target), eos] for d in documents], pad)
-    extra = max((len(d.unknown) for d in documents), default=0) if model.copy else 0
-    return CopyBatch(source, lengths, target_input, target_output, size + extra)
+    documents: Sequence[Document], assets: SummarizationAssets, data: SummarizationDataConfig
+) -> DocumentSplit:
+    """Documents as ids (sources and targets truncated as ``data`` says)."""
+    text = assets.text
+    return encode_documents(
+        documents, text.tokenizer, text.vocab, data.max_source_length, data.max_target_length
+    )
 
 
 def summarization_loss(
@@ -363,100 +182,279 @@ def summarization_loss(
     return loss, int(valid.sum())
 
 
-# --------------------------------------------------------------------------- decoding
+# --------------------------------------------------------------------------- using a model
 
 
-@torch.no_grad()
-def summarize_split(
-    model: PointerGenerator,
-    split: SummarizationSplit,
-    vocab: Vocab,
-    search_config: SearchConfig,
-    trainer_config: TrainerConfig,
-    device: torch.device,
-) -> list[tuple[list[str], Hypothesis]]:
-    """Decode every document: output tokens (copied words restored) and the best hypothesis,
-    in input order."""
-    model.eval()
-    budget = max(trainer_config.batch_tokens // search_config.beam_size, 1)
-    lengths = [len(d.source) for d in split.documents]
-    results: list[tuple[list[str], Hypothesis] | None] = [None] * len(split)
-    for indices in make_batches(lengths, budget, trainer_config.max_batch_size):
-        batch = collate(split, indices, model).to(device)
-        encoded = model.encode_with_copy(batch.source, batch.source_lengths, batch.extended_size)
-        hypotheses = search(model, model.init_state(encoded), batch.source_lengths, search_config)
-        for index, n_best in zip(indices, hypotheses, strict=True):
-            best = n_best[0]
-            results[index] = (decode_ids(best.tokens, split.documents[index], vocab), best)
-    return [item for item in results if item is not None]
+@dataclass
+class Summary:
+    """A summary with, per output token, its copy probability and attention.
+
+    target_tokens: the output tokens (copied words as the source writes them);
+    summary: the same as readable text. score: the search score of the best
+    hypothesis; alternatives: the next best summaries (``n_best`` > 1).
+    """
+
+    source: str
+    summary: str
+    score: float
+    source_tokens: list[str]
+    target_tokens: list[str]
+    copy_probability: list[float]  # (T,) 1 - p_gen per output token
+    attention: list[list[float]]  # (T, S)
+    alternatives: list[str] = field(default_factory=list)
 
 
-def rouge_scores(outputs: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
-    """ROUGE-1/2/L F1 (rouge-score, Porter stemming): mean over each document's
-    references (``rouge1``...) and the best reference (``rouge1_max``...), averaged over
-    documents."""
-    from rouge_score import rouge_scorer
+class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
+    """A trained summarizer: :meth:`summarize`, :meth:`evaluate`, :meth:`explain`."""
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    totals = {name: 0.0 for name in ("rouge1", "rouge2", "rougeL")}
-    bests = dict.fromkeys(totals, 0.0)
-    for output, document_references in zip(outputs, references, strict=True):
-        per_reference = [scorer.score(reference, output) for reference in document_references]
-        for name in totals:
-            values = [scores[name].fmeasure for scores in per_reference]
-            totals[name] += sum(values) / len(values)
-            bests[name] += max(values)
-    count = max(len(outputs), 1)
-    metrics = {name: value / count for name, value in totals.items()}
-    metrics.update({f"{name}_max": value / count for name, value in bests.items()})
-    return metrics
+    model: PointerGenerator
+
+    def hypotheses(self, split: DocumentSplit, search: SearchConfig) -> list[list[Hypothesis]]:
+        """The n-best hypotheses of every document (ids in its extended vocabulary)."""
+        model = self.model
+
+        def start(indices: list[int]) -> tuple[Any, Any, torch.Tensor]:
+            batch = collate(split, indices, model).to(self.device)
+            encoded = model.encode_with_copy(
+                batch.source, batch.source_lengths, batch.extended_size
+            )
+            return model, model.init_state(encoded), batch.source_lengths
+
+        lengths = [len(document.source) for document in split.documents]
+        return decode(self, lengths, start, search, "summarize")
+
+    def written(self, split: DocumentSplit, search: SearchConfig) -> list[str]:
+        """The best summary of every document as readable text."""
+        vocab = self.assets.text.vocab
+        return [
+            readable_summary(decode_ids(n_best[0].tokens, document, vocab), document.casing)
+            for n_best, document in zip(
+                self.hypotheses(split, search), split.documents, strict=True
+            )
+        ]
+
+    def summarize(self, texts: Sequence[str | Mapping[str, Any]], **options: Any) -> list[Summary]:
+        """Summaries of raw texts (or JSON objects: their ``field``, by default the run's
+        ``data.source_field``), with search options as keywords (``beam``, ``n_best``,
+        ``length_penalty``... see :func:`attnrnn.tasks.sequence.search_config`)."""
+        name = options.pop("field", None) or self.config.data.source_field
+        search = search_config(self.config.search, **options)
+        sources = [text if isinstance(text, str) else document_text(text, name) for text in texts]
+        documents = [Document(text, (), f"input:{n}") for n, text in enumerate(sources, 1)]
+        tokenizer, vocab = self.assets.text.tokenizer, self.assets.text.vocab
+        split = encode_split(documents, self.assets, self.config.data)
+        summaries = []
+        with self.lock:
+            for text, document, n_best in zip(
+                sources, split.documents, self.hypotheses(split, search), strict=True
+            ):
+                best = n_best[0]
+                tokens = decode_ids(best.tokens, document, vocab)
+                copy = self.copy_probabilities(document, best.tokens)
+                summaries.append(
+                    Summary(
+                        source=text,
+                        summary=readable_summary(tokens, document.casing),
+                        score=best.score,
+                        source_tokens=tokenizer.tokenize(text)[: len(document.source)],
+                        target_tokens=tokens,
+                        copy_probability=copy[: len(tokens)],
+                        attention=best.attention[: len(tokens)].tolist(),
+                        alternatives=[
+                            readable_summary(decode_ids(h.tokens, document, vocab), document.casing)
+                            for h in n_best[1:]
+                        ],
+                    )
+                )
+        return summaries
+
+    def predict(self, inputs: Sequence[Any], **options: Any) -> list[Summary]:
+        """The same as :meth:`summarize` (for code that works with any task)."""
+        return self.summarize(inputs, **options)
+
+    @torch.no_grad()
+    def copy_probabilities(self, document: EncodedDocument, output: list[int]) -> list[float]:
+        """1 - p_gen at every output step (T + 1,), from a teacher-forced pass over the
+        output ids (extended vocabulary) of one document."""
+        model, device = self.model, self.device
+        model.eval()
+        source_ids = torch.tensor([document.source], device=device)  # (1, S)
+        target_input = torch.tensor([[model.bos_index, *output]], device=device)  # (1, T + 1)
+        target_output = torch.tensor([[*output, model.eos_index]], device=device)
+        result = model.copy_forward(
+            source_ids,
+            torch.tensor([len(document.source)], device=device),
+            target_input,
+            target_output,
+            model.vocab_size + len(document.unknown),
+        )
+        return (1.0 - result.generation_probability[0]).tolist()
+
+    def score(self, split: DocumentSplit, **options: Any) -> dict[str, float]:
+        """ROUGE of the decoded split (``config.search`` with ``options``) plus
+        summary and reference lengths in words."""
+        outputs = self.written(split, search_config(self.config.search, **options))
+        metrics = rouge_scores(outputs, split.references)
+        lengths = [len(output.split()) for output in outputs]
+        reference_lengths = [len(r.split()) for refs in split.references for r in refs]
+        metrics["summary_words_mean"] = sum(lengths) / max(len(lengths), 1)
+        metrics["reference_words_mean"] = sum(reference_lengths) / max(len(reference_lengths), 1)
+        return metrics
+
+    def explain(
+        self, inputs: Any, output: str | Path | None = None, color: bool = False, **options: Any
+    ) -> Explanation:
+        """Each summary with every output token's copy probability (how much of it came
+        from pointing at the source); with ``output``: summary-N.png and summary-N.html,
+        the attention with the copy probabilities on the rows. Text inputs are read like
+        the CLI's input lines (:meth:`parse_input`)."""
+        from attnrnn.explain import write_alignments
+
+        texts, _ = as_list(inputs)
+        texts = [self.parse_input(t, options) if isinstance(t, str) else t for t in texts]
+        summaries = self.summarize(texts, **options)
+        lines, alignments = [], []
+        for number, item in enumerate(summaries, start=1):
+            pairs = list(zip(item.target_tokens, item.copy_probability, strict=True))
+            rows = [f"{token} ({copy:.2f})" for token, copy in pairs]
+            lines += [item.summary, "  " + " ".join(f"{t}({c:.2f})" for t, c in pairs)]
+            title = f"summary {number}: copy probability in parentheses on the rows"
+            alignments.append((item.source_tokens, rows, item.attention, title))
+        files = [] if output is None else write_alignments(Path(output), "summary", alignments)
+        return Explanation("\n".join(lines), files, summaries)
+
+    def parse_input(self, line: str, options: dict[str, Any]) -> str:
+        """A line that starts with ``{`` is a JSON object: its ``field`` (default: the
+        run's ``data.source_field``) is the text; any other line is the text itself."""
+        text = line.strip()
+        if not text.startswith("{"):
+            return text
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(f"invalid JSON: {error}") from None
+        if not isinstance(record, dict):
+            raise DataError(f"expected a JSON object, got a {type(record).__name__}")
+        return document_text(record, options.get("field") or self.config.data.source_field)
+
+    def record(self, result: Summary) -> dict[str, Any]:
+        record = {
+            "summary": result.summary,
+            "score": result.score,
+            "tokens": result.target_tokens,
+            "copy_probability": result.copy_probability,
+            "source_tokens": result.source_tokens,
+            "attention": result.attention,
+        }
+        if result.alternatives:
+            record["alternatives"] = result.alternatives
+        return record
+
+    def line(self, result: Summary) -> str:
+        """The summary (and the alternatives, tab-separated, with ``n_best`` > 1)."""
+        return "\t".join([result.summary, *result.alternatives])
 
 
-class SummarizationTask:
-    """Supplies batches, the loss and dev ROUGE to the generic trainer."""
+# --------------------------------------------------------------------------- the task
 
-    def __init__(
+FIELD_OPTION = Option(
+    ("--field",),
+    "field",
+    "the field of JSON-object input lines holding the text (default: the run's "
+    "data.source_field); other lines are the text itself",
+    commands=("predict", "explain"),
+)
+
+
+class SummarizationTask(Task[SummarizationRunConfig, SummarizationAssets, DocumentSplit]):
+    name = "summarization"
+    config_class = SummarizationRunConfig
+    model_class = Summarizer
+    command = "summarize"
+    explain_files = (
+        "summary-N.png and summary-N.html (the attention, each output word with its copy "
+        "probability)"
+    )
+    options = (*SEARCH_OPTIONS, FIELD_OPTION)
+
+    def read_split(
+        self, config: SummarizationRunConfig, location: str, role: str
+    ) -> list[Document]:
+        data = config.data
+        fields: tuple[str, ...] = (data.target_field,)
+        if role == "test" and data.reference_fields:  # the run's own test split
+            fields = data.reference_fields
+        return read_documents(location, data.source_field, fields)
+
+    def fit_assets(
+        self, config: SummarizationRunConfig, train: list[Document], workdir: Path
+    ) -> SummarizationAssets:
+        settings = config.tokenizer
+        texts = [d.source for d in train] + [d.references[0] for d in train]
+        tokenizer = fit_tokenizer(
+            "word", texts, workdir, lowercase=settings.lowercase, split_contractions=False
+        )
+        vocab = Vocab.build(
+            (tokenizer.tokenize(text) for text in texts),
+            min_freq=settings.min_freq,
+            max_size=settings.max_size,
+            specials=SPECIALS,
+        )
+        return SummarizationAssets(TextSide(tokenizer, vocab))
+
+    def load_assets(self, directory: Path) -> SummarizationAssets:
+        return SummarizationAssets.load(directory)
+
+    def encode(
         self,
-        train: SummarizationSplit,
-        dev: SummarizationSplit,
-        tokenizer: Tokenizer,
-        vocab: Vocab,
         config: SummarizationRunConfig,
-        device: torch.device,
-    ) -> None:
-        self.train, self.dev = train, dev
-        self.tokenizer, self.vocab = tokenizer, vocab
-        self.config = config
-        self.device = device
+        assets: SummarizationAssets,
+        examples: list[Document],
+        role: str,
+    ) -> DocumentSplit:
+        return encode_split(examples, assets, config.data)
 
-    def train_batches(self, epoch: int) -> list[list[int]]:
-        trainer = self.config.trainer
-        return make_batches(
-            self.train.lengths,
-            trainer.batch_tokens,
-            trainer.max_batch_size,
-            shuffle=True,
-            seed=trainer.seed,
-            epoch=epoch,
+    def describe(self, prepared: Any) -> str:
+        return (
+            f"{len(prepared.train)} training documents, {len(prepared.dev)} dev, "
+            f"vocabulary {len(prepared.assets.text.vocab)}"
         )
 
-    def compute_loss(self, model: PointerGenerator, indices: list[int]) -> LossOutput:
-        batch = collate(self.train, indices, model).to(self.device)
-        loss, tokens = summarization_loss(model, batch, self.config.coverage_loss_weight)
+    def build_model(
+        self, config: SummarizationRunConfig, assets: SummarizationAssets
+    ) -> PointerGenerator:
+        vocab = assets.text.vocab
+        return PointerGenerator(
+            len(vocab),
+            config.model,
+            vocab.pad_index,
+            vocab.index(BOS),
+            vocab.index(EOS),
+            vocab.unk_index,
+            copy=config.copy,
+        )
+
+    def metric(self, config: SummarizationRunConfig) -> Metric:
+        return Metric(config.metric, higher_is_better=True)
+
+    def lengths(self, split: DocumentSplit) -> list[int]:
+        return split.lengths
+
+    def loss(
+        self,
+        model: Any,
+        config: SummarizationRunConfig,
+        split: DocumentSplit,
+        indices: list[int],
+        device: Any,
+    ) -> LossOutput:
+        batch = collate(split, indices, model).to(device)
+        loss, tokens = summarization_loss(model, batch, config.coverage_loss_weight)
         return LossOutput(loss, tokens)
 
-    def evaluate(self, model: PointerGenerator) -> dict[str, float]:
-        decoded = summarize_split(
-            model,
-            self.dev,
-            self.vocab,
-            self.config.dev_search,
-            self.config.trainer,
-            self.device,
-        )
-        outputs = [
-            readable_summary(tokens, document.casing)
-            for (tokens, _), document in zip(decoded, self.dev.documents, strict=True)
-        ]
-        scores = rouge_scores(outputs, self.dev.references)
+    def dev_scores(self, trained: TrainedModel, split: DocumentSplit) -> dict[str, float]:
+        """Dev ROUGE with ``config.dev_search`` (mean over references only)."""
+        assert isinstance(trained, Summarizer)
+        outputs = trained.written(split, trained.config.dev_search)
+        scores = rouge_scores(outputs, split.references)
         return {name: value for name, value in scores.items() if not name.endswith("_max")}

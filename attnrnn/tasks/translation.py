@@ -1,13 +1,13 @@
-"""Translation as a training task: configuration, data, loss, decoding and scoring
-for :class:`attnrnn.models.seq2seq.Seq2Seq`.
+"""Translation: an attention encoder-decoder (:class:`attnrnn.models.seq2seq.Seq2Seq`)
+trained on sentence pairs, as a task.
 
-A translation run directory holds::
+A translation run directory holds, besides what every run has
+(:mod:`attnrnn.tasks.runs`)::
 
-    config.yaml                          the full configuration, defaults filled in
-    source_tokenizer.json, target_tokenizer.json (+ sentencepiece model files)
-    source_vocab.json, target_vocab.json the vocabularies (the same file twice when joint)
-    best/ last/                          checkpoints (safetensors; last/ can resume)
-    metrics.csv                          dev BLEU, chrF and loss per evaluation
+    source_tokenizer.json, target_tokenizer.json   tokenizer settings
+    sentencepiece.model                            the SentencePiece model when joint
+    source.model, target.model                     (or one per side otherwise)
+    source_vocab.json, target_vocab.json           the vocabularies (the same twice when joint)
 """
 
 from __future__ import annotations
@@ -15,24 +15,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 
-from attnrnn.config import OptimizerConfig, TrainerConfig, check_positive, from_dict
-from attnrnn.data.batching import make_batches, pad_sequences
+from attnrnn.config import InferenceConfig, OptimizerConfig, TrainerConfig, check_positive
+from attnrnn.data.batching import DeviceBatch, pad_sequences
 from attnrnn.data.parallel import ParallelExample, read_parallel
 from attnrnn.data.tokenizers import Tokenizer
 from attnrnn.data.vocab import Vocab
-from attnrnn.decoding import Hypothesis, SearchConfig, search
+from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.errors import ConfigError
 from attnrnn.metrics import corpus_bleu, corpus_chrf, exact_match
 from attnrnn.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list
+from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
+from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.trainer import LossOutput
 
-BOS = "<s>"
-EOS = "</s>"
-SPECIALS = ("<pad>", "<unk>", BOS, EOS)
 TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".gz")
 
 # --------------------------------------------------------------------------- configuration
@@ -94,6 +94,7 @@ class TranslationRunConfig:
     dev_search: decoding used to score dev during training (greedy by default:
         fast, and it ranks checkpoints like beam search does).
     search: decoding used by ``translate`` and ``evaluate``.
+    inference: batching of translation, evaluation and dev scoring.
     """
 
     data: TranslationDataConfig
@@ -106,16 +107,13 @@ class TranslationRunConfig:
     trainer: TrainerConfig = TrainerConfig()
     dev_search: SearchConfig = SearchConfig(beam_size=1)
     search: SearchConfig = SearchConfig()
+    inference: InferenceConfig = InferenceConfig(batch_tokens=4000, max_batch_size=128)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.model.share_embeddings and not self.tokenizer.joint:
             raise ConfigError("model.share_embeddings needs tokenizer.joint: true")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TranslationRunConfig:
-        return from_dict(cls, data)
 
 
 # --------------------------------------------------------------------------- data
@@ -135,27 +133,72 @@ def read_pairs(location: str, config: TranslationDataConfig) -> list[ParallelExa
     return read_parallel(source, target)
 
 
+def fit_vocab(tokenizer: Tokenizer, texts: Sequence[str], min_freq: int) -> Vocab:
+    return Vocab.build((tokenizer.tokenize(text) for text in texts), min_freq, specials=SPECIALS)
+
+
 @dataclass
-class TextSide:
-    """Tokenizer and vocabulary of one language."""
+class TranslationAssets:
+    """The tokenizer and vocabulary of each language (one object twice when joint)."""
 
-    tokenizer: Tokenizer
-    vocab: Vocab
+    source: TextSide
+    target: TextSide
 
-    def encode(self, text: str) -> list[int]:
-        return self.vocab.encode(self.tokenizer.tokenize(text))
+    def save(self, directory: Path) -> None:
+        self.source.save(directory, prefix="source_")
+        self.target.save(directory, prefix="target_")
 
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.detokenize(self.vocab.decode(ids))
+    @classmethod
+    def load(cls, directory: Path) -> TranslationAssets:
+        return cls(TextSide.load(directory, "source_"), TextSide.load(directory, "target_"))
+
+    @classmethod
+    def fit(
+        cls, config: TranslationRunConfig, examples: Sequence[ParallelExample], workdir: Path
+    ) -> TranslationAssets:
+        """Train the tokenizer(s) and build the vocabulary (or vocabularies) on training
+        pairs; SentencePiece models are written to ``workdir`` as sentencepiece.model
+        (joint) or source.model and target.model."""
+        settings = config.tokenizer
+        sources = [example.source for example in examples]
+        targets = [example.target or "" for example in examples]
+
+        def side(texts: list[str], name: str) -> TextSide:
+            tokenizer = fit_tokenizer(
+                settings.type,
+                texts,
+                workdir / name,
+                lowercase=settings.lowercase,
+                vocab_size=settings.vocab_size,
+                model_type=settings.model_type,
+                split_contractions=False,
+            )
+            return TextSide(tokenizer, fit_vocab(tokenizer, texts, settings.min_freq))
+
+        if settings.joint:
+            joint = side(sources + targets, "sentencepiece")
+            return cls(joint, joint)
+        return cls(side(sources, "source"), side(targets, "target"))
+
+    def encode_source(self, text: str, max_length: int) -> list[int]:
+        """Source token ids, truncated; a text with no tokens becomes one ``<unk>``."""
+        return (self.source.encode(text) or [self.source.vocab.unk_index])[:max_length]
+
+    def special_ids(self) -> tuple[int, int, int]:
+        """(pad, bos, eos) of the target vocabulary."""
+        vocab = self.target.vocab
+        return vocab.pad_index, vocab.index(BOS), vocab.index(EOS)
 
 
 @dataclass
 class ParallelSplit:
-    """Token ids of one split (targets without BOS/EOS) and the raw target texts."""
+    """Token ids of one split (targets without BOS/EOS), the raw target texts, and how
+    many pairs encoding dropped as too long."""
 
     sources: list[list[int]]
     targets: list[list[int]]
     references: list[str]
+    dropped: int = 0
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -163,20 +206,20 @@ class ParallelSplit:
 
 def encode_split(
     examples: Sequence[ParallelExample],
-    source: TextSide,
-    target: TextSide,
+    assets: TranslationAssets,
     config: TranslationDataConfig,
     drop_long: bool,
 ) -> ParallelSplit:
     """Encode pairs; training drops over-long pairs, evaluation truncates them."""
     split = ParallelSplit([], [], [])
     for example in examples:
-        source_ids = source.encode(example.source) or [source.vocab.unk_index]
-        target_ids = target.encode(example.target or "")
+        source_ids = assets.source.encode(example.source) or [assets.source.vocab.unk_index]
+        target_ids = assets.target.encode(example.target or "")
         too_long = (
             len(source_ids) > config.max_source_length or len(target_ids) > config.max_target_length
         )
         if drop_long and too_long:
+            split.dropped += 1
             continue
         split.sources.append(source_ids[: config.max_source_length])
         split.targets.append(target_ids[: config.max_target_length])
@@ -184,25 +227,17 @@ def encode_split(
     return split
 
 
-# --------------------------------------------------------------------------- the task
+# --------------------------------------------------------------------------- batches and loss
 
 
 @dataclass
-class TranslationBatch:
+class TranslationBatch(DeviceBatch):
     """source (B, S), source_lengths (B,), target_input (B, T), target_output (B, T)."""
 
     source: torch.Tensor
     source_lengths: torch.Tensor
     target_input: torch.Tensor
     target_output: torch.Tensor
-
-    def to(self, device: torch.device) -> TranslationBatch:
-        return TranslationBatch(
-            self.source.to(device),
-            self.source_lengths.to(device),
-            self.target_input.to(device),
-            self.target_output.to(device),
-        )
 
 
 def collate(
@@ -236,124 +271,241 @@ def sequence_loss(
     return loss, int(valid.sum())
 
 
-class TranslationTask:
-    """Supplies batches, the loss and dev BLEU / chrF to the generic trainer."""
-
-    def __init__(
-        self,
-        train: ParallelSplit,
-        dev: ParallelSplit,
-        target: TextSide,
-        config: TranslationRunConfig,
-        device: torch.device,
-        special_ids: tuple[int, int, int],
-    ) -> None:
-        self.train = train
-        self.dev = dev
-        self.target = target
-        self.config = config
-        self.device = device
-        self.pad, self.bos, self.eos = special_ids
-        self.lengths = pair_lengths(train)
-
-    def train_batches(self, epoch: int) -> list[list[int]]:
-        trainer = self.config.trainer
-        return make_batches(
-            self.lengths,
-            trainer.batch_tokens,
-            trainer.max_batch_size,
-            shuffle=True,
-            seed=trainer.seed,
-            epoch=epoch,
-        )
-
-    def compute_loss(self, model: Seq2Seq, indices: list[int]) -> LossOutput:
-        batch = collate(self.train, indices, self.pad, self.bos, self.eos).to(self.device)
-        loss, tokens = sequence_loss(model, batch, self.config.label_smoothing)
-        return LossOutput(loss, tokens)
-
-    def evaluate(self, model: Seq2Seq) -> dict[str, float]:
-        metrics = score_split(
-            model, self.dev, self.target, self.config.dev_search, self.config.trainer, self.device
-        )
-        metrics["loss"] = split_loss(model, self.dev, self.config, self.device)
-        return metrics
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-@torch.no_grad()
-def translate_ids(
-    model: Seq2Seq,
-    sources: Sequence[Sequence[int]],
-    search_config: SearchConfig,
-    trainer_config: TrainerConfig,
-    device: torch.device,
-) -> list[list[Hypothesis]]:
-    """Decode token-id sources in length-sorted batches; n-best lists in input order."""
-    model.eval()
-    lengths = [len(source) for source in sources]
-    # Beam search multiplies the rows by K: keep the decoded rows within the budget.
-    budget = max(trainer_config.batch_tokens // search_config.beam_size, 1)
-    results: list[list[Hypothesis]] = [[] for _ in sources]
-    for indices in make_batches(lengths, budget, trainer_config.max_batch_size):
-        source, source_lengths = pad_sequences([sources[i] for i in indices], model.pad_index)
-        encoded = model.encode(source.to(device), source_lengths.to(device))
-        state = model.init_state(encoded)
-        hypotheses = search(model, state, source_lengths.to(device), search_config)
-        for index, n_best in zip(indices, hypotheses, strict=True):
-            results[index] = n_best
-    return results
-
-
-def score_split(
+def split_loss(
     model: Seq2Seq,
     split: ParallelSplit,
-    target: TextSide,
-    search_config: SearchConfig,
-    trainer_config: TrainerConfig,
+    indices: Sequence[int],
+    label_smoothing: float,
     device: torch.device,
-) -> dict[str, float]:
-    """Decode a split and score it against its raw references with sacreBLEU."""
-    hypotheses = translate_ids(model, split.sources, search_config, trainer_config, device)
-    outputs = [target.decode(n_best[0].tokens) for n_best in hypotheses]
-    return {
-        "bleu": corpus_bleu(outputs, split.references).score,
-        "chrf": corpus_chrf(outputs, split.references).score,
-        "exact_match": exact_match(outputs, split.references),
-    }
+) -> LossOutput:
+    """:func:`sequence_loss` of the pairs ``indices`` of ``split``, on ``device``."""
+    batch = collate(split, indices, model.pad_index, model.bos_index, model.eos_index)
+    loss, tokens = sequence_loss(model, batch.to(device), label_smoothing)
+    return LossOutput(loss, tokens)
 
 
-@torch.no_grad()
-def split_loss(
-    model: Seq2Seq, split: ParallelSplit, config: TranslationRunConfig, device: torch.device
-) -> float:
-    """Mean per-token cross-entropy (without label smoothing) over a split."""
-    model.eval()
-    pad, bos, eos = model.pad_index, model.bos_index, model.eos_index
-    total, tokens = 0.0, 0
-    batches = make_batches(
-        pair_lengths(split), config.trainer.batch_tokens, config.trainer.max_batch_size
-    )
-    for indices in batches:
-        batch = collate(split, indices, pad, bos, eos).to(device)
-        loss, count = sequence_loss(model, batch, 0.0)
-        total += float(loss) * count
-        tokens += count
-    return total / max(tokens, 1)
+# --------------------------------------------------------------------------- using a model
 
 
-def special_ids(vocab: Vocab) -> tuple[int, int, int]:
-    """(pad, bos, eos) of a target vocabulary."""
-    return vocab.pad_index, vocab.index(BOS), vocab.index(EOS)
+@dataclass
+class Alternative:
+    """Another hypothesis of the beam (n-best), with its search score."""
+
+    text: str
+    score: float
 
 
-def tokenizer_file_names(joint: bool) -> tuple[str, str]:
-    """Names of the SentencePiece model prefixes inside a run directory."""
-    return ("sentencepiece", "sentencepiece") if joint else ("source", "target")
+@dataclass
+class Translation:
+    """One source sentence's translation with the attention that produced it."""
+
+    source: str
+    translation: str
+    score: float  # the search score (length-penalised log-probability)
+    source_tokens: list[str]
+    target_tokens: list[str]  # the output tokens, + "</s>" when the search produced it
+    attention: list[list[float]]  # (T, S): one row per target token
+    alternatives: list[Alternative]  # the rest of the n-best list, best first
 
 
-def run_file(directory: Path, side: str, kind: str) -> Path:
-    """``source_vocab.json`` and friends."""
-    return directory / f"{side}_{kind}.json"
+class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
+    """A trained translation model: :meth:`translate`, :meth:`evaluate`, :meth:`explain`."""
+
+    def decode_ids(
+        self, sources: Sequence[Sequence[int]], config: SearchConfig
+    ) -> list[list[Hypothesis]]:
+        """N-best lists of token-id sources, in input order."""
+        model = cast(Seq2Seq, self.model)
+
+        def start(indices: list[int]) -> tuple[Any, Any, torch.Tensor]:
+            source, lengths = pad_sequences([sources[i] for i in indices], model.pad_index)
+            source, lengths = source.to(self.device), lengths.to(self.device)  # (B, S), (B,)
+            return model, model.init_state(model.encode(source, lengths)), lengths
+
+        return decode(self, [len(source) for source in sources], start, config, "translate")
+
+    def translate(self, texts: str | Sequence[str], **options: Any) -> list[Translation]:
+        """Translate raw sentences (one or a list), keeping each output's attention.
+
+        ``options``: search settings as keywords (``beam=5, n_best=2,
+        length_penalty=1.0``, any :class:`~attnrnn.decoding.SearchConfig` field);
+        the run's ``search`` gives the rest.
+        """
+        inputs, _ = as_list(texts)
+        config = search_config(self.config.search, **options)
+        limit = self.config.data.max_source_length
+        ids = [self.assets.encode_source(text, limit) for text in inputs]
+        return [
+            self._translation(text, source_ids, n_best)
+            for text, source_ids, n_best in zip(
+                inputs, ids, self.decode_ids(ids, config), strict=True
+            )
+        ]
+
+    def predict(self, inputs: str | Sequence[str], **options: Any) -> list[Translation]:
+        """The same as :meth:`translate`."""
+        return self.translate(inputs, **options)
+
+    def _translation(
+        self, text: str, source_ids: list[int], n_best: list[Hypothesis]
+    ) -> Translation:
+        source, target = self.assets.source, self.assets.target
+        best = n_best[0]
+        source_tokens = source.tokenizer.tokenize(text)[: len(source_ids)]
+        if len(source_tokens) != len(source_ids):
+            source_tokens = source.vocab.decode(source_ids)
+        target_tokens = target.vocab.decode(best.tokens)
+        if best.attention.size(0) > len(best.tokens):
+            target_tokens = [*target_tokens, EOS]
+        return Translation(
+            source=text,
+            translation=target.decode(best.tokens),
+            score=best.score,
+            source_tokens=source_tokens,
+            target_tokens=target_tokens,
+            attention=best.attention[: len(target_tokens), : len(source_ids)].tolist(),
+            alternatives=[Alternative(target.decode(h.tokens), h.score) for h in n_best[1:]],
+        )
+
+    def loss(self, split: ParallelSplit) -> float:
+        """Mean per-token cross-entropy (without label smoothing) over a split."""
+
+        def run(indices: list[int]) -> list[tuple[float, int]]:
+            output = split_loss(cast(Seq2Seq, self.model), split, indices, 0.0, self.device)
+            mean = float(output.loss)
+            return [(mean, len(split.targets[i]) + 1) for i in indices]
+
+        results = self.batched(pair_lengths(split), run, description="loss")
+        tokens = sum(count for _, count in results)
+        return sum(mean * count for mean, count in results) / max(tokens, 1)
+
+    def metrics(self, split: ParallelSplit, config: SearchConfig) -> dict[str, Any]:
+        """BLEU and chrF (sacreBLEU, with signatures), exact match and loss on a split."""
+        hypotheses = self.decode_ids(split.sources, config)
+        outputs = [self.assets.target.decode(n_best[0].tokens) for n_best in hypotheses]
+        bleu = corpus_bleu(outputs, split.references)
+        chrf = corpus_chrf(outputs, split.references)
+        return {
+            "bleu": bleu.score,
+            "chrf": chrf.score,
+            "exact_match": exact_match(outputs, split.references),
+            "loss": self.loss(split),
+            "bleu_signature": bleu.signature,
+            "chrf_signature": chrf.signature,
+        }
+
+    def score(self, split: ParallelSplit, **options: Any) -> dict[str, Any]:
+        """BLEU, chrF (with their sacreBLEU signatures), exact match and loss on an
+        encoded split, decoded with the run's ``search`` and ``options``."""
+        config = search_config(self.config.search, **options)
+        return {**self.metrics(split, config), "beam_size": config.beam_size}
+
+    def explain(
+        self, inputs: Any, output: str | Path | None = None, color: bool = False, **options: Any
+    ) -> Explanation:
+        """Each translation with, per output token, the source token it attended to
+        most; with ``output``: alignment-N.png and alignment-N.html per input."""
+        from attnrnn.explain import strongest_links, write_alignments
+
+        texts, _ = as_list(inputs)
+        translations = self.translate(texts, **options)
+        text = "\n".join(
+            f"{item.source}\n  -> {item.translation}\n  "
+            + strongest_links(item.source_tokens, item.target_tokens, item.attention)
+            for item in translations
+        )
+        files = []
+        if output is not None:
+            alignments = [
+                (t.source_tokens, t.target_tokens, t.attention, f"{t.source} -> {t.translation}")
+                for t in translations
+            ]
+            files = write_alignments(Path(output), "alignment", alignments)
+        return Explanation(text, files, translations)
+
+    def record(self, result: Translation) -> dict[str, Any]:
+        return {
+            "translation": result.translation,
+            "score": result.score,
+            "alternatives": [alternative.text for alternative in result.alternatives],
+            "source_tokens": result.source_tokens,
+            "target_tokens": result.target_tokens,
+            "attention": result.attention,
+        }
+
+    def line(self, result: Translation) -> str:
+        """The translation, then its alternatives, tab-separated."""
+        return "\t".join([result.translation, *(a.text for a in result.alternatives)])
+
+    def parse_input(self, line: str, options: dict[str, Any]) -> str:
+        return line.strip()
+
+
+# --------------------------------------------------------------------------- the task
+
+
+class TranslationTask(Task[TranslationRunConfig, TranslationAssets, ParallelSplit]):
+    name = "translation"
+    config_class = TranslationRunConfig
+    model_class = Translator
+    command = "translate"
+    explain_files = "alignment-N.png and alignment-N.html (the attention of each translation)"
+    options = SEARCH_OPTIONS
+    supports_int8 = True
+
+    def read_split(
+        self, config: TranslationRunConfig, location: str, role: str
+    ) -> list[ParallelExample]:
+        return read_pairs(location, config.data)
+
+    def fit_assets(
+        self, config: TranslationRunConfig, train: list[ParallelExample], workdir: Path
+    ) -> TranslationAssets:
+        return TranslationAssets.fit(config, train, workdir)
+
+    def load_assets(self, directory: Path) -> TranslationAssets:
+        return TranslationAssets.load(directory)
+
+    def encode(
+        self,
+        config: TranslationRunConfig,
+        assets: TranslationAssets,
+        examples: list[ParallelExample],
+        role: str,
+    ) -> ParallelSplit:
+        return encode_split(examples, assets, config.data, drop_long=role == "train")
+
+    def describe(self, prepared: Any) -> str:
+        assets: TranslationAssets = prepared.assets
+        return (
+            f"{len(prepared.train)} training pairs ({prepared.train.dropped} over the length "
+            f"limits dropped), {len(prepared.dev)} dev, vocabulary {len(assets.source.vocab)} "
+            f"source / {len(assets.target.vocab)} target"
+        )
+
+    def build_model(self, config: TranslationRunConfig, assets: TranslationAssets) -> Seq2Seq:
+        pad, bos, eos = assets.special_ids()
+        sizes = len(assets.source.vocab), len(assets.target.vocab)
+        return Seq2Seq(*sizes, config.model, pad, bos, eos)
+
+    def metric(self, config: TranslationRunConfig) -> Metric:
+        return Metric(config.metric, higher_is_better=True)
+
+    def lengths(self, split: ParallelSplit) -> list[int]:
+        return pair_lengths(split)
+
+    def loss(
+        self,
+        model: Any,
+        config: TranslationRunConfig,
+        split: ParallelSplit,
+        indices: list[int],
+        device: Any,
+    ) -> LossOutput:
+        return split_loss(model, split, indices, config.label_smoothing, device)
+
+    def dev_scores(self, trained: TrainedModel, split: ParallelSplit) -> dict[str, float]:
+        """BLEU, chrF, exact match and loss with the (fast) ``dev_search``."""
+        assert isinstance(trained, Translator)
+        metrics = trained.metrics(split, trained.config.dev_search)
+        return {key: metrics[key] for key in ("bleu", "chrf", "exact_match", "loss")}

@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from attnrnn.config import OptimizerConfig, TrainerConfig
+from attnrnn.console import format_duration
 from attnrnn.training import checkpoint
 from attnrnn.training.optim import (
     PlateauState,
@@ -99,6 +100,7 @@ class Trainer:
         self._train_loss_sum = 0.0
         self._train_loss_count = 0
         self._tensorboard = _open_tensorboard(self.run_directory / "tensorboard")
+        self._session = (time.monotonic(), 0)  # (start, step) of this process's training
 
     # ------------------------------------------------------------------ public
 
@@ -116,6 +118,7 @@ class Trainer:
         config = self.config
         started = time.monotonic() - self.state.elapsed_seconds
         total_steps = self._estimate_total_steps()
+        self._session = (time.monotonic(), self.state.step)
         while self.state.epoch < config.epochs and self.state.stop_reason is None:
             batches = self.task.train_batches(self.state.epoch)
             progress = tqdm(
@@ -130,11 +133,14 @@ class Trainer:
                 units_per_second = self._train_step(batches[position], total_steps, started)
                 self.state.batch_in_epoch = position + 1
                 progress.update(1)
+                eta = self._eta(total_steps, started)
                 progress.set_postfix(
-                    loss=f"{self._mean_train_loss():.4f}", units_s=f"{units_per_second:.0f}"
+                    loss=f"{self._mean_train_loss():.4f}",
+                    units_s=f"{units_per_second:.0f}",
+                    run_eta=format_duration(eta) if eta is not None else "?",
                 )
                 if progress.disable and config.progress:  # not a terminal: plain log lines
-                    self._log_progress(len(batches), units_per_second, started)
+                    self._log_progress(len(batches), units_per_second, started, eta)
                 if config.eval_every_steps and self.state.step % config.eval_every_steps == 0:
                     self._validate(started)
                 if self.state.stop_reason is None and self._out_of_budget(started):
@@ -219,17 +225,34 @@ class Trainer:
     def _mean_train_loss(self) -> float:
         return self._train_loss_sum / max(self._train_loss_count, 1)
 
-    def _log_progress(self, batches: int, units_per_second: float, started: float) -> None:
+    def _log_progress(
+        self, batches: int, units_per_second: float, started: float, eta: float | None
+    ) -> None:
         if self.state.step % self.config.log_every_steps:
             return
         elapsed = time.monotonic() - started
+        remaining = f", run ETA {format_duration(eta)}" if eta is not None else ""
         print(
             f"step {self.state.step} epoch {self.state.epoch + 1} "
             f"batch {self.state.batch_in_epoch}/{batches}: loss {self._mean_train_loss():.4f}, "
-            f"{units_per_second:.0f} units/s, {elapsed / 60:.1f} min",
+            f"{units_per_second:.0f} units/s, {elapsed / 60:.1f} min{remaining}",
             file=sys.stderr,
             flush=True,
         )
+
+    def _eta(self, total_steps: int | None, started: float) -> float | None:
+        """Seconds until the whole run ends at this session's pace: the remaining steps
+        of all epochs (or ``max_steps``), capped by ``max_minutes``; evaluation time is
+        included in the pace. Early stopping may end it sooner."""
+        session_started, first_step = self._session
+        done = self.state.step - first_step
+        if total_steps is None or done <= 0:
+            return None
+        seconds_per_step = (time.monotonic() - session_started) / done
+        eta = max(total_steps - self.state.step, 0) * seconds_per_step
+        if self.config.max_minutes is not None:
+            eta = min(eta, max(self.config.max_minutes * 60 - (time.monotonic() - started), 0))
+        return eta
 
     def _out_of_budget(self, started: float) -> bool:
         config = self.config
@@ -277,30 +300,6 @@ def _open_tensorboard(directory: Path) -> Any:
     except ImportError:
         return None
     return SummaryWriter(str(directory))
-
-
-def train_and_score(
-    trainer: Trainer,
-    resume: bool,
-    splits: list[tuple[str, Any]],
-    score: Any,
-    device: torch.device | str,
-    log: Any,
-) -> dict[str, float]:
-    """Run ``trainer`` (resuming its run directory's ``last`` checkpoint when asked),
-    load the ``best`` weights, score every ``(name, split)`` with ``score(split)`` and
-    write ``results.json`` with keys ``<name>_<metric>``; return them."""
-    if resume:
-        trainer.resume()
-        log(f"resumed {trainer.run_directory} at step {trainer.state.step}")
-    trainer.train()
-    checkpoint.load_weights(trainer.run_directory / "best", trainer.model, device)
-    results: dict[str, float] = {}
-    for name, split in splits:
-        if split is not None:
-            results.update({f"{name}_{key}": value for key, value in score(split).items()})
-    checkpoint.write_json_atomic(trainer.run_directory / "results.json", results)
-    return results
 
 
 def autocast(model: nn.Module, precision: str) -> torch.autocast:

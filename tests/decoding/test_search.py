@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from attnrnn.decoding import Hypothesis, SearchConfig, beam_search, greedy_search, search
-from attnrnn.decoding.greedy import coverage_penalty
+from attnrnn.decoding.hypotheses import coverage_penalty
 
 PAD, BOS, EOS, A, B, C, D = 0, 1, 2, 3, 4, 5, 6
 VOCAB_SIZE = 8

@@ -8,27 +8,25 @@ import random
 import pytest
 import torch
 
-from attnrnn.config import EncoderConfig, TrainerConfig
+from attnrnn.config import EncoderConfig
+from attnrnn.data.casing import readable_summary, source_casing, written_tokens
+from attnrnn.data.documents import Document, collate, decode_ids, encode_document
 from attnrnn.data.tokenizers import WordTokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import SearchConfig
+from attnrnn.metrics import rouge_scores
 from attnrnn.models.pointer_generator import PointerGenerator, coverage_loss
 from attnrnn.models.seq2seq import DecoderConfig, Seq2SeqConfig
 from attnrnn.tasks.summarization import (
-    Document,
+    SummarizationAssets,
     SummarizationDataConfig,
-    collate,
-    decode_ids,
-    encode_document,
+    SummarizationRunConfig,
+    SummarizationTask,
+    Summarizer,
     encode_split,
-    readable_summary,
-    rouge_scores,
-    source_casing,
     summarization_loss,
-    summarize_split,
-    written_tokens,
 )
-from attnrnn.tasks.translation import SPECIALS
+from attnrnn.tasks.text import SPECIALS, TextSide
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 V = 12
@@ -139,10 +137,11 @@ def test_toy_copy_task_learns_to_copy_unknown_words():
     texts = [d.source for d in train_documents]
     vocab = Vocab.build((tokenizer.tokenize(t) for t in texts), min_freq=5, specials=SPECIALS)
     assert len(vocab) <= 4 + len(COMMON) + 10  # names are rare: out of the vocabulary
-    data = SummarizationDataConfig(train="-", dev="-")
-    train = encode_split(train_documents, tokenizer, vocab, data)
+    assets = SummarizationAssets(TextSide(tokenizer, vocab))
+    run = SummarizationRunConfig(SummarizationDataConfig(train="-"))
+    train = encode_split(train_documents, assets, run.data)
     test_documents = copy_documents(30, seed=2)
-    test = encode_split(test_documents, tokenizer, vocab, data)
+    test = encode_split(test_documents, assets, run.data)
     config = Seq2SeqConfig(
         embedding_size=16,
         embedding_dropout=0.0,
@@ -163,10 +162,12 @@ def test_toy_copy_task_learns_to_copy_unknown_words():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    decoded = summarize_split(
-        model, test, vocab, SearchConfig(beam_size=2), TrainerConfig(), torch.device("cpu")
-    )
-    outputs = [" ".join(tokens) for tokens, _ in decoded]
+    summarizer = Summarizer(SummarizationTask(), run, assets, model, torch.device("cpu"))
+    decoded = summarizer.hypotheses(test, SearchConfig(beam_size=2))
+    outputs = [
+        " ".join(decode_ids(n_best[0].tokens, document, vocab))
+        for n_best, document in zip(decoded, test.documents, strict=True)
+    ]
     references = [d.references[0] for d in test_documents]
     pairs = list(zip(outputs, references, strict=True))
     exact = sum(o == r for o, r in pairs) / len(pairs)

@@ -15,17 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnrnn.config import EncoderConfig, TrainerConfig
+from attnrnn.config import EncoderConfig
+from attnrnn.data.batching import pad_sequences
 from attnrnn.decoding import Hypothesis, SearchConfig, beam_search, greedy_search, search
 from attnrnn.errors import ConfigError
 from attnrnn.models.seq2seq import DecoderConfig, Seq2Seq, Seq2SeqConfig
-from attnrnn.tasks.translation import (
-    ParallelSplit,
-    TranslationBatch,
-    collate,
-    sequence_loss,
-    translate_ids,
-)
+from attnrnn.tasks.translation import ParallelSplit, TranslationBatch, collate, sequence_loss
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SOURCE_VOCAB, TARGET_VOCAB = 11, 13
@@ -417,7 +412,10 @@ def test_reversal_task_trains_to_exact_match_with_antidiagonal_attention():
     held_out = [source for source in candidates if tuple(source) not in seen]
     assert len(held_out) > 100
     search_config = SearchConfig(beam_size=1)
-    hypotheses = translate_ids(model, held_out, search_config, TrainerConfig(), torch.device("cpu"))
+    padded, lengths = pad_sequences(held_out, PAD)  # (B, S), (B,)
+    with torch.no_grad():
+        state = model.init_state(model.encode(padded, lengths))
+        hypotheses = search(model, state, lengths, search_config)
     outputs = [n_best[0].tokens for n_best in hypotheses]
     assert outputs == [source[::-1] for source in held_out]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnrnn.config import TrainerConfig
+from attnrnn.config import InferenceConfig, TrainerConfig
 from attnrnn.data.audio import FeatureConfig, GlobalNormalizer, LogMelFrontEnd
 from attnrnn.data.tokenizers import CharacterTokenizer
 from attnrnn.data.tones import make_tone_utterances
@@ -18,14 +18,17 @@ from attnrnn.decoding import SearchConfig, beam_search, greedy_search
 from attnrnn.decoding.ctc import JointCTCAttention
 from attnrnn.models.seq2seq import DecoderConfig
 from attnrnn.models.speech import ListenerConfig, SpeechModelConfig, SpeechRecognizer
+from attnrnn.nn import hand_written
 from attnrnn.tasks.speech import (
+    Recognizer,
+    SpeechDataConfig,
+    SpeechRunConfig,
     SpeechSplit,
+    SpeechTask,
     collate,
-    joint_loss,
     pad_features,
-    transcribe_features,
 )
-from attnrnn.tasks.translation import SPECIALS, TextSide
+from attnrnn.tasks.text import SPECIALS, TextSide
 
 PAD, BOS, EOS = 0, 2, 3
 STEPS = 300  # tone-task training steps
@@ -88,6 +91,25 @@ def test_step_by_step_equals_teacher_forcing():
             torch.testing.assert_close(weights, output.attention[:, position])
 
 
+def batch_loss(model, batch, label_smoothing):
+    """The model's joint loss (and its token count) on a collated batch."""
+    return model.joint_loss(
+        batch.features, batch.lengths, batch.target_input, batch.target_output, label_smoothing
+    )
+
+
+def transcribe_features(model, features, search, ctc_weight, trainer, device):
+    """N-best lists of normalized features through the task's batched decoding (a
+    :class:`Recognizer` around ``model``, batched as ``trainer`` says)."""
+    config = SpeechRunConfig(
+        data=SpeechDataConfig(train="unused.tsv"),
+        inference=InferenceConfig(trainer.batch_tokens, trainer.max_batch_size),
+        ctc_weight=ctc_weight,
+    )
+    recognizer = Recognizer(SpeechTask(), config, None, model, device)
+    return recognizer.hypotheses(features, search)
+
+
 def split_of(features, targets):
     return SpeechSplit(features, targets, ["x"] * len(targets))
 
@@ -99,7 +121,7 @@ def test_joint_loss_is_finite_on_edge_lengths(frames):
     features = [torch.randn(frames, F_BINS), torch.randn(40, F_BINS)]
     targets = [[4, 5, 6, 7, 8], [4]]
     batch = collate(split_of(features, targets), [0, 1], model)
-    loss, tokens = joint_loss(model, batch, label_smoothing=0.1)
+    loss, tokens = batch_loss(model, batch, label_smoothing=0.1)
     assert torch.isfinite(loss)
     assert tokens == 5 + 1 + 2  # labels + EOS per utterance
     loss.backward()
@@ -113,8 +135,70 @@ def test_joint_loss_weights_its_parts():
     losses = {}
     for weight in (0.0, 1.0, 0.5):
         model.config = dataclasses.replace(model.config, ctc_weight=weight)
-        losses[weight], _ = joint_loss(model, batch, label_smoothing=0.0)
+        losses[weight], _ = batch_loss(model, batch, label_smoothing=0.0)
     torch.testing.assert_close(losses[0.5], (losses[0.0] + losses[1.0]) / 2)
+
+
+def graph_nodes(tensor: torch.Tensor) -> set[str]:
+    """The class names of every node in ``tensor``'s backward graph."""
+    names, seen, stack = set(), set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            names.add(type(node).__name__)
+            stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+def formula_joint_loss(model, batch, label_smoothing):
+    """The joint loss written out with PyTorch's losses (the formula the task code
+    used before the model had :meth:`joint_loss`), in the model's dtype."""
+    output = model(batch.features, batch.lengths, batch.target_input)
+    valid = batch.target_output != PAD  # (B, U)
+    logits = model.output_logits(output.attentional[valid])  # (N, V)
+    attention_loss = F.cross_entropy(
+        logits, batch.target_output[valid], label_smoothing=label_smoothing
+    )
+    labelled = valid & (batch.target_output != EOS)  # (B, U)
+    labels = labelled.sum(dim=1)  # (B,)
+    ctc = F.ctc_loss(
+        output.ctc_log_probs.transpose(0, 1),  # (T', B, V)
+        batch.target_output.masked_select(labelled),
+        output.ctc_lengths,
+        labels,
+        blank=PAD,
+        reduction="sum",
+        zero_infinity=True,
+    ) / max(int(labels.sum()), 1)
+    weight = model.config.ctc_weight
+    return weight * ctc + (1.0 - weight) * attention_loss
+
+
+@pytest.mark.parametrize("hand", [True, False])
+def test_joint_loss_equals_the_formula_in_value_and_gradient(hand):
+    """Through ``output_loss`` (fused when ``hand``) the joint loss is the CTC and
+    label-smoothed cross-entropy formula, gradients included, with dropout on and one
+    utterance too short for its labels."""
+    model = make_model().train()
+    features = [torch.randn(n, F_BINS, dtype=torch.float64) for n in (30, 3, 25)]
+    batch = collate(split_of(features, [[4, 5], [6, 7, 8, 4, 5], [6]]), [0, 1, 2], model)
+    results = []
+    for compute in (batch_loss, formula_joint_loss):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(3)  # the same dropout masks
+        with hand_written(hand):
+            loss = compute(model, batch, 0.1)
+        if compute is batch_loss:
+            loss, tokens = loss
+            assert tokens == 2 + 5 + 1 + 3  # labels + EOS per utterance
+            assert ("_LinearCrossEntropyBackward" in graph_nodes(loss)) is hand
+        loss.backward()
+        results.append([loss.detach()] + [p.grad for p in model.parameters()])
+    assert results[0][0].dtype == torch.float64
+    for got, want in zip(*results, strict=True):
+        assert got is not None and want is not None
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
 
 
 def tone_split(count: int, seed: int, side: TextSide, front_end, normalizer=None):
@@ -148,7 +232,7 @@ def test_tone_sequences_train_end_to_end():
     for _ in range(STEPS):
         model.train()
         indices = torch.randperm(len(train), generator=generator)[:16].tolist()
-        loss, _ = joint_loss(model, collate(train, indices, model), label_smoothing=0.0)
+        loss, _ = batch_loss(model, collate(train, indices, model), label_smoothing=0.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

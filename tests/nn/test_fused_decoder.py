@@ -2,7 +2,7 @@
 (attnrnn.nn.fused_decoder): the same values and gradients as the steps run through
 autograd, for every input and parameter, with padding, with a gradient on the
 attention weights, and inside a whole Seq2Seq training step; and it is only taken
-where it applies.
+where it applies. ``hand_written(False)`` (attnrnn.nn.fast_paths) gives the autograd path.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from attnrnn.config import EncoderConfig
 from attnrnn.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnrnn.models.target_side import DecoderConfig
-from attnrnn.nn import build_attention, lengths_to_mask
+from attnrnn.nn import build_attention, hand_written, lengths_to_mask
 from attnrnn.nn.decoders import RNNDecoder
 from attnrnn.nn.fused_decoder import LuongGRUAdditive
 
@@ -39,11 +39,12 @@ def run(decoder: RNNDecoder, hand: bool, dtype: torch.dtype, weight_gradient: bo
     grad_weights = torch.randn(B, T, S, generator=generator, dtype=dtype)
     inputs = [x.requires_grad_() for x in (memory, embedded, hidden)]
     mask = lengths_to_mask(LENGTHS, S)
-    decoder.use_hand_backward = hand
     decoder.zero_grad(set_to_none=True)
-    state = decoder.initial_state(memory, mask, hidden)
-    assert decoder._hand_backward(embedded, state) is hand
-    vectors, weights = decoder(embedded, state)
+    with hand_written(hand):
+        state = decoder.initial_state(memory, mask, hidden)
+        assert decoder._runs_hand_written(embedded, state) is hand
+        vectors, weights = decoder(embedded, state)
+    assert (type(vectors.grad_fn).__name__ == "LuongGRUAdditiveBackward") is hand
     loss = (vectors * grad_vectors).sum()
     if weight_gradient:
         loss = loss + (weights * grad_weights).sum()
@@ -105,15 +106,19 @@ def test_taken_only_where_it_applies():
     memory = torch.randn(B, S, M, dtype=torch.float64)
     state = decoder.initial_state(memory, lengths_to_mask(LENGTHS, S), torch.zeros(B, 1, H))
     embedded = torch.randn(B, T, E, dtype=torch.float64)
-    assert decoder._hand_backward(embedded, state)
+    assert decoder._runs_hand_written(embedded, state)
     with torch.no_grad():  # search and evaluation step through autograd-free code
-        assert not decoder._hand_backward(embedded, state)
-    assert not decoder._hand_backward(embedded.float(), state)  # mixed precision
+        assert not decoder._runs_hand_written(embedded, state)
+    with hand_written(False):  # the switch of attnrnn.nn.fast_paths
+        assert not decoder._runs_hand_written(embedded, state)
+    assert not decoder._runs_hand_written(embedded.float(), state)  # mixed precision
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not decoder._runs_hand_written(embedded, state)
     for attention in ("general", "location", "coverage"):
         other = RNNDecoder(
             "luong", E, M, H, build_attention(attention, H, M, K), A, input_feeding=True
         ).double()
-        assert not other._hand_backward(
+        assert not other._runs_hand_written(
             embedded,
             other.initial_state(
                 memory, state.memory_mask, torch.zeros(B, 1, H, dtype=torch.float64)
@@ -122,13 +127,13 @@ def test_taken_only_where_it_applies():
     lstm = RNNDecoder("luong", E, M, H, build_attention("additive", H, M, K), A, cell="lstm")
     lstm = lstm.double()
     lstm_state = lstm.initial_state(memory, state.memory_mask, torch.zeros(B, 1, H).double())
-    assert not lstm._hand_backward(embedded, lstm_state)
+    assert not lstm._runs_hand_written(embedded, lstm_state)
 
 
 def test_seq2seq_training_step_matches_autograd():
     """The whole model (shared and tied embeddings, BiGRU encoder, bridge, dropout,
     fused output layer and label-smoothed loss) gets the same loss and gradients
-    either way."""
+    with every hand-written path (encoder, decoder, output loss) and with none."""
     config = Seq2SeqConfig(
         embedding_size=A,
         embedding_dropout=0.3,
@@ -147,11 +152,13 @@ def test_seq2seq_training_step_matches_autograd():
     target_output = torch.randint(3, 20, (3, 4))
     results = []
     for hand in (True, False):
-        model.decoder.use_hand_backward = hand
         model.zero_grad(set_to_none=True)
         torch.manual_seed(5)  # the same dropout masks
-        output = model(source, lengths, target_input)
-        loss = model.output_loss(output.attentional.flatten(0, 1), target_output.flatten(), 0.1)
+        with hand_written(hand):
+            output = model(source, lengths, target_input)
+            attentional = output.attentional.flatten(0, 1)
+            loss = model.output_loss(attentional, target_output.flatten(), 0.1)
+        assert (type(loss.grad_fn).__name__ == "_LinearCrossEntropyBackward") is hand
         loss.backward()
         results.append([loss.detach()] + [p.grad for p in model.parameters()])
     for got, want in zip(*results, strict=True):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from attnrnn.nn import RNNEncoder
-from attnrnn.nn.gru import GRURecurrence, gru_states, uses_hand_backward
+from attnrnn.nn import RNNEncoder, hand_written
+from attnrnn.nn.gru import GRURecurrence, gru_states, runs_hand_written
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -59,26 +59,30 @@ def test_reverse_reads_each_row_from_its_last_valid_step():
 
 def test_taken_only_for_training_a_plain_one_layer_gru():
     x = torch.randn(2, 3, 5)
-    assert uses_hand_backward(nn.GRU(5, 4, batch_first=True), x)
-    assert not uses_hand_backward(nn.LSTM(5, 4, batch_first=True), x)
-    assert not uses_hand_backward(nn.GRU(5, 4, num_layers=2, batch_first=True), x)
-    assert not uses_hand_backward(nn.GRU(5, 4, batch_first=True), x.double())
+    assert runs_hand_written(nn.GRU(5, 4, batch_first=True), x)
+    assert not runs_hand_written(nn.LSTM(5, 4, batch_first=True), x)
+    assert not runs_hand_written(nn.GRU(5, 4, num_layers=2, batch_first=True), x)
+    assert not runs_hand_written(nn.GRU(5, 4, batch_first=True), x.double())
     with torch.no_grad():
-        assert not uses_hand_backward(nn.GRU(5, 4, batch_first=True), x)
+        assert not runs_hand_written(nn.GRU(5, 4, batch_first=True), x)
+    with hand_written(False):  # the switch of attnrnn.nn.fast_paths
+        assert not runs_hand_written(nn.GRU(5, 4, batch_first=True), x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not runs_hand_written(nn.GRU(5, 4, batch_first=True), x)
 
 
-def test_bidirectional_encoder_matches_the_autograd_path(monkeypatch):
+def test_bidirectional_encoder_matches_the_autograd_path():
     torch.manual_seed(2)
     encoder = RNNEncoder(6, 5, num_layers=2, cell="gru", bidirectional=True).double()
     inputs = torch.randn(3, 7, 6, dtype=torch.float64)
     lengths = torch.tensor([7, 4, 1])
     results = []
     for hand in (True, False):
-        if not hand:
-            monkeypatch.setattr("attnrnn.nn.encoders.uses_hand_backward", lambda rnn, x: False)
         encoder.zero_grad(set_to_none=True)
         x = inputs.clone().requires_grad_()
-        output = encoder(x, lengths)
+        with hand_written(hand):
+            assert all(runs_hand_written(rnn, x) is hand for rnn in encoder.layers[0])
+            output = encoder(x, lengths)
         (output.outputs.square().sum() + output.final.sum()).backward()
         results.append([output.outputs.detach(), x.grad] + [p.grad for p in encoder.parameters()])
     for got, want in zip(*results, strict=True):

@@ -9,9 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from attnrnn.config import OptimizerConfig, TrainerConfig
 import attnrnn
-from attnrnn.config import from_dict
+from attnrnn.config import OptimizerConfig, TrainerConfig, from_dict
 from attnrnn.tasks import runs
 from attnrnn.tasks.classification import ClassificationRunConfig
 from attnrnn.training.optim import PlateauState, learning_rate_at, update_plateau
@@ -110,8 +109,9 @@ def test_plateau_decays_only_after_warmup_and_start_step():
 def test_progress_is_logged_as_lines_when_not_a_terminal(
     tmp_path, review_files, tiny_config, capsys
 ):
-    config = from_dict(ClassificationRunConfig, 
-        tiny_config(review_files, max_steps=4, progress=True, log_every_steps=2)
+    config = from_dict(
+        ClassificationRunConfig,
+        tiny_config(review_files, max_steps=4, progress=True, log_every_steps=2),
     )
     runs.train(config, tmp_path / "run", log=quiet)
     err = capsys.readouterr().err

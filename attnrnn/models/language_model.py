@@ -16,14 +16,6 @@ on a CPU: frequent words get the full hidden size, rare ones a smaller
 projection. The first and last tokens of a chunk are not predicted by the
 direction that has no context for them, so no sentence-boundary tokens are
 needed.
-
-A run directory holds::
-
-    lm_config.json      the LanguageModelConfig
-    tokenizer.json      the WordTokenizer settings
-    vocab.json          the vocabulary (most frequent words first)
-    final/              the weights (model.safetensors) and state.json
-    results.json        tokens, time, throughput and dev perplexity
 """
 
 from __future__ import annotations
@@ -34,76 +26,34 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnrnn.config import (
-    EncoderConfig,
-    check_non_negative,
-    check_positive,
-    check_probability,
-)
+from attnrnn.config import EncoderConfig, check_positive, check_probability
 from attnrnn.errors import ConfigError
 from attnrnn.nn.dropout import Dropout
 from attnrnn.nn.encoders import RNNEncoder
 from attnrnn.nn.masking import lengths_to_mask
 
-CONFIG_FILE = "lm_config.json"
-TOKENIZER_FILE = "tokenizer.json"
-VOCAB_FILE = "vocab.json"
-RESULTS_FILE = "results.json"
-WEIGHTS_DIRECTORY = "final"
-DEV_FRACTION = 0.01
 # Each rarer word cluster of the adaptive softmax gets a projection this many times smaller.
 ADAPTIVE_DIVISOR = 4
 
 
-# --------------------------------------------------------------------------- configuration
-
-# A frozen (immutable) instance, so every LanguageModelConfig can share it.
-DEFAULT_ENCODER = EncoderConfig(cell="gru", hidden_size=256, num_layers=1, bidirectional=True)
-
-
 @dataclass(frozen=True)
 class LanguageModelConfig:
-    """Settings of ``attnrnn pretrain --method lm``.
+    """Hyperparameters of :class:`BidirectionalLanguageModel`.
 
     ``embedding_size`` and ``encoder`` must equal the classifier's
     ``model.embedding_size`` and ``model.encoder`` for the weights to transfer.
+    ``adaptive_cutoffs``: the word ranks where the adaptive softmax starts a new,
+    rarer cluster (clipped to the vocabulary).
     """
 
     embedding_size: int = 300
-    encoder: EncoderConfig = DEFAULT_ENCODER
+    encoder: EncoderConfig = EncoderConfig()
     dropout: float = 0.1
-    lowercase: bool = True
-    vocab_max_size: int = 50000
-    vocab_min_freq: int = 3
-    max_length: int = 256
-    batch_tokens: int = 8000
-    max_batch_size: int = 128
-    epochs: int = 1
-    max_minutes: float | None = None
-    learning_rate: float = 2e-3
-    warmup_steps: int = 200
-    clip_norm: float = 1.0
-    seed: int = 1
-    num_threads: int | None = None
-    device: str = "auto"
     adaptive_cutoffs: tuple[int, ...] = (2000, 10000)
-    log_every_steps: int = 100
 
     def __post_init__(self) -> None:
-        check_positive(
-            self, "embedding_size", "vocab_max_size", "vocab_min_freq", "batch_tokens",
-            "max_batch_size", "epochs", "learning_rate", "log_every_steps",
-        )  # fmt: skip
-        check_non_negative(self, "warmup_steps", "clip_norm")
+        check_positive(self, "embedding_size")
         check_probability(self, "dropout")
-        if self.max_length < 2:
-            raise ConfigError(f"max_length must be at least 2, got {self.max_length}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ConfigError(f"max_minutes must be positive or null, got {self.max_minutes}")
-        if self.num_threads is not None and self.num_threads <= 0:
-            raise ConfigError(f"num_threads must be positive or null, got {self.num_threads}")
-        if self.device != "auto" and not self.device.startswith(("cpu", "cuda", "mps")):
-            raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
         cutoffs = list(self.adaptive_cutoffs)
         if not cutoffs or min(cutoffs) <= 0 or cutoffs != sorted(set(cutoffs)):
             raise ConfigError(
@@ -131,24 +81,29 @@ def clip_cutoffs(cutoffs: Sequence[int], vocab_size: int) -> list[int]:
     return kept or [vocab_size - 1]
 
 
-# --------------------------------------------------------------------------- model
-
-
 @dataclass
 class LanguageModelOutput:
     """What :class:`BidirectionalLanguageModel` returns.
+
+    The N predictions of a batch are its (row, position) pairs with position
+    t < length - 1, row by row: the forward direction predicts token t + 1 from
+    tokens 0..t, the backward direction token t from tokens t + 1..end.
 
     loss: () mean negative log-likelihood per predicted token, both directions.
     forward_loss: () mean NLL of the forward (next-token) predictions.
     backward_loss: () mean NLL of the backward (previous-token) predictions,
         None for a unidirectional encoder.
     predicted_tokens: N, predictions per direction (``sum(lengths - 1)``).
+    forward_log_probs: (N,) log-probability of each forward prediction's token.
+    backward_log_probs: (N,) the same for the backward direction, or None.
     """
 
     loss: torch.Tensor
     forward_loss: torch.Tensor
     backward_loss: torch.Tensor | None
     predicted_tokens: int
+    forward_log_probs: torch.Tensor
+    backward_log_probs: torch.Tensor | None
 
 
 class BidirectionalLanguageModel(nn.Module):
@@ -160,7 +115,7 @@ class BidirectionalLanguageModel(nn.Module):
 
     Args:
         vocab_size: V.
-        config: the settings (embedding size, encoder, dropout, cutoffs).
+        config: the hyperparameters (embedding size, encoder, dropout, cutoffs).
         pad_index: the padding token id (its embedding stays zero).
     """
 
@@ -211,10 +166,19 @@ class BidirectionalLanguageModel(nn.Module):
         # Forward state t predicts token t + 1; backward state t + 1 predicts token t.
         pairs = lengths_to_mask(lengths - 1, tokens.size(1) - 1).to(tokens.device)  # (B, S-1)
         next_tokens = tokens[:, 1:][pairs]  # (N,)
-        forward_loss = self.forward_head(forward_states[:, :-1][pairs], next_tokens).loss
+        forward = self.forward_head(forward_states[:, :-1][pairs], next_tokens)
         if backward_states is None or self.backward_head is None:
-            return LanguageModelOutput(forward_loss, forward_loss, None, next_tokens.numel())
+            return LanguageModelOutput(
+                forward.loss, forward.loss, None, next_tokens.numel(), forward.output, None
+            )
         previous_tokens = tokens[:, :-1][pairs]  # (N,)
-        backward_loss = self.backward_head(backward_states[:, 1:][pairs], previous_tokens).loss
-        loss = (forward_loss + backward_loss) / 2
-        return LanguageModelOutput(loss, forward_loss, backward_loss, next_tokens.numel())
+        backward = self.backward_head(backward_states[:, 1:][pairs], previous_tokens)
+        loss = (forward.loss + backward.loss) / 2
+        return LanguageModelOutput(
+            loss,
+            forward.loss,
+            backward.loss,
+            next_tokens.numel(),
+            forward.output,
+            backward.output,
+        )
