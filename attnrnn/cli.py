@@ -187,7 +187,7 @@ def add_task_options(parser: argparse.ArgumentParser, command: str, tasks: Any =
             "--int8",
             action="store_true",
             default=argparse.SUPPRESS,
-            help="int8 dynamic quantization for CPU inference (translation)",
+            help="int8 dynamic quantization for CPU inference (tasks that support it)",
         )
     seen: set[str] = set()
     for task in tasks:

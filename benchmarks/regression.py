@@ -14,6 +14,9 @@ Systems (each on ONE CPU thread, so two versions can train side by side, one cor
 - sst2_scratch: configs/sst2.yaml without pretrained vectors (as benchmarks/sst2.py step
   ``sst2_scratch``), SST-2 test accuracy.
 
+``--seed N`` trains every system with another seed (label it, e.g. ``before-seed2``): the spread
+over seeds is the run-to-run noise a difference between versions is compared with.
+
 Only the command line is used (``attnrnn train`` and ``attnrnn transcribe``, which both versions
 have), through ``python -m attnrnn.cli`` run in the checkout under test (with its configs).
 Steps are cached per label in benchmarks/cache/regression-LABEL/. ``--report`` writes
@@ -63,9 +66,13 @@ def python(code: Path, script: str) -> str:
     return completed.stdout
 
 
+SEED: list[str] = []  # ["--set", "trainer.seed=N"] with --seed
+
+
 def train(code: Path, config: Path | str, run: Path, overrides: list[str]) -> dict[str, Any]:
     shutil.rmtree(run, ignore_errors=True)  # a cached step is never half-run: start again
     arguments = ["train", str(config), "--output", str(run), "--set", "trainer.num_threads=1"]
+    arguments += SEED
     for override in overrides:
         arguments += ["--set", override]
     results = json.loads(cli(code, *arguments))
@@ -137,7 +144,9 @@ def revision(code: Path) -> str:
 
 
 def report() -> None:
-    labels = sorted(path.name.removeprefix("regression-") for path in WORK.glob("regression-*"))
+    labels = sorted(
+        path.name.removeprefix("regression-") for path in WORK.glob("regression-*") if path.is_dir()
+    )
     measured = {label: Steps(f"regression-{label}").directory for label in labels}
     systems: dict[str, Any] = {}
     for system in SYSTEMS:
@@ -165,7 +174,13 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
     parser.add_argument("--report", action="store_true", help="write results/regression.json")
     parser.add_argument("--force", action="store_true", help="ignore cached steps")
+    parser.add_argument(
+        "--seed", type=int, help="trainer.seed for every system (default: each config's), to "
+        "measure run-to-run noise"
+    )  # fmt: skip
     arguments = parser.parse_args()
+    if arguments.seed is not None:
+        SEED.extend(["--set", f"trainer.seed={arguments.seed}"])
     if arguments.report:
         report()
         return

@@ -23,7 +23,7 @@ def review_files(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config():
     """Make a small, fast classification configuration (a plain mapping) for data files."""
     return _tiny_config
