@@ -121,30 +121,50 @@ class InferenceConfig:
 # --------------------------------------------------------------------------- loading
 
 
-def from_dict(cls: type[T], data: Any, where: str = "") -> T:
+def from_dict(cls: type[T], data: Any, where: str = "", base: Any = None) -> T:
     """Build the dataclass ``cls`` from a plain mapping, checking every key and value.
 
     ``where`` is the dotted path of ``data`` inside the whole configuration,
-    used in messages (``model.encoder``).
+    used in messages (``model.encoder``). Keys ``data`` leaves out take their
+    values from ``base`` when given, else the field defaults; a nested section
+    given in part keeps the rest of its default (a task whose ``trainer`` default
+    has ``batch_tokens: 20000`` keeps it when a configuration sets only
+    ``trainer.epochs``).
     """
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or 'configuration'}: expected a mapping, got {data!r}")
     hints = get_type_hints(cls)
-    names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = list(fields)
     values: dict[str, Any] = {}
+    if base is not None:
+        values = {name: getattr(base, name) for name in names}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
             raise ConfigError(f"unknown key {path!r}{_did_you_mean(str(key), names)}")
-        values[key] = _convert(hints[key], value, path)
+        default = values[key] if key in values else _default(fields[key])
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            values[key] = from_dict(type(default), value, path, base=default)
+        else:
+            values[key] = _convert(hints[key], value, path)
     try:
         return cls(**values)
     except ConfigError as error:
         raise ConfigError(f"{where or 'configuration'}: {error}") from None
     except TypeError as error:  # a required field is missing
         raise ConfigError(f"{where or 'configuration'}: {error}") from None
+
+
+def _default(field: dataclasses.Field) -> Any:
+    """A field's default value (None when it has none)."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
 
 
 def to_dict(config: Any) -> dict[str, Any]:

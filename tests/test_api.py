@@ -9,7 +9,7 @@ import pytest
 import attnrnn
 from attnrnn.config import from_dict
 from attnrnn.errors import ConfigError, RunError
-from attnrnn.tasks.classification import Classifier, ClassificationRunConfig
+from attnrnn.tasks.classification import ClassificationRunConfig, Classifier
 
 TEXTS = ["a fine film", "the plot was dull but the music was wonderful", "bad", "not good at all"]
 

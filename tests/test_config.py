@@ -87,3 +87,19 @@ def test_union_of_string_and_integer_columns():
     config = from_dict(ClassificationRunConfig, {"data": {"train": "a", "text_field": 1}})
     assert config.data.text_field == 1
     assert from_dict(EncoderConfig, None) == EncoderConfig()
+
+
+def test_a_section_given_in_part_keeps_the_rest_of_its_task_default():
+    from attnrnn.tasks.speech import SpeechRunConfig
+
+    config = from_dict(
+        SpeechRunConfig,
+        {"data": {"train": "a.tsv"}, "trainer": {"epochs": 3}, "inference": {"max_batch_size": 8}},
+    )
+    default = SpeechRunConfig(data=config.data)
+    assert config.trainer.epochs == 3
+    assert config.trainer.batch_tokens == default.trainer.batch_tokens == 20000
+    assert config.inference.max_batch_size == 8
+    assert config.inference.batch_tokens == default.inference.batch_tokens
+    with pytest.raises(ConfigError, match="trainer.epochs: expected an integer"):
+        from_dict(SpeechRunConfig, {"data": {"train": "a"}, "trainer": {"epochs": "x"}})

@@ -34,7 +34,6 @@ from attnrnn.config import (
     OptimizerConfig,
     TrainerConfig,
     check_positive,
-    from_dict,
 )
 from attnrnn.data.readers import guess_format, read_examples, read_plain
 from attnrnn.data.tokenizers import WordTokenizer
@@ -88,17 +87,6 @@ class TokenizerConfig:
         check_positive(self, "min_freq", "max_size")
 
 
-# The language model's own defaults for the shared sections; a section given in part
-# (``optimizer: {learning_rate: 0.01}``) keeps the others (see config_from_dict).
-OPTIMIZER_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 2e-3,
-    "warmup_steps": 200,
-    "clip_norm": 1.0,
-    "schedule": "linear",
-}
-TRAINER_DEFAULTS: dict[str, Any] = {"epochs": 1, "batch_tokens": 8000, "log_every_steps": 100}
-
-
 @dataclass(frozen=True)
 class LanguageModelRunConfig:
     """Everything a language-model run needs; stored as the run's config.yaml."""
@@ -107,8 +95,11 @@ class LanguageModelRunConfig:
     task: Literal["language_model"] = "language_model"
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: LanguageModelConfig = LanguageModelConfig()
-    optimizer: OptimizerConfig = OptimizerConfig(**OPTIMIZER_DEFAULTS)
-    trainer: TrainerConfig = TrainerConfig(**TRAINER_DEFAULTS)
+    # The language model's own defaults; a section given in part keeps the others.
+    optimizer: OptimizerConfig = OptimizerConfig(
+        learning_rate=2e-3, warmup_steps=200, clip_norm=1.0, schedule="linear"
+    )
+    trainer: TrainerConfig = TrainerConfig(epochs=1, batch_tokens=8000, log_every_steps=100)
     inference: InferenceConfig = InferenceConfig(batch_tokens=8000, max_batch_size=128)
 
 
@@ -403,16 +394,6 @@ class LanguageModelTask(Task[LanguageModelRunConfig, LanguageModelAssets, Encode
     config_class = LanguageModelRunConfig
     model_class = LanguageModel
     explain_files = "surprisal-N.png (a heatmap of each token's surprisal per text)"
-
-    def config_from_dict(self, data: dict[str, Any]) -> LanguageModelRunConfig:
-        """The run configuration, the language model's defaults filling in the
-        optimizer and trainer keys a configuration leaves out."""
-        data = dict(data)
-        for section, defaults in (("optimizer", OPTIMIZER_DEFAULTS), ("trainer", TRAINER_DEFAULTS)):
-            given = data.get(section)
-            if given is None or isinstance(given, dict):
-                data[section] = {**defaults, **(given or {})}
-        return from_dict(LanguageModelRunConfig, data)
 
     def read_split(
         self, config: LanguageModelRunConfig, location: str | Sequence[str], role: str
