@@ -343,14 +343,7 @@ class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, Encoded
             )
         settings = config.tokenizer
         texts = [example.text for example in train]
-        tokenizer = fit_tokenizer(
-            settings.type,
-            texts,
-            workdir / "sentencepiece",
-            lowercase=settings.lowercase,
-            vocab_size=settings.vocab_size,
-            model_type=settings.model_type,
-        )
+        tokenizer = fit_tokenizer(settings, texts, workdir / "sentencepiece")
         vocab = Vocab.build(
             (tokenizer.tokenize(text) for text in texts),
             min_freq=settings.min_freq,

@@ -478,14 +478,7 @@ class SpeechTask(Task[SpeechRunConfig, SpeechAssets, SpeechSplit]):
     ) -> SpeechAssets:
         settings = config.tokenizer
         texts = [utterance.text for utterance in train]
-        tokenizer = fit_tokenizer(
-            settings.type,
-            texts,
-            workdir / "sentencepiece",
-            lowercase=settings.lowercase,
-            vocab_size=settings.vocab_size,
-            model_type=settings.model_type,
-        )
+        tokenizer = fit_tokenizer(settings, texts, workdir / "sentencepiece")
         vocab = Vocab.build((tokenizer.tokenize(text) for text in texts), specials=SPECIALS)
         normalizer = GlobalNormalizer.fit([features_of(utterance) for utterance in train])
         return SpeechAssets(TextSide(tokenizer, vocab), normalizer)

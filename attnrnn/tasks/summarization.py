@@ -391,9 +391,7 @@ class SummarizationTask(Task[SummarizationRunConfig, SummarizationAssets, Docume
     ) -> SummarizationAssets:
         settings = config.tokenizer
         texts = [d.source for d in train] + [d.references[0] for d in train]
-        tokenizer = fit_tokenizer(
-            "word", texts, workdir, lowercase=settings.lowercase, split_contractions=False
-        )
+        tokenizer = fit_tokenizer(settings, texts, workdir, split_contractions=False)
         vocab = Vocab.build(
             (tokenizer.tokenize(text) for text in texts),
             min_freq=settings.min_freq,

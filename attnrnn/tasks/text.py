@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from attnrnn.data.tokenizers import (
     CharacterTokenizer,
@@ -76,23 +76,23 @@ def require_files(directory: Path, *names: str) -> None:
 
 
 def fit_tokenizer(
-    type: TokenizerType,
-    texts: Sequence[str],
-    model_prefix: Path,
-    *,
-    lowercase: bool,
-    vocab_size: int = 8000,
-    model_type: Literal["bpe", "unigram"] = "unigram",
-    split_contractions: bool = True,
+    settings: Any, texts: Sequence[str], model_prefix: Path, split_contractions: bool = True
 ) -> Tokenizer:
-    """A word or character tokenizer, or a SentencePiece model trained on ``texts``
-    and written to ``model_prefix`` (+ ``.model``)."""
-    if type == "word":
-        return WordTokenizer(lowercase=lowercase, split_contractions=split_contractions)
-    if type == "character":
-        return CharacterTokenizer(lowercase=lowercase)
+    """The tokenizer a task's tokenizer configuration asks for: ``settings.type``
+    (word, character or sentencepiece; word when the configuration has no type) and
+    ``lowercase``; a SentencePiece model (``vocab_size``, ``model_type``) is trained
+    on ``texts`` and written to ``model_prefix`` (+ ``.model``)."""
+    kind: TokenizerType = getattr(settings, "type", "word")
+    if kind == "word":
+        return WordTokenizer(lowercase=settings.lowercase, split_contractions=split_contractions)
+    if kind == "character":
+        return CharacterTokenizer(lowercase=settings.lowercase)
     return SentencePieceTokenizer.train(
-        texts, model_prefix, vocab_size=vocab_size, model_type=model_type, lowercase=lowercase
+        texts,
+        model_prefix,
+        vocab_size=settings.vocab_size,
+        model_type=settings.model_type,
+        lowercase=settings.lowercase,
     )
 
 

@@ -164,15 +164,7 @@ class TranslationAssets:
         targets = [example.target or "" for example in examples]
 
         def side(texts: list[str], name: str) -> TextSide:
-            tokenizer = fit_tokenizer(
-                settings.type,
-                texts,
-                workdir / name,
-                lowercase=settings.lowercase,
-                vocab_size=settings.vocab_size,
-                model_type=settings.model_type,
-                split_contractions=False,
-            )
+            tokenizer = fit_tokenizer(settings, texts, workdir / name, split_contractions=False)
             return TextSide(tokenizer, fit_vocab(tokenizer, texts, settings.min_freq))
 
         if settings.joint:
