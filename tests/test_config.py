@@ -101,5 +101,5 @@ def test_a_section_given_in_part_keeps_the_rest_of_its_task_default():
     assert config.trainer.batch_tokens == default.trainer.batch_tokens == 20000
     assert config.inference.max_batch_size == 8
     assert config.inference.batch_tokens == default.inference.batch_tokens
-    with pytest.raises(ConfigError, match="trainer.epochs: expected an integer"):
+    with pytest.raises(ConfigError, match=r"trainer\.epochs: expected an integer"):
         from_dict(SpeechRunConfig, {"data": {"train": "a"}, "trainer": {"epochs": "x"}})
