@@ -2,7 +2,8 @@
 
 BLEU and chrF come from sacreBLEU, so scores are comparable with published
 ones; each result carries sacreBLEU's signature (tokenizer, casing, version).
-ROUGE comes from rouge-score (Google's reimplementation of the ROUGE script).
+ROUGE comes from rouge-score (Google's reimplementation of the ROUGE script), word
+and character error rates from jiwer.
 """
 
 from __future__ import annotations
@@ -77,3 +78,15 @@ def rouge_scores(outputs: Sequence[str], references: Sequence[Sequence[str]]) ->
 def _check_lengths(hypotheses: Sequence[str], references: Sequence[str]) -> None:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+
+
+def error_rates(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Word and character error rates (jiwer) of transcripts against references."""
+    jiwer = require("jiwer")
+    if not references:
+        return {"wer": 0.0, "cer": 0.0}
+    hypotheses = [h if h.strip() else "" for h in hypotheses]
+    return {
+        "wer": float(jiwer.wer(list(references), list(hypotheses))),
+        "cer": float(jiwer.cer(list(references), list(hypotheses))),
+    }

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,6 +146,31 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
 
     ratio = Fraction(target_rate, rate)
     return resample_poly(samples, ratio.numerator, ratio.denominator).astype(np.float32)
+
+
+def array_samples(samples: Any, rate: int | None, config: FeatureConfig, name: str) -> torch.Tensor:
+    """Mono float32 samples at ``config.sample_rate`` from a numpy array or tensor,
+    (samples,) or (samples, channels) (channels averaged, as for files); integer
+    samples are scaled to [-1, 1).
+
+    Returns:
+        (samples,) float32.
+    """
+    if rate is None:
+        raise ConfigError(
+            f"{name}: audio given as samples needs its sample rate: transcribe(..., sample_rate=HZ)"
+        )
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu().numpy()
+    array = np.asarray(samples)
+    if np.issubdtype(array.dtype, np.integer):
+        array = array / (np.iinfo(array.dtype).max + 1.0)
+    if array.ndim not in (1, 2):
+        raise DataError(
+            f"samples must be (samples,) or (samples, channels), not {array.shape}", name
+        )
+    channels = (array[:, None] if array.ndim == 1 else array).astype(np.float32)  # (samples, C)
+    return mono_samples(channels, rate, config.sample_rate, config.max_seconds, name)
 
 
 # --------------------------------------------------------------------------- features

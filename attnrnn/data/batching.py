@@ -105,6 +105,16 @@ def pad_sequences(
     return tokens, lengths
 
 
+def teacher_forcing(
+    targets: Sequence[Sequence[int]], pad_index: int, bos_index: int, eos_index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's input ``BOS y`` and expected output ``y EOS`` of every target,
+    padded: (B, T + 1) each, T the longest target."""
+    target_input, _ = pad_sequences([[bos_index, *target] for target in targets], pad_index)
+    target_output, _ = pad_sequences([[*target, eos_index] for target in targets], pad_index)
+    return target_input, target_output
+
+
 def iterate_from(batches: list[list[int]], start: int) -> Iterator[tuple[int, list[int]]]:
     """Enumerate ``batches`` from position ``start`` (used to resume mid-epoch)."""
     for position in range(start, len(batches)):

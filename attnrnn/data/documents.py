@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
-from attnrnn.data.batching import DeviceBatch, pad_sequences
+from attnrnn.data.batching import DeviceBatch, pad_sequences, teacher_forcing
 from attnrnn.data.casing import source_casing, written_tokens
 from attnrnn.data.parallel import read_parallel_jsonl
 from attnrnn.data.tokenizers import Tokenizer
@@ -200,7 +200,7 @@ def collate(split: DocumentSplit, indices: Sequence[int], model: CopyIds) -> Cop
 
     pad, bos, eos = model.pad_index, model.bos_index, model.eos_index
     source, lengths = pad_sequences([ids(d.source) for d in documents], pad)  # (B, S)
-    target_input, _ = pad_sequences([[bos, *ids(d.target)] for d in documents], pad)  # (B, T)
-    target_output, _ = pad_sequences([[*ids(d.target), eos] for d in documents], pad)  # (B, T)
+    targets = [ids(d.target) for d in documents]
+    target_input, target_output = teacher_forcing(targets, pad, bos, eos)  # (B, T) each
     extra = max((len(d.unknown) for d in documents), default=0) if model.copy else 0
     return CopyBatch(source, lengths, target_input, target_output, size + extra)

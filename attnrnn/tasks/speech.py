@@ -35,16 +35,16 @@ from attnrnn.data.audio import (
     GlobalNormalizer,
     LogMelFrontEnd,
     SpecAugmentConfig,
-    mono_samples,
+    array_samples,
     spec_augment,
 )
-from attnrnn.data.batching import DeviceBatch, pad_sequences
+from attnrnn.data.batching import DeviceBatch, teacher_forcing
 from attnrnn.data.parallel import read_parallel
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.decoding.ctc import JointCTCAttention
-from attnrnn.errors import ConfigError, DataError
-from attnrnn.extras import require
+from attnrnn.errors import ConfigError
+from attnrnn.metrics import error_rates
 from attnrnn.models.speech import SpeechModelConfig, SpeechRecognizer
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
@@ -176,31 +176,6 @@ def compute_features(
     return cache.load_or_compute(paths, config.features, compute, variant)
 
 
-def array_samples(samples: Any, rate: int | None, config: FeatureConfig, name: str) -> torch.Tensor:
-    """Mono float32 samples at ``config.sample_rate`` from a numpy array or tensor,
-    (samples,) or (samples, channels) (channels averaged, as for files); integer
-    samples are scaled to [-1, 1).
-
-    Returns:
-        (samples,) float32.
-    """
-    if rate is None:
-        raise ConfigError(
-            f"{name}: audio given as samples needs its sample rate: transcribe(..., sample_rate=HZ)"
-        )
-    if isinstance(samples, torch.Tensor):
-        samples = samples.detach().cpu().numpy()
-    array = np.asarray(samples)
-    if np.issubdtype(array.dtype, np.integer):
-        array = array / (np.iinfo(array.dtype).max + 1.0)
-    if array.ndim not in (1, 2):
-        raise DataError(
-            f"samples must be (samples,) or (samples, channels), not {array.shape}", name
-        )
-    channels = (array[:, None] if array.ndim == 1 else array).astype(np.float32)  # (samples, C)
-    return mono_samples(channels, rate, config.sample_rate, config.max_seconds, name)
-
-
 @dataclass
 class SpeechAssets:
     """The output units and the feature normalizer fitted on the training set."""
@@ -257,8 +232,9 @@ def pad_features(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.
 def collate(split: SpeechSplit, indices: Sequence[int], model: SpeechRecognizer) -> SpeechBatch:
     features, lengths = pad_features([split.features[i] for i in indices])
     pad, bos, eos = model.pad_index, model.bos_index, model.eos_index
-    target_input, _ = pad_sequences([[bos, *split.targets[i]] for i in indices], pad)
-    target_output, _ = pad_sequences([[*split.targets[i], eos] for i in indices], pad)
+    target_input, target_output = teacher_forcing(
+        [split.targets[i] for i in indices], pad, bos, eos
+    )
     return SpeechBatch(features, lengths, target_input, target_output)
 
 
@@ -283,18 +259,6 @@ class Transcript:
     attention: list[list[float]]
     features: torch.Tensor = dataclasses.field(repr=False)
     alternatives: list[str] = dataclasses.field(default_factory=list)
-
-
-def error_rates(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Word and character error rates (jiwer) of transcripts against references."""
-    jiwer = require("jiwer")
-    if not references:
-        return {"wer": 0.0, "cer": 0.0}
-    hypotheses = [h if h.strip() else "" for h in hypotheses]
-    return {
-        "wer": float(jiwer.wer(list(references), list(hypotheses))),
-        "cer": float(jiwer.cer(list(references), list(hypotheses))),
-    }
 
 
 class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):

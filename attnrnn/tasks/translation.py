@@ -20,7 +20,7 @@ from typing import Any, Literal, cast
 import torch
 
 from attnrnn.config import InferenceConfig, OptimizerConfig, TrainerConfig, check_positive
-from attnrnn.data.batching import DeviceBatch, pad_sequences
+from attnrnn.data.batching import DeviceBatch, pad_sequences, teacher_forcing
 from attnrnn.data.parallel import ParallelExample, read_parallel
 from attnrnn.data.tokenizers import Tokenizer
 from attnrnn.data.vocab import Vocab
@@ -237,8 +237,9 @@ def collate(
 ) -> TranslationBatch:
     """Pad sources; target input is ``BOS y``, target output ``y EOS``."""
     source, source_lengths = pad_sequences([split.sources[i] for i in indices], pad)
-    target_input, _ = pad_sequences([[bos, *split.targets[i]] for i in indices], pad)
-    target_output, _ = pad_sequences([[*split.targets[i], eos] for i in indices], pad)
+    target_input, target_output = teacher_forcing(
+        [split.targets[i] for i in indices], pad, bos, eos
+    )
     return TranslationBatch(source, source_lengths, target_input, target_output)
 
 

@@ -52,3 +52,13 @@ def test_pad_sequences():
     tokens, lengths = pad_sequences([[5, 6, 7], [8]], pad_index=0)
     assert tokens.tolist() == [[5, 6, 7], [8, 0, 0]]
     assert lengths.tolist() == [3, 1]
+
+
+def test_teacher_forcing_shifts_targets_by_one_around_bos_and_eos():
+    from attnrnn.data.batching import teacher_forcing
+
+    target_input, target_output = teacher_forcing(
+        [[5, 6, 7], [8]], pad_index=0, bos_index=2, eos_index=3
+    )
+    assert target_input.tolist() == [[2, 5, 6, 7], [2, 8, 0, 0]]
+    assert target_output.tolist() == [[5, 6, 7, 3], [8, 3, 0, 0]]
