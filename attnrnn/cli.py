@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from attnrnn.errors import AttnrnnError, ConfigError, DataError
+from attnrnn.training.trainer import Interrupted
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return int(arguments.handler(arguments) or 0)
+    except Interrupted as error:
+        print(f"interrupted: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except AttnrnnError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -67,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="YAML configuration (not needed with --resume)")
     add_set_option(train)
     train.add_argument("--output", "-o", help="run directory (default: runs/NAME-TIMESTAMP)")
-    train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    train.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an interrupted run exactly (--set may change only how long and how fast "
+        "it goes on, the optimizer and decoding)",
+    )
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser("evaluate", help="score a trained run on labelled data")
@@ -242,16 +251,11 @@ def _task_option_names() -> set[str]:
 
 
 def command_train(arguments: argparse.Namespace) -> int:
-    from attnrnn.config import save_yaml
-    from attnrnn.tasks.runs import CONFIG_FILE, read_config, read_run_info, train
+    from attnrnn.tasks.runs import read_config, resume, train
 
     if arguments.resume:
         run_directory = Path(arguments.resume)
-        read_run_info(run_directory)
-        config_path = run_directory / CONFIG_FILE
-        config = read_config(config_path, arguments.set)
-        if arguments.set:  # the run's config.yaml says how it was trained from now on
-            save_yaml(config, config_path)
+        results = resume(run_directory, arguments.set)
     else:
         if not arguments.config:
             raise ConfigError("train needs a CONFIG file (or --resume RUN)")
@@ -259,7 +263,7 @@ def command_train(arguments: argparse.Namespace) -> int:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         default = Path("runs") / f"{Path(arguments.config).stem}-{stamp}"
         run_directory = Path(arguments.output) if arguments.output else default
-    results = train(config, run_directory, resume=bool(arguments.resume))
+        results = train(config, run_directory)
     print(json.dumps({"run": str(run_directory), **results}, indent=2))
     return 0
 

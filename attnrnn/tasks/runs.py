@@ -17,21 +17,25 @@ config.yaml, the assets, ``best/model.safetensors``, results.json and a model ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attnrnn
-from attnrnn.config import apply_overrides, load_yaml, save_yaml
+from attnrnn.config import apply_overrides, load_yaml, save_yaml, to_dict
 from attnrnn.console import Log
 from attnrnn.console import log as log_stderr
 from attnrnn.errors import ConfigError, RunError
 from attnrnn.tasks.base import Prepared, Task, TrainedModel
 from attnrnn.tasks.text import split_off_dev
 from attnrnn.training import checkpoint
+from attnrnn.training.faults import crash_point
+from attnrnn.training.lock import run_lock
 from attnrnn.training.runtime import configure_runtime, resolve_device
 from attnrnn.training.trainer import Trainer
 
@@ -56,7 +60,7 @@ def task_named(name: Any, where: str = "") -> Task:
     return TASKS[name]
 
 
-def read_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+def read_config(path: str | Path, overrides: Sequence[str] = ()) -> Any:
     """A run configuration from YAML with ``--set`` overrides, typed by its task."""
     data = apply_overrides(load_yaml(path), overrides)
     task = task_named(data.get("task", "classification"), str(path))
@@ -69,49 +73,149 @@ def read_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 # --------------------------------------------------------------------------- training
 
 
-def train(
-    config: Any, run_directory: str | Path, resume: bool = False, log: Log = log_stderr
+# What `train --resume RUN --set KEY=VALUE` may change: how long and how fast to go on,
+# the optimizer, and decoding; never the data, the assets or the model the checkpoint has.
+RESUMABLE_KEYS = (
+    "trainer.epochs",
+    "trainer.max_steps",
+    "trainer.max_minutes",
+    "trainer.eval_every_steps",
+    "trainer.early_stopping_patience",
+    "trainer.log_every_steps",
+    "trainer.num_threads",
+    "trainer.device",
+    "trainer.progress",
+    "optimizer.",
+    "inference.",
+    "dev_search.",
+    "search.",
+    "ctc_weight",
+    "data.test",
+)
+
+
+def resume(
+    run_directory: str | Path, overrides: Sequence[str] = (), log: Log = log_stderr
 ) -> dict[str, Any]:
-    """Train ``config`` into ``run_directory`` (or continue it exactly with ``resume``);
-    return the best checkpoint's dev and test scores, also written to results.json."""
+    """Continue a run exactly; ``overrides`` (``--set``) may change only the
+    :data:`RESUMABLE_KEYS`. The run's config.yaml is rewritten only once the run has
+    loaded its checkpoint with the new configuration."""
+    run_directory = Path(run_directory)
+    read_run_info(run_directory)
+    saved = read_config(run_directory / CONFIG_FILE)
+    config = read_config(run_directory / CONFIG_FILE, tuple(overrides))
+    changed = changed_keys(to_dict(saved), to_dict(config))
+    refused = [key for key in changed if not key.startswith(RESUMABLE_KEYS)]
+    if refused:
+        raise ConfigError(
+            f"--resume cannot change {', '.join(refused)} (the checkpoint was trained with the "
+            f"old values); it may change: {', '.join(RESUMABLE_KEYS)}"
+        )
+    return train(config, run_directory, resume=True, log=log, save_config=bool(changed))
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested mappings."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def train(
+    config: Any,
+    run_directory: str | Path,
+    resume: bool = False,
+    log: Log = log_stderr,
+    save_config: bool = False,
+) -> dict[str, Any]:
+    """Train ``config`` into ``run_directory`` (or continue it exactly with ``resume``;
+    a run killed before its first checkpoint starts again from the beginning);
+    return the best checkpoint's dev and test scores, also written to results.json.
+
+    One process at a time trains a run (:func:`attnrnn.training.lock.run_lock`).
+    ``save_config``: write ``config`` to the run's config.yaml once the checkpoint
+    has loaded (a resume with changed settings).
+    """
     task = task_named(config.task)
     run_directory = Path(run_directory)
     device = configure_runtime(config.trainer)
     run_directory.parent.mkdir(parents=True, exist_ok=True)
-    if resume:
-        read_run_info(run_directory)
-    assets = task.load_assets(run_directory) if resume else None
-    with tempfile.TemporaryDirectory(dir=run_directory.parent, prefix=".prepare-") as workdir:
+    remove_leftovers(run_directory.parent)
+    with contextlib.ExitStack() as stack:
+        if resume:
+            read_run_info(run_directory)
+            stack.enter_context(run_lock(run_directory))
+        assets = task.load_assets(run_directory) if resume else None
+        workdir = stack.enter_context(
+            tempfile.TemporaryDirectory(dir=run_directory.parent, prefix=leftover_prefix("prepare"))
+        )
         prepared = prepare(task, config, Path(workdir), log, assets)
         model = task.build_model(config, prepared.assets).to(device)
         if not resume:
             task.initialise(model, config, prepared.assets, log)
             with checkpoint.staged_run_directory(run_directory) as staging:
                 write_run_files(staging, task, config, prepared.assets)
-    trained = task.model_class(task, config, prepared.assets, model, device, run_directory)
-    metric = task.metric(config)
-    trainer = Trainer(
-        model,
-        task.training(trained, prepared),
-        config.optimizer,
-        config.trainer,
-        run_directory,
-        metric.name,
-        higher_is_better=metric.higher_is_better,
-    )
-    if resume:
-        trainer.resume()
-        log(f"resumed {run_directory} at step {trainer.state.step}")
-    trainer.train()
-    checkpoint.load_weights(run_directory / "best", model, device)
-    results: dict[str, Any] = {}
-    for name, split in (("dev", prepared.dev), ("test", prepared.test)):
-        if split is not None:
-            with trained.lock:
-                scores = trained.score(split)
-            results.update({f"{name}_{key}": value for key, value in scores.items()})
-    checkpoint.write_json_atomic(run_directory / RESULTS_FILE, results)
-    return results
+                crash_point("staged_run")
+                stack.enter_context(run_lock(staging))  # the lock moves with the folder
+        trained = task.model_class(task, config, prepared.assets, model, device, run_directory)
+        metric = task.metric(config)
+        trainer = Trainer(
+            model,
+            task.training(trained, prepared),
+            config.optimizer,
+            config.trainer,
+            run_directory,
+            metric.name,
+            higher_is_better=metric.higher_is_better,
+        )
+        if resume and checkpoint.has_checkpoint(run_directory / "last"):
+            trainer.resume()
+            log(f"resumed {run_directory} at step {trainer.state.step}")
+        elif resume:
+            trainer.discard_metrics()
+            log(f"{run_directory} has no checkpoint yet: training it from the beginning")
+        if save_config:
+            save_yaml(config, run_directory / CONFIG_FILE)
+        trainer.train()
+        checkpoint.load_weights(run_directory / "best", model, device)
+        results: dict[str, Any] = {}
+        for name, split in (("dev", prepared.dev), ("test", prepared.test)):
+            if split is not None:
+                with trained.lock:
+                    scores = trained.score(split)
+                results.update({f"{name}_{key}": value for key, value in scores.items()})
+        checkpoint.write_json_atomic(run_directory / RESULTS_FILE, results)
+        return results
+
+
+def leftover_prefix(kind: str) -> str:
+    """``.prepare-PID-``: temporary folders beside a run name the process that made them."""
+    return f".{kind}-{os.getpid()}-"
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Remove the temporary folders (``.prepare-PID-*``, ``.staging-PID-*``) that a killed
+    process left in ``folder``; those of living processes stay."""
+    for path in folder.glob(".*-*-*"):
+        kind, _, rest = path.name[1:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("prepare", "staging") and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def prepare(

@@ -4,41 +4,145 @@ A checkpoint is a directory::
 
     model.safetensors       the weights
     optimizer.safetensors   optimizer tensors and RNG states   (training checkpoints only)
-    state.json              counters, optimizer hyperparameters, Python RNG state
+    state.json              counters, optimizer hyperparameters, Python RNG state, and
+                            the manifest: the size and SHA-256 of each file above
+                            ("files") and of state.json's own contents ("sha256")
 
-It is written into a temporary sibling directory and moved into place with
-renames, so a crash never leaves a half-written checkpoint where a complete
-one is expected.
+Every file is checked against the manifest when it is read, so a damaged
+checkpoint (a flipped bit, a truncated file) is one :class:`RunError` naming the
+file, never a traceback or a silently different model. Checkpoints written
+before the manifest existed still load, unchecked.
+
+Saving ``X`` never leaves it without a complete checkpoint, whatever moment a
+crash, a kill or a full disk strikes:
+
+1. the new checkpoint is written into ``X.tmp`` (state.json last; each file and
+   the folder flushed to disk);
+2. ``X.old`` is removed (when a crash left one), ``X`` renamed ``X.old``,
+   ``X.tmp`` renamed ``X``;
+3. ``X.old`` is removed.
+
+The newest complete checkpoint is therefore the first complete one of ``X.tmp``
+(trusted only with a verified manifest), ``X`` and ``X.old``: that is the one
+:func:`checkpoint_path` loads, and the one the next save first moves to ``X``
+before it writes anything (finishing whatever a crash interrupted).
+
+Files are written without following symbolic links: a link where a checkpoint,
+a temporary or a JSON file is about to be written is refused with a
+:class:`RunError`, so a run directory cannot make attnrnn write outside itself.
+A disk error while writing (full, read-only, file too large) is one
+:class:`RunError` too, with the partial files removed and the last good
+checkpoint intact.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import random
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
 from torch import nn
 
 from attnrnn.errors import RunError
+from attnrnn.training.faults import crash_point
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
+STAGING_SUFFIX = ".tmp"  # X.tmp: the checkpoint being written
+PREVIOUS_SUFFIX = ".old"  # X.old: the previous one, while X.tmp takes its place
+
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOSE_ON_EXEC = getattr(os, "O_CLOEXEC", 0)
+_NON_BLOCKING = getattr(os, "O_NONBLOCK", 0)  # a FIFO must not hang an open
+
+
+# --------------------------------------------------------------------------- plain files
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False), encoding="utf-8")
-    os.replace(temporary, path)
+    """Write ``data`` as JSON to ``path`` atomically (see :func:`write_bytes_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with a file holding ``data``: readers see the old file or the
+    new one, never a part.
+
+    The data goes to a new temporary file of a unique name in the same folder
+    (created exclusively, never through a symbolic link), is flushed to disk and
+    renamed over ``path``. ``path`` itself must not be a symbolic link. Any
+    failure is a :class:`RunError` naming ``path``, with the temporary removed.
+    """
+    path = Path(path)
+    _refuse_link(path)
+    temporary: str | None = None
+    try:
+        while temporary is None:
+            candidate = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
+            with contextlib.suppress(FileExistsError):
+                descriptor = _create(candidate)
+                temporary = candidate
+        _write_and_close(descriptor, data)
+        os.replace(temporary, path)
+        temporary = None
+        _sync_directory(path.parent)
+    except OSError as error:
+        raise RunError(f"cannot write {path}: {_reason(error)}") from None
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+
+def append_text_no_follow(path: Path, text: str) -> None:
+    """Append ``text`` (UTF-8) to the regular file ``path``, creating it if need be,
+    never through a symbolic link (metrics.csv): a link, a FIFO or a device there is
+    a :class:`RunError`, and so is a failed write, after which the file is cut back
+    to its old length (no half row)."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NO_FOLLOW | _NON_BLOCKING | _CLOSE_ON_EXEC
+    try:
+        descriptor = os.open(path, flags, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP or path.is_symlink():
+            raise RunError(
+                f"{path} is a symbolic link; attnrnn does not write through links"
+            ) from None
+        if error.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise RunError(f"cannot write {path}: not a regular file") from None
+        raise RunError(f"cannot write {path}: {_reason(error)}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise RunError(f"cannot write {path}: not a regular file")
+        try:
+            _write_all(descriptor, text.encode("utf-8"))
+            os.fsync(descriptor)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.ftruncate(descriptor, status.st_size)
+            raise RunError(f"cannot write {path}: {_reason(error)}") from None
+    finally:
+        os.close(descriptor)
 
 
 @contextlib.contextmanager
@@ -46,14 +150,23 @@ def staged_run_directory(run_directory: Path) -> Iterator[Path]:
     """Yield an empty staging folder that becomes ``run_directory`` when the block ends
     without an error; on an error it is removed, so no half-made run is left behind.
 
-    An existing, non-empty ``run_directory`` is an error (resume it instead).
+    An existing, non-empty ``run_directory`` is an error (resume it instead), and so
+    is a symbolic link there. The staging folder is ``.staging-PID-*`` beside it (so
+    that the leftover of a killed process can be told from a living one's). A disk
+    error (full, read-only) is one :class:`RunError`.
     """
-    if run_directory.exists() and any(run_directory.iterdir()):
+    run_directory = Path(run_directory)
+    _refuse_link(run_directory)
+    if run_directory.exists() and (not run_directory.is_dir() or any(run_directory.iterdir())):
         raise RunError(
             f"{run_directory} already exists; pass --resume to continue it or choose "
             "another --output"
         )
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=run_directory.parent))
+    try:
+        prefix = f".staging-{os.getpid()}-"
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=run_directory.parent))
+    except OSError as error:
+        raise RunError(f"cannot create {run_directory}: {_reason(error)}") from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -62,9 +175,16 @@ def staged_run_directory(run_directory: Path) -> Iterator[Path]:
         if run_directory.exists():
             run_directory.rmdir()
         staging.rename(run_directory)
+        _sync_directory(run_directory.parent)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RunError(f"cannot create {run_directory}: {_reason(error)}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+# --------------------------------------------------------------------------- saving
 
 
 def save_checkpoint(
@@ -73,21 +193,31 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     state: dict[str, Any] | None = None,
 ) -> None:
-    """Write a checkpoint directory atomically (see the module docstring)."""
+    """Write a checkpoint directory atomically (see the module docstring).
+
+    Raises :class:`RunError` when it cannot be written (a disk error, a symbolic
+    link in the way); the newest complete checkpoint then stays loadable.
+    """
     directory = Path(directory)
-    staging = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_file(weights_on_cpu(model), str(staging / MODEL_FILE))
+    files = {MODEL_FILE: safetensors.torch.save(weights_on_cpu(model))}
     document: dict[str, Any] = {"state": state or {}}
     if optimizer is not None:
         tensors, optimizer_json = _flatten_optimizer(optimizer)
         tensors.update(_rng_tensors())
-        save_file(tensors, str(staging / OPTIMIZER_FILE))
+        files[OPTIMIZER_FILE] = safetensors.torch.save(tensors)
         document["optimizer"] = optimizer_json
         document["python_rng"] = _python_rng_to_json(random.getstate())
-    (staging / STATE_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
-    _swap_into_place(staging, directory)
+    files[STATE_FILE] = _manifest(document, files)
+    try:
+        for path in _siblings(directory):
+            _refuse_link(path)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        _settle(directory)
+        _write_staging(_sibling(directory, STAGING_SUFFIX), files)
+        crash_point("checkpoint_manifest_written")
+        _promote(directory)
+    except OSError as error:
+        raise RunError(f"cannot write checkpoint {directory}: {_reason(error)}") from None
 
 
 def weights_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -102,58 +232,310 @@ def weights_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def _swap_into_place(staging: Path, directory: Path) -> None:
-    previous = directory.with_name(directory.name + ".old")
-    shutil.rmtree(previous, ignore_errors=True)
-    if directory.exists():
+def _manifest(document: dict[str, Any], files: dict[str, bytes]) -> bytes:
+    """state.json: ``document`` with each file's size and SHA-256, and its own."""
+    document = json.loads(json.dumps(document))  # the form it is read back in
+    document["files"] = {
+        name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        for name, data in files.items()
+    }
+    document["sha256"] = _document_digest(document)
+    return json.dumps(document, indent=2).encode("utf-8")
+
+
+def _write_staging(staging: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (state.json last) into the new folder ``staging``; on a disk
+    error remove what was written."""
+    os.mkdir(staging, 0o777)
+    try:
+        for name, data in files.items():  # STATE_FILE is the last key
+            if name == STATE_FILE:
+                crash_point("checkpoint_files_written")
+            _write_and_close(_create(staging / name), data)
+        _sync_directory(staging)
+    except OSError:
+        _remove(staging, missing_ok=True)
+        raise
+
+
+def _promote(directory: Path) -> None:
+    """Move the complete ``X.tmp`` to ``X``, keeping ``X`` as ``X.old`` until then."""
+    staging, previous = _sibling(directory, STAGING_SUFFIX), _sibling(directory, PREVIOUS_SUFFIX)
+    if os.path.lexists(directory):
+        _remove(previous, missing_ok=True)  # X and X.tmp are complete
         os.replace(directory, previous)
+        _sync_directory(directory.parent)
+        crash_point("checkpoint_old_moved")
     os.replace(staging, directory)
-    shutil.rmtree(previous, ignore_errors=True)
+    _sync_directory(directory.parent)
+    crash_point("checkpoint_new_moved")
+    with contextlib.suppress(OSError):  # a leftover X.old is harmless: the next save removes it
+        _remove(previous, missing_ok=True)
+    crash_point("checkpoint_swapped")
+
+
+def _settle(directory: Path) -> None:
+    """Finish what a crash interrupted: leave the newest complete checkpoint at ``X``
+    and nothing at ``X.tmp`` or ``X.old``; every step keeps one complete copy."""
+    staging, previous = _sibling(directory, STAGING_SUFFIX), _sibling(directory, PREVIOUS_SUFFIX)
+    if not (os.path.lexists(staging) or os.path.lexists(previous)):
+        return
+    newest = _newest_complete(directory)[0]
+    if newest == staging:
+        _promote(directory)
+        return
+    _remove(staging, missing_ok=True)
+    if newest == previous:
+        _remove(directory, missing_ok=True)  # damaged, or it would be the newest
+        os.replace(previous, directory)
+        _sync_directory(directory.parent)
+    elif newest == directory:
+        _remove(previous, missing_ok=True)
+
+
+# --------------------------------------------------------------------------- loading
 
 
 def checkpoint_path(directory: Path) -> Path:
-    """The complete checkpoint at ``directory`` (or the previous one left by a crash)."""
+    """The newest complete checkpoint saved at ``directory``: ``directory`` itself, or
+    ``X.tmp`` / ``X.old`` beside it when a crash interrupted a save.
+
+    When ``directory`` is alone (the usual case) its files are checked as they are
+    loaded; when a crash left copies beside it, each candidate is verified here.
+    Raises :class:`RunError` when there is none.
+    """
     directory = Path(directory)
-    for candidate in (directory, directory.with_name(directory.name + ".old")):
-        if (candidate / MODEL_FILE).is_file() and (candidate / STATE_FILE).is_file():
-            return candidate
-    raise RunError(f"{directory}: no complete checkpoint here")
+    staging, previous = _sibling(directory, STAGING_SUFFIX), _sibling(directory, PREVIOUS_SUFFIX)
+    if not (os.path.lexists(staging) or os.path.lexists(previous)):
+        missing = [name for name in (STATE_FILE, MODEL_FILE) if not (directory / name).is_file()]
+        if not missing:
+            return directory
+        if not directory.is_dir():
+            raise RunError(f"{directory}: no complete checkpoint here")
+        raise RunError(f"{directory}: no complete checkpoint here ({missing[0]} is missing)")
+    newest, problems = _newest_complete(directory)
+    if newest is None:
+        raise RunError(f"{directory}: no complete checkpoint here ({'; '.join(problems)})")
+    return newest
+
+
+def has_checkpoint(directory: Path) -> bool:
+    """Whether a checkpoint was ever saved at ``directory``: ``X`` or ``X.old`` exists
+    (complete or damaged: loading a damaged one is the error that names the file), or
+    a crash left a complete ``X.tmp`` (the very first save)."""
+    directory = Path(directory)
+    staging, previous = _sibling(directory, STAGING_SUFFIX), _sibling(directory, PREVIOUS_SUFFIX)
+    if os.path.lexists(directory) or os.path.lexists(previous):
+        return True
+    return os.path.lexists(staging) and _newest_complete(directory)[0] is not None
 
 
 def load_weights(directory: Path, model: nn.Module, device: str | torch.device = "cpu") -> None:
-    """Load a checkpoint's weights into ``model`` (shapes must match)."""
-    path = checkpoint_path(directory) / MODEL_FILE
-    try:
-        state = load_file(str(path), device=str(device))
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, ValueError, OSError) as error:
-        raise RunError(f"{path}: weights do not fit this model ({error})") from None
+    """Load a checkpoint's weights into ``model`` (shapes must match), checking the
+    file against the manifest. ``device`` is kept for callers: the weights go to
+    wherever the model's parameters are."""
+    del device
+    chosen = checkpoint_path(directory)
+    _load_weights(chosen, _read_document(chosen), model)
 
 
 def load_training_state(
     directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
     """Restore weights, optimizer and RNG states; return the saved trainer counters."""
-    directory = checkpoint_path(directory)
-    device = next(model.parameters()).device
-    load_weights(directory, model, device)
-    document = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+    chosen = checkpoint_path(directory)
+    document = _read_document(chosen)
+    _load_weights(chosen, document, model)
     if "optimizer" not in document:
-        raise RunError(f"{directory}: this checkpoint has no optimizer state to resume from")
-    tensors = load_file(str(directory / OPTIMIZER_FILE), device=str(device))
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, document["optimizer"]))
-    _restore_rng(tensors)
-    random.setstate(_python_rng_from_json(document["python_rng"]))
+        raise RunError(f"{chosen}: this checkpoint has no optimizer state to resume from")
+    path = chosen / OPTIMIZER_FILE
+    tensors = _load_tensors(path, _read_checked(chosen, OPTIMIZER_FILE, document))
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, document["optimizer"]))
+        _restore_rng(tensors)
+        random.setstate(_python_rng_from_json(document["python_rng"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise RunError(f"{path}: the optimizer state does not fit this model ({error})") from None
     return dict(document["state"])
 
 
 def read_state(directory: Path) -> dict[str, Any]:
     """The trainer counters saved in a checkpoint, without loading anything else."""
-    document = json.loads((checkpoint_path(directory) / STATE_FILE).read_text(encoding="utf-8"))
-    return dict(document["state"])
+    return dict(_read_document(checkpoint_path(directory))["state"])
 
 
-# --------------------------------------------------------------------------- internals
+def _load_weights(chosen: Path, document: dict[str, Any], model: nn.Module) -> None:
+    path = chosen / MODEL_FILE
+    tensors = _load_tensors(path, _read_checked(chosen, MODEL_FILE, document))
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except (RuntimeError, ValueError) as error:
+        raise RunError(f"{path}: weights do not fit this model ({error})") from None
+
+
+def _load_tensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    try:
+        return safetensors.torch.load(data)
+    except SafetensorError as error:
+        raise RunError(f"{path}: damaged ({error})") from None
+
+
+def _read_document(directory: Path) -> dict[str, Any]:
+    """state.json, its own checksum verified (when it has one)."""
+    path = directory / STATE_FILE
+    try:
+        document = json.loads(_read_bytes(path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise RunError(f"{path}: damaged (not UTF-8 JSON: {error})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("state"), dict):
+        raise RunError(f"{path}: damaged (not a checkpoint's state)")
+    if ("files" in document or "sha256" in document) and (
+        document.get("sha256") != _document_digest(document)
+        or not _valid_listing(document.get("files"))
+    ):
+        raise RunError(f"{path}: damaged (its checksum does not match its contents)")
+    return document
+
+
+def _valid_listing(files: Any) -> bool:
+    return isinstance(files, dict) and all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("bytes"), int)
+        and isinstance(entry.get("sha256"), str)
+        for entry in files.values()
+    )
+
+
+def _read_checked(directory: Path, name: str, document: dict[str, Any]) -> bytes:
+    """The bytes of ``directory/name``, checked against the manifest (when it has one)."""
+    path = directory / name
+    listed = document.get("files")
+    if listed is not None and name not in listed:
+        raise RunError(f"{directory / STATE_FILE}: damaged (it does not list {name})")
+    data = _read_bytes(path)
+    if listed is not None:
+        expected = listed[name]
+        if len(data) != expected["bytes"]:
+            raise RunError(
+                f"{path}: damaged ({len(data)} bytes where {expected['bytes']} were written)"
+            )
+        if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+            raise RunError(f"{path}: damaged (its SHA-256 checksum does not match {STATE_FILE})")
+    return data
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The contents of the regular file ``path`` (not through a symbolic link)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | _NO_FOLLOW | _NON_BLOCKING | _CLOSE_ON_EXEC)
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except OSError as error:
+        raise RunError(f"cannot read {path}: {_reason(error)}") from None
+    with open(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise RunError(f"cannot read {path}: not a regular file")
+        try:
+            return handle.read()
+        except OSError as error:
+            raise RunError(f"cannot read {path}: {_reason(error)}") from None
+
+
+def _newest_complete(directory: Path) -> tuple[Path | None, list[str]]:
+    """The first complete one of X.tmp (only with a manifest), X and X.old, and what
+    is wrong with those before it. A link at X.tmp or X.old is never followed."""
+    problems = []
+    for suffix in (STAGING_SUFFIX, "", PREVIOUS_SUFFIX):
+        candidate = _sibling(directory, suffix)
+        if not os.path.lexists(candidate) or (suffix and candidate.is_symlink()):
+            continue
+        try:
+            document = _read_document(candidate)
+            if suffix == STAGING_SUFFIX and "files" not in document:
+                raise RunError(f"{candidate / STATE_FILE}: no checksums to trust it by")
+            for name in document.get("files", [MODEL_FILE]):
+                _read_checked(candidate, name, document)
+        except RunError as error:
+            problems.append(str(error))
+            continue
+        return candidate, problems
+    return None, problems
+
+
+# --------------------------------------------------------------------------- file system
+
+
+def _sibling(directory: Path, suffix: str) -> Path:
+    return directory.with_name(directory.name + suffix)
+
+
+def _siblings(directory: Path) -> tuple[Path, Path, Path]:
+    """X, X.tmp, X.old."""
+    return (
+        directory,
+        _sibling(directory, STAGING_SUFFIX),
+        _sibling(directory, PREVIOUS_SUFFIX),
+    )
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise RunError(f"{path} is a symbolic link; attnrnn does not write through links")
+
+
+def _create(path: str | Path) -> int:
+    """A new file, opened for writing: never an existing one, never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | _CLOSE_ON_EXEC
+    return os.open(path, flags, 0o666)
+
+
+def _write_and_close(descriptor: int, data: bytes) -> None:
+    try:
+        _write_all(descriptor, data)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
+
+
+def _sync_directory(directory: Path) -> None:
+    """Flush a folder's entries (new names, renames) to disk; best effort, as some
+    file systems cannot."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _remove(path: Path, missing_ok: bool = False) -> None:
+    """Remove a file, a link (not its target) or a folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path) or not missing_ok:
+        os.unlink(path)
+
+
+def _reason(error: OSError) -> str:
+    """``No space left on device`` (and the file, when the error names one)."""
+    reason = error.strerror or str(error)
+    return f"{reason} ({error.filename})" if error.filename else reason
+
+
+def _document_digest(document: dict[str, Any]) -> str:
+    """SHA-256 of state.json's contents but its own checksum, in a canonical form."""
+    body = {key: value for key, value in document.items() if key != "sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+# --------------------------------------------------------------------------- state
 
 
 def _flatten_optimizer(

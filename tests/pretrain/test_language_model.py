@@ -278,7 +278,7 @@ def test_pretraining_learns_a_repetitive_corpus(pretrained_run):
 def test_run_directory_has_the_shared_layout(pretrained_run):
     output, results = pretrained_run
     names = sorted(path.name for path in output.iterdir())
-    expected = ["best", "config.yaml", "last", "metrics.csv", "results.json", "run.json"]
+    expected = [".lock", "best", "config.yaml", "last", "metrics.csv", "results.json", "run.json"]
     assert sorted(set(names) - {"tensorboard"}) == sorted(
         [*expected, "tokenizer.json", "vocab.json"]
     )
