@@ -75,7 +75,8 @@ def test_metrics_rows_after_the_checkpoint_are_not_written_twice(tmp_path, capsy
     assert metric_steps(run) == [2, 4, 6]
 
 
-def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path, review_files, tiny_config):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_save_a_checkpoint(tmp_path, review_files, tiny_config, stop):
     config = tiny_config(review_files, epochs=200, progress=True, log_every_steps=5)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -91,10 +92,10 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path, review_files, tiny_co
     for line in process.stderr:  # training has started: its first progress line
         if line.startswith("step "):
             break
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 130, rest
-    assert "interrupted: SIGTERM at step" in rest and "--resume" in rest
+    assert f"interrupted: {stop.name} at step" in rest and "--resume" in rest
     state = json.loads((run / "last" / "state.json").read_text())["state"]
     assert state["step"] >= 5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
