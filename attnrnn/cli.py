@@ -339,7 +339,7 @@ def input_lines(paths: Sequence[str]) -> tuple[Any, int | None]:
             for number, text in read_lines(path):
                 yield InputLine(number, text, name)
 
-    if "-" in paths:
+    if not all(Path(path).is_file() for path in paths):  # stdin, a pipe: length unknown
         return lines(), None
     total = 0
     for path in paths:

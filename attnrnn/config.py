@@ -9,9 +9,12 @@ the dataclass fields, rejects unknown keys with a "did you mean" hint, and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 import os
+import secrets
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -19,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from attnrnn.errors import ConfigError
 
@@ -62,7 +67,7 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         check_positive(self, "learning_rate")
         check_non_negative(self, "weight_decay", "warmup_steps", "plateau_start_step", "clip_norm")
-        check_probability(self, "min_learning_rate_ratio")
+        check_probability(self, "min_learning_rate_ratio", "beta1", "beta2")
         if not 0.0 < self.plateau_factor < 1.0:
             raise ConfigError(f"plateau_factor must be in (0, 1), got {self.plateau_factor}")
 
@@ -92,7 +97,7 @@ class TrainerConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive or null, got {value}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
+        if self.max_minutes is not None and not 0 < self.max_minutes < math.inf:
             raise ConfigError(f"max_minutes must be positive or null, got {self.max_minutes}")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda", "mps")):
             raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
@@ -173,27 +178,72 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+    """Read a YAML mapping, with errors that name the file.
+
+    Within bounded time and memory: a file over :data:`MAX_YAML_BYTES`, nesting deeper
+    than :data:`MAX_YAML_DEPTH`, more than :data:`MAX_YAML_NODES` values once aliases
+    are expanded (the "billion laughs"), or a number longer than
+    :data:`MAX_YAML_NUMBER_CHARACTERS` is a :class:`ConfigError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such configuration file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read: {error.strerror}") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES} bytes; not a configuration")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason})") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    data = parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
 
 
+def parse_yaml(text: str, where: str) -> Any:
+    """The value of the YAML document ``text`` (safe tags only), within the limits of
+    :func:`load_yaml`; every problem is a :class:`ConfigError` naming ``where``."""
+    loader = None
+    try:
+        loader = _BoundedLoader(text)  # checks the characters
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded_size(node)
+        return loader.construct_document(node)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{where}: invalid YAML: {_yaml_problem(error)}") from None
+    except ValueError as error:  # a date such as 2020-13-45
+        raise ConfigError(f"{where}: invalid YAML value: {error}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
 def save_yaml(config: Any, path: str | Path) -> None:
-    """Write a configuration dataclass as YAML (through a temporary file and a rename)."""
-    text = yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)
-    temporary = Path(path).with_name(Path(path).name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    """Write a configuration dataclass as YAML: to a new temporary file of a unique
+    name beside ``path`` (created exclusively, so never through a symbolic link
+    planted there), flushed to disk, then renamed over ``path``. A failure (disk
+    full) is a :class:`ConfigError` naming ``path``, with the temporary removed."""
+    path = Path(path)
+    data = yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True).encode("utf-8")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(temporary, flags, 0o666), "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -204,8 +254,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if not separator or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {override!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = parse_yaml(raw, f"--set {key}") if raw.strip() else None
+        except ConfigError as error:
+            if "invalid YAML:" not in str(error):
+                raise
             value = raw
         node = result
         parts = key.strip().split(".")
@@ -219,6 +271,121 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 
 # --------------------------------------------------------------------------- internals
+
+# Limits of what a configuration file may hold: far above any real configuration
+# (about 100 values, 5 levels, a few kilobytes), far below what exhausts memory.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 100_000
+MAX_YAML_NUMBER_CHARACTERS = 100
+_INTEGER_LIMIT = 2**63
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than :data:`MAX_YAML_DEPTH` while
+    it composes (before Python's recursion limit is near) and numbers longer than
+    :data:`MAX_YAML_NUMBER_CHARACTERS` characters (a 5,000-digit integer, or a
+    sexagesimal ``1:1:1:...`` whose value takes quadratic time)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise ComposerError(
+                    None,
+                    None,
+                    f"nested more than {MAX_YAML_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        self._check_number(node)
+        return super().construct_yaml_int(node)
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        self._check_number(node)
+        return super().construct_yaml_float(node)
+
+    def _check_number(self, node: Any) -> None:
+        if len(node.value) > MAX_YAML_NUMBER_CHARACTERS:
+            raise ConstructorError(
+                None,
+                None,
+                f"a number longer than {MAX_YAML_NUMBER_CHARACTERS} characters",
+                node.start_mark,
+            )
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:float", _BoundedLoader.construct_yaml_float)
+
+
+def _children(node: Any) -> list[Any]:
+    """The nodes directly inside a composed YAML node (keys and values of a mapping)."""
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _check_expanded_size(root: Any) -> None:
+    """Refuse a document with more than :data:`MAX_YAML_NODES` nodes, or deeper than
+    :data:`MAX_YAML_DEPTH`, once every alias is replaced by what it names, or with an
+    alias inside the node it names. Each distinct node is visited once (no recursion),
+    so nine aliases of nine aliases of ... cost nine steps, not 9**9."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, expanded depth)
+    open_nodes: set[int] = set()  # nodes whose children are being measured
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, measured = stack.pop()
+        key = id(node)
+        if measured:
+            children = [sizes[id(child)] for child in _children(node)]
+            size = 1 + sum(child_size for child_size, _ in children)
+            depth = 1 + max((child_depth for _, child_depth in children), default=0)
+            open_nodes.discard(key)
+            if size > MAX_YAML_NODES or depth > MAX_YAML_DEPTH:
+                limits = f"{MAX_YAML_NODES} values or {MAX_YAML_DEPTH} levels"
+                raise ComposerError(
+                    None, None, f"aliases expand to more than {limits}", node.start_mark
+                )
+            sizes[key] = (size, depth)
+        elif key not in sizes:
+            if key in open_nodes:
+                raise ComposerError(
+                    None, None, "an alias inside the node it refers to", node.start_mark
+                )
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong, and where (line and column from 1)."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return " ".join(str(error).split())
+    parts = [part for part in (error.context, error.problem) if part]
+    where = error.problem_mark or error.context_mark
+    text = " ".join(" ".join(parts).split()) or "malformed"
+    if where is not None:
+        text += f" (line {where.line + 1}, column {where.column + 1})"
+    return text
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters."""
+    if isinstance(value, int) and abs(value) >= 10**limit:
+        return f"an integer of more than {limit} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _deep_copy(data: Any) -> Any:
@@ -278,42 +445,52 @@ def _convert_scalar(hint: Any, value: Any, path: str) -> Any:
             return value
         raise ConfigError(f"{path}: expected true or false, got {value!r}")
     if hint is int:
+        integer: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+            integer = value
+        elif isinstance(value, float) and value.is_integer():
+            integer = int(value)
+        if integer is None:
+            raise ConfigError(f"{path}: expected an integer, got {_shown(value)}")
+        if not -_INTEGER_LIMIT <= integer < _INTEGER_LIMIT:
+            raise ConfigError(f"{path}: {_shown(value)} is out of range (at most 2**63 - 1)")
+        return integer
     if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{path}: expected a number, got {value!r}")
+        number: float | None = None
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            # "1e-3" from a string too; a non-number string, an int beyond floats: None
+            with contextlib.suppress(ValueError, OverflowError):
+                number = float(value)
+        if number is None:
+            raise ConfigError(f"{path}: expected a number, got {_shown(value)}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{path}: expected a finite number, got {_shown(value)}")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{path}: expected a string, got {value!r}")
+        raise ConfigError(f"{path}: expected a string, got {_shown(value)}")
     raise ConfigError(f"{path}: unsupported configuration type {hint!r}")
 
 
 def check_positive(config: Any, *names: str) -> None:
+    """Each field of ``names`` must be a finite number above 0."""
     for name in names:
         value = getattr(config, name)
-        if value <= 0:
+        if not 0 < value < math.inf:  # false for NaN
             raise ConfigError(f"{name} must be positive, got {value}")
 
 
 def check_non_negative(config: Any, *names: str) -> None:
+    """Each field of ``names`` must be a finite number, 0 or above."""
     for name in names:
         value = getattr(config, name)
-        if value < 0:
+        if not 0 <= value < math.inf:  # false for NaN
             raise ConfigError(f"{name} must not be negative, got {value}")
 
 
 def check_probability(config: Any, *names: str) -> None:
+    """Each field of ``names`` must be in [0, 1)."""
     for name in names:
         value = getattr(config, name)
         if not 0.0 <= value < 1.0:

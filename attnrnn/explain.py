@@ -1,6 +1,10 @@
 """What ``explain`` shows for each task's results: a few lines of text (which tokens
 the attention picked) and pictures (HTML and PNG heatmaps). The tasks' ``explain``
 methods predict and call these; nothing here loads a model.
+
+Text meant for the terminal escapes the control characters of user text (an escape
+sequence in an input is shown as ``\\x1b[2J``, not obeyed): tokens through
+:func:`~attnrnn.viz.printable_token`, whole texts through :func:`~attnrnn.viz.printable`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 
 from attnrnn.viz import (
     ExplainedText,
+    printable_token,
     terminal_colored,
     top_tokens,
     write_alignment_html,
@@ -23,13 +28,16 @@ from attnrnn.viz import (
 
 
 def describe_prediction(prediction: Any, color: bool = False) -> str:
-    """Two lines: the label with its probability and top tokens, then the shaded text."""
+    """Two lines: the label with its probability and top tokens, then the shaded text.
+    Control characters in the label and tokens are escaped (:func:`printable_token`)."""
     probability = prediction.probabilities[prediction.label]
     weights = prediction.weights
     top = ", ".join(
-        f"{token} ({weight:.2f})" for token, weight in top_tokens(prediction.tokens, weights, k=3)
+        f"{printable_token(token)} ({weight:.2f})"
+        for token, weight in top_tokens(prediction.tokens, weights, k=3)
     )
-    return f"{prediction.label} ({probability:.1%})  most attended: {top}\n  " + terminal_colored(
+    label = printable_token(prediction.label)
+    return f"{label} ({probability:.1%})  most attended: {top}\n  " + terminal_colored(
         prediction.tokens, weights, color=color
     )
 
@@ -71,9 +79,12 @@ def write_prediction_pictures(predictions: Sequence[Any], output: Path, title: s
 def strongest_links(
     source_tokens: Sequence[str], target_tokens: Sequence[str], attention: Sequence[Sequence[float]]
 ) -> str:
-    """``target<-source`` for every output token and the source token it attended to most."""
+    """``target<-source`` for every output token and the source token it attended to most
+    (control characters escaped: :func:`printable_token`)."""
     return " ".join(
-        f"{target}<-{source_tokens[max(range(len(row)), key=row.__getitem__)]}"
+        printable_token(target)
+        + "<-"
+        + printable_token(source_tokens[max(range(len(row)), key=row.__getitem__)])
         for target, row in zip(target_tokens, attention, strict=False)
         if len(row)
     )

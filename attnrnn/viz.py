@@ -23,6 +23,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ def terminal_colored(tokens: Sequence[str], weights: WeightsLike, color: bool = 
             "(pick one hop or average the hops first)"
         )
     values = values[0]  # (S,)
-    labels = [_printable(label) for label in labels]
+    labels = [printable_token(label) for label in labels]
     if not color:
         return " ".join(
             f"{label}({value:.2f})" for label, value in zip(labels, values, strict=True)
@@ -371,8 +372,9 @@ def _save_png(figure: Figure, path: str | os.PathLike[str]) -> Path:
 
 
 def _plain(text: str) -> str:
-    """Text that matplotlib shows literally (a ``$`` would start math mode)."""
-    return str(text).replace("$", r"\$")
+    """Text that matplotlib shows literally: a ``$`` would start math mode, and control
+    characters have no glyph (they are escaped, :func:`printable`)."""
+    return printable(str(text), keep="\n").replace("$", r"\$")
 
 
 def _tick_label(token: str) -> str:
@@ -383,6 +385,7 @@ def _tick_label(token: str) -> str:
     """
     if not token.strip():
         return "\u2423" * max(1, min(len(token), _MAX_LABEL_CHARS))
+    token = printable_token(token)
     if len(token) > _MAX_LABEL_CHARS:
         token = token[: _MAX_LABEL_CHARS - 1] + "\u2026"
     return _plain(token)
@@ -464,12 +467,39 @@ def _relative(weights: np.ndarray) -> np.ndarray:
     return np.clip(weights / weights.max(), 0.0, 1.0)
 
 
-def _printable(token: str) -> str:
-    """A token with control characters escaped, so it cannot drive the terminal."""
-    return "".join(
-        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
-        for char in token
-    )
+def printable_token(token: str) -> str:
+    """A token with every character that is not printable (controls, format characters,
+    separators other than the space) escaped (``\\x1b``), so it cannot drive the
+    terminal and stays one visible token."""
+    if token.isprintable():
+        return token
+    return "".join(char if char.isprintable() else _escaped(char) for char in token)
+
+
+def printable(text: str, keep: str = "\t\n") -> str:
+    """``text`` safe to print on a terminal: control characters (except those in
+    ``keep``, tab and newline by default), line and paragraph separators, bidirectional
+    overrides and lone surrogates escaped (``\\x1b[2J`` is shown, not obeyed); other
+    characters, including every script and emoji, unchanged."""
+    return "".join(_escaped(char) if _unsafe(char, keep) else char for char in text)
+
+
+# Characters that reorder the text around them (the "Trojan Source" controls).
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+_UNSAFE_CATEGORIES = frozenset(("Cc", "Cs", "Zl", "Zp"))
+
+
+def _unsafe(char: str, keep: str) -> bool:
+    if char.isprintable() or char in keep:
+        return False
+    return char in _BIDI_CONTROLS or unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def _escaped(char: str) -> str:
+    """``\\x1b``, ``\\u202e``: the Python escape of one character."""
+    return char.encode("unicode_escape", errors="backslashreplace").decode("ascii")
 
 
 def _write_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:

@@ -103,3 +103,26 @@ def test_a_section_given_in_part_keeps_the_rest_of_its_task_default():
     assert config.inference.batch_tokens == default.inference.batch_tokens
     with pytest.raises(ConfigError, match=r"trainer\.epochs: expected an integer"):
         from_dict(SpeechRunConfig, {"data": {"train": "a"}, "trainer": {"epochs": "x"}})
+
+
+def test_save_yaml_never_writes_through_a_planted_link(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml.tmp").symlink_to(outside)  # the temporary name of old versions
+    config = from_dict(ClassificationRunConfig, {"data": {"train": "a.tsv"}})
+    save_yaml(config, run / "config.yaml")
+    assert outside.read_text() == "keep me\n"
+    assert from_dict(ClassificationRunConfig, load_yaml(run / "config.yaml")) == config
+
+
+def test_save_yaml_on_a_full_disk_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(*_arguments):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("attnrnn.config.os.replace", full)
+    config = from_dict(ClassificationRunConfig, {"data": {"train": "a.tsv"}})
+    with pytest.raises(ConfigError, match=r"cannot write .*config\.yaml: No space left on device"):
+        save_yaml(config, tmp_path / "config.yaml")
+    assert list(tmp_path.iterdir()) == []

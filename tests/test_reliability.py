@@ -211,3 +211,68 @@ def test_resuming_a_run_that_reached_max_steps_takes_no_extra_step(tmp_path, cap
     assert weights(run) == before
     assert json.loads((run / "last" / "state.json").read_text())["state"]["step"] == 6
     assert (run / "results.json").is_file()
+
+
+def test_label_names_of_any_form_sort_without_crashing():
+    from attnrnn.tasks.classification import sort_labels
+
+    assert sort_labels({"10", "-2", "9"}) == ["-2", "9", "10"]
+    assert sort_labels({"1" * 5000, "2"}) == ["2", "1" * 5000]
+    assert sort_labels({"²", "1", "--1"}) == sorted({"²", "1", "--1"})
+
+
+def test_a_task_name_that_is_not_a_string_is_a_config_error(
+    tmp_path, capsys, review_files, tiny_config
+):
+    config = tiny_config(review_files)
+    config["task"] = ["classification"]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    status, _, err = run_cli(capsys, "train", path, "-o", tmp_path / "run")
+    assert status == 2 and "unknown task ['classification']" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("labels.json", b'["neg", ', "invalid JSON"),
+        ("labels.json", b"{}", "labels"),
+        ("run.json", b"\xff\xfe", "UTF-8"),
+        ("vocab.json", b"[1, 2", "invalid JSON"),
+    ],
+)
+def test_a_damaged_run_file_is_one_error_line_naming_it(
+    tmp_path, capsys, config_file, name, content, message
+):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", config_file, "-o", run, "--set", "trainer.max_steps=2")[0] == 0
+    (run / name).write_bytes(content)
+    texts = tmp_path / "t.txt"
+    texts.write_text("a fine film\n")
+    status, _, err = run_cli(capsys, "predict", run, texts)
+    assert status == 2 and err.count("\n") == 1, err
+    assert name in err and message in err and "Traceback" not in err
+
+
+def test_explain_escapes_terminal_control_characters_in_translations(tmp_path, capsys):
+    import attnrnn
+    from attnrnn.config import from_dict
+    from attnrnn.tasks.translation import TranslationRunConfig
+
+    pairs = [("ab c", "c ab"), ("de f", "f de"), ("xy z", "z xy")] * 20
+    for name in ("train", "dev"):
+        (tmp_path / f"{name}.src").write_text("".join(f"{a}\n" for a, _ in pairs))
+        (tmp_path / f"{name}.tgt").write_text("".join(f"{b}\n" for _, b in pairs))
+    config = from_dict(
+        TranslationRunConfig,
+        {
+            "data": {"train": str(tmp_path / "train"), "dev": str(tmp_path / "dev")},
+            "tokenizer": {"type": "character"},
+            "model": {"embedding_size": 8, "encoder": {"hidden_size": 8},
+                      "decoder": {"hidden_size": 8, "attention_size": 8}},
+            "trainer": {"max_steps": 2, "progress": False, "num_threads": 1},
+        },
+    )  # fmt: skip
+    attnrnn.train(config, tmp_path / "run")
+    text = attnrnn.load(tmp_path / "run").explain("ab\x1b[2J c").text
+    assert "\x1b" not in text and "\\x1b" in text

@@ -34,6 +34,7 @@ from attnrnn.data.readers import (
     _empty_line,
     _json_field,
     _json_object,
+    _json_string,
     _table_delimiter,
     _table_rows,
 )
@@ -198,6 +199,7 @@ def _json_text(record: dict[str, Any], field: str, number: int, name: str) -> st
     if not isinstance(value, str):
         kind = "null" if value is None else type(value).__name__
         raise DataError(f"the field {field!r} must be a string, got {kind}", name, number)
+    _json_string(value, f"field {field!r}", number, name)
     if not value.strip():
         raise DataError(f"the field {field!r} is empty", name, number)
     return value.strip()

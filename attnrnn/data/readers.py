@@ -11,9 +11,12 @@ Four formats are understood:
 - ``plain``: one unlabeled text per line (input to ``attnrnn predict``);
   ``-`` reads standard input.
 
-Every file is decoded as strict UTF-8, one physical line at a time. Every
-problem with a file is a :class:`~attnrnn.errors.DataError` that names the
-file and, where it applies, the 1-based physical line.
+Every file is decoded as strict UTF-8, one physical line at a time, in bounded
+memory: a line longer than :data:`MAX_LINE_BYTES` (1 MiB; the environment variable
+``ATTNRNN_MAX_LINE_BYTES`` sets another limit) is an error, found after reading at
+most that many bytes of it, so an unterminated stream or a one-line gzip bomb cannot
+exhaust memory. Every problem with a file is a :class:`~attnrnn.errors.DataError`
+that names the file and, where it applies, the 1-based physical line.
 """
 
 from __future__ import annotations
@@ -25,17 +28,25 @@ import json
 import os
 import re
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, NoReturn
 
+from attnrnn.data.io import InvalidJSON, parse_json
 from attnrnn.errors import ConfigError, DataError
 
 FORMATS = ("auto", "table", "jsonl", "sst", "plain")
 SST_GRANULARITIES = ("binary", "fine")
 STDIN = "-"
 PathLike = str | os.PathLike[str]
+# The longest line read, in bytes without its line ending.
+MAX_LINE_BYTES = 1 << 20
+MAX_LINE_BYTES_VARIABLE = "ATTNRNN_MAX_LINE_BYTES"
+# SST trees deeper than this are refused (the treebank's deepest is under 60).
+MAX_TREE_DEPTH = 400
+_FIELDS_SHOWN = 20
 
 # PTB escapes undone in SST leaves, as in the SST sentence files people compare against.
 _PTB_BRACKETS = {"-LRB-": "(", "-RRB-": ")"}
@@ -95,23 +106,44 @@ def _decode_line(raw: bytes, number: int, file_offset: int, name: str) -> str:
     return text.removeprefix("\ufeff") if number == 1 else text
 
 
-def read_lines(path: PathLike) -> Iterator[tuple[int, str]]:
+def max_line_bytes() -> int:
+    """The longest line read: ``ATTNRNN_MAX_LINE_BYTES`` when set, else 1 MiB."""
+    value = os.environ.get(MAX_LINE_BYTES_VARIABLE, "").strip()
+    if not value:
+        return MAX_LINE_BYTES
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{MAX_LINE_BYTES_VARIABLE} must be a positive number of bytes")
+    return int(value)
+
+
+def read_lines(path: PathLike, max_bytes: int | None = None) -> Iterator[tuple[int, str]]:
     """Yields ``(line_number, text)`` for each line of a UTF-8 text file (``-`` reads
     stdin, ``.gz`` is gunzipped) as it is read, numbered from 1, without line endings;
-    bytes that are not UTF-8 are a :class:`DataError` naming the line."""
-    return _decoded_lines(path)
+    bytes that are not UTF-8, or a line longer than ``max_bytes`` bytes (default
+    :func:`max_line_bytes`), are a :class:`DataError` naming the line."""
+    return _decoded_lines(path, max_bytes)
 
 
-def _decoded_lines(path: PathLike) -> Iterator[tuple[int, str]]:
+def _decoded_lines(path: PathLike, max_bytes: int | None = None) -> Iterator[tuple[int, str]]:
     """Yields ``(line_number, text)`` for each physical line, numbered from 1."""
     name = _display_name(path)
+    limit = max_line_bytes() if max_bytes is None else max_bytes
     with _open_binary(path) as stream:
         file_offset = 0
+        number = 0
         try:
-            for number, raw in enumerate(stream, start=1):
+            while raw := stream.readline(limit + 2):  # room for the line ending "\r\n"
+                number += 1
+                if len(raw.removesuffix(b"\n").removesuffix(b"\r")) > limit:
+                    raise DataError(
+                        f"the line is longer than {limit} bytes (the limit; "
+                        f"{MAX_LINE_BYTES_VARIABLE} sets another)",
+                        name,
+                        number,
+                    )
                 yield number, _decode_line(raw, number, file_offset, name)
                 file_offset += len(raw)
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise DataError(f"cannot be read: {error}", name) from None
 
 
@@ -166,7 +198,9 @@ def _column_index(column: str | int, header: list[str] | None, width: int, name:
             name,
         )
     if column not in header:
-        existing = ", ".join(repr(field) for field in header)
+        existing = ", ".join(_shortened(repr(field)) for field in header[:_FIELDS_SHOWN])
+        if len(header) > _FIELDS_SHOWN:
+            existing += f" and {len(header) - _FIELDS_SHOWN} more"
         raise DataError(f"has no column {column!r}; its columns are: {existing}", name, 1)
     return header.index(column)
 
@@ -241,10 +275,11 @@ def _json_object(text: str, number: int, name: str) -> dict[str, Any]:
     if not text.strip():
         raise _empty_line(number, name)
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
+        value = parse_json(text)
+    except InvalidJSON as error:
+        where = f" (column {error.column})" if error.column is not None else ""
         hint = "; expected one JSON object per line" if text.lstrip().startswith("[") else ""
-        raise DataError(f"invalid JSON: {error}{hint}", name, number) from None
+        raise DataError(f"{error.problem}{where}{hint}", name, number) from None
     if not isinstance(value, dict):
         raise DataError(
             f"line {number} is a JSON {type(value).__name__}, not an object", name, number
@@ -253,11 +288,45 @@ def _json_object(text: str, number: int, name: str) -> dict[str, Any]:
 
 
 def _json_field(record: dict[str, Any], field: str, number: int, name: str) -> Any:
-    """Returns ``record[field]``, or raises listing the fields that exist."""
+    """Returns ``record[field]``, or raises listing (the first few of) the fields that exist."""
     if field not in record:
-        existing = ", ".join(repr(key) for key in record) or "none"
+        shown = [_shortened(repr(key)) for key in list(record)[:_FIELDS_SHOWN]]
+        existing = ", ".join(shown) or "none"
+        if len(record) > _FIELDS_SHOWN:
+            existing += f" and {len(record) - _FIELDS_SHOWN} more"
         raise DataError(f"has no field {field!r}; its fields are: {existing}", name, number)
     return record[field]
+
+
+def _json_kind(value: Any) -> str:
+    """How a JSON value is named in messages: ``null``, ``true``, ``1.5``, ``an array``."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return _shortened(repr(value))
+
+
+def _shortened(text: str, limit: int = 60) -> str:
+    """``text``, cut to ``limit`` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _json_string(value: str, role: str, number: int, name: str) -> str:
+    """``value``, which must be encodable text: a JSON escape of half a surrogate pair
+    (``"\\ud800"``) decodes to a string that cannot be written out again."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataError(
+            f"the {role} holds an unpaired surrogate \\u{ord(value[error.start]):04x} "
+            f"at character {error.start + 1}",
+            name,
+            number,
+        ) from None
+    return value
 
 
 def _json_label(value: Any, field: str, number: int, name: str) -> str:
@@ -266,11 +335,11 @@ def _json_label(value: Any, field: str, number: int, name: str) -> str:
         raise DataError(f"the label field {field!r} is null", name, number)
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise DataError(
-            f"the label field {field!r} must be a string or an integer, got {json.dumps(value)}",
+            f"the label field {field!r} must be a string or an integer, got {_json_kind(value)}",
             name,
             number,
         )
-    label = str(value).strip()
+    label = _json_string(str(value), f"label field {field!r}", number, name).strip()
     if not label:
         raise DataError(f"the label field {field!r} is empty", name, number)
     return label
@@ -291,6 +360,7 @@ def read_jsonl(
         text = _json_field(record, text_field, number, name)
         if not isinstance(text, str):
             raise DataError(f"the text field {text_field!r} is not a string", name, number)
+        _json_string(text, f"text field {text_field!r}", number, name)
         if not text.strip():
             raise DataError(f"the text field {text_field!r} is empty", name, number)
         label = None
@@ -322,23 +392,22 @@ class _TreeParser:
 
     def parse(self) -> tuple[list[str], list[tuple[str, int, int]]]:
         """Returns the leaves and the labelled word spans of all nodes, root first."""
-        try:
-            self._node()
-        except RecursionError:
-            self._fail("the tree is nested too deeply")
+        self._node(1)
         if self.position < len(self.tokens):
             self._fail("unexpected text after the tree ends")
         return self.words, self.nodes
 
-    def _node(self) -> None:
-        """Parses ``(LABEL WORD)`` or ``(LABEL SUBTREE SUBTREE ...)``."""
+    def _node(self, depth: int) -> None:
+        """Parses ``(LABEL WORD)`` or ``(LABEL SUBTREE SUBTREE ...)`` at ``depth`` (root 1)."""
+        if depth > MAX_TREE_DEPTH:
+            self._fail(f"the tree is nested too deeply (more than {MAX_TREE_DEPTH} levels)")
         self._take("'('", lambda token: token == "(")
         label = self._take("a label 0-4", lambda token: token in ("0", "1", "2", "3", "4"))
         index, start = len(self.nodes), len(self.words)
         self.nodes.append((label, start, start))
         if self._peek() == "(":
             while self._peek() == "(":
-                self._node()
+                self._node(depth + 1)
         else:
             word = self._take("a word or a subtree", lambda token: token not in ("(", ")"))
             self.words.append(_unescape_leaf(word))
@@ -355,7 +424,7 @@ class _TreeParser:
         if token is None:
             self._fail(f"the line ends where {expected} was expected")
         if not accepts(token):
-            self._fail(f"expected {expected}, found {token!r}")
+            self._fail(f"expected {expected}, found {_shortened(repr(token))}")
         self.position += 1
         return token
 

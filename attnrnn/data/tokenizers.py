@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 
 import sentencepiece
 
+from attnrnn.data.io import file_inside
 from attnrnn.errors import DataError
 
 
@@ -229,7 +230,7 @@ class WordTokenizer:
         unknown = sorted(set(options) - known)
         if unknown:
             raise DataError(f"unknown word tokenizer settings {unknown}; valid: {sorted(known)}")
-        return cls(**{key: bool(value) for key, value in options.items()})
+        return cls(**{key: _flag(options, key) for key in options})
 
     def __repr__(self) -> str:
         return (
@@ -335,11 +336,13 @@ class SentencePieceTokenizer:
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any], directory: str | Path) -> SentencePieceTokenizer:
-        """Load the model file named in ``settings`` from ``directory``."""
+        """Load the model file named in ``settings`` from ``directory``; a name that leads
+        outside ``directory`` (``../x``, an absolute path, a symbolic link out) is a
+        :class:`~attnrnn.errors.RunError`."""
         model_file = settings.get("model_file")
         if not isinstance(model_file, str) or not model_file:
             raise DataError("sentencepiece settings lack a 'model_file' name")
-        return cls(Path(directory) / model_file)
+        return cls(file_inside(Path(directory), model_file, "sentencepiece model file"))
 
     def __repr__(self) -> str:
         return f"SentencePieceTokenizer({self.model_path.name!r}, vocab_size={self.vocab_size})"
@@ -371,7 +374,7 @@ class CharacterTokenizer:
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any], directory: str | Path) -> CharacterTokenizer:
-        return cls(lowercase=bool(settings.get("lowercase", False)))
+        return cls(lowercase=_flag(settings, "lowercase", False))
 
     def __repr__(self) -> str:
         return f"CharacterTokenizer(lowercase={self.lowercase})"
@@ -431,6 +434,15 @@ def tokenizer_from_dict(settings: dict[str, Any], directory: str | Path) -> Toke
     is looked up there.
     """
     kind = settings.get("type")
-    if kind not in TOKENIZERS:
-        raise DataError(f"unknown tokenizer type {kind!r}; valid types: {sorted(TOKENIZERS)}")
+    if not isinstance(kind, str) or kind not in TOKENIZERS:
+        shown = repr(kind)[:40]
+        raise DataError(f"unknown tokenizer type {shown}; valid types: {sorted(TOKENIZERS)}")
     return TOKENIZERS[kind].from_dict(settings, directory)
+
+
+def _flag(settings: dict[str, Any], key: str, default: bool | None = None) -> bool:
+    """The true/false setting ``key`` (``default`` when absent and a default is given)."""
+    value = settings.get(key, default)
+    if not isinstance(value, bool):
+        raise DataError(f"the tokenizer setting {key!r} must be true or false, got {value!r:.40}")
+    return value

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from attnrnn.data.io import read_json
 from attnrnn.errors import DataError
 
 PAD = "<pad>"
@@ -168,7 +170,7 @@ class Vocab:
             raise DataError(f"not an attnrnn vocabulary (expected format {_FORMAT!r})")
         if contents.get("version") != _VERSION:
             raise DataError(
-                f"unsupported vocabulary version {contents.get('version')!r} "
+                f"unsupported vocabulary version {repr(contents.get('version'))[:40]} "
                 f"(this attnrnn reads version {_VERSION})"
             )
         tokens: Any = contents.get("tokens")
@@ -185,18 +187,10 @@ class Vocab:
 
     @classmethod
     def load(cls, path: str | Path) -> Vocab:
-        """Read a vocabulary saved by :meth:`save`; a missing or bad file is a DataError."""
+        """Read a vocabulary saved by :meth:`save`; a missing, damaged (not UTF-8, not
+        JSON) or malformed file is a DataError naming it."""
         path = Path(path)
-        try:
-            contents = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError("vocabulary file not found", path=str(path)) from None
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"invalid JSON: {error.msg}", path=str(path), line=error.lineno
-            ) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise DataError(f"cannot read vocabulary file: {error}", path=str(path)) from None
+        contents = read_json(path, "vocabulary", object, error=DataError)
         try:
             return cls.from_dict(contents)
         except DataError as error:
@@ -230,11 +224,16 @@ def _problem_with(tokens: object, specials: object) -> str | None:
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    """Write ``text`` to a new temporary file beside ``path`` (created exclusively, so
+    a symbolic link planted under its name is never followed), then rename it over
+    ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # never an existing file or link
+    handle = os.open(temporary, flags, 0o666)  # the umask applies, as for any new file
     try:
-        temporary.write_text(text, encoding="utf-8")
+        with os.fdopen(handle, "w", encoding="utf-8") as output:
+            output.write(text)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -11,7 +11,9 @@ A classification run directory holds, besides what every run has
 
 from __future__ import annotations
 
+import decimal
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +30,14 @@ from attnrnn.config import (
 )
 from attnrnn.console import Log
 from attnrnn.data.batching import pad_sequences
+from attnrnn.data.io import read_run_json
 from attnrnn.data.readers import TextExample, read_examples
 from attnrnn.data.vectors import load_word_vectors, read_vector_words
 from attnrnn.data.vocab import Vocab
-from attnrnn.errors import ConfigError, DataError
+from attnrnn.errors import ConfigError, DataError, RunError
 from attnrnn.models.classifier import ClassifierConfig, TextClassifier
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list
-from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts, require_files
+from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts
 from attnrnn.training.checkpoint import write_json_atomic
 from attnrnn.training.trainer import LossOutput
 
@@ -134,9 +137,10 @@ def truncate(ids: Sequence[Item], max_length: int, policy: str) -> list[Item]:
 
 
 def sort_labels(labels: set[str]) -> list[str]:
-    """Class names in a stable order: numerically when every label is an integer."""
-    if all(label.lstrip("-").isdigit() for label in labels):
-        return sorted(labels, key=int)
+    """Class names in a stable order: numerically when every label is an integer
+    (ASCII digits, any length)."""
+    if all(re.fullmatch(r"-?[0-9]+", label) for label in labels):
+        return sorted(labels, key=decimal.Decimal)
     return sorted(labels)
 
 
@@ -168,8 +172,9 @@ class ClassifierAssets:
 
     @classmethod
     def load(cls, directory: Path) -> ClassifierAssets:
-        require_files(directory, "labels.json")
-        labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
+        labels = read_run_json(directory, "labels.json", "labels", list)
+        if not labels or not all(isinstance(label, str) for label in labels):
+            raise RunError(f"{directory / 'labels.json'}: expected a list of class names")
         return cls(TextSide.load(directory), labels)
 
     def encode(self, texts: Sequence[str], data: DataConfig) -> list[list[int]]:

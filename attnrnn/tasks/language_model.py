@@ -43,6 +43,7 @@ from attnrnn.models.language_model import BidirectionalLanguageModel, LanguageMo
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
 from attnrnn.tasks.text import TextSide
 from attnrnn.training.trainer import LossOutput
+from attnrnn.viz import printable_token
 
 # --------------------------------------------------------------------------- configuration
 
@@ -341,7 +342,8 @@ class LanguageModel(TrainedModel[LanguageModelRunConfig, LanguageModelAssets]):
                 lines.append(f"too short to score ({len(result.tokens)} token(s))")
                 continue
             top = ", ".join(
-                f"{token} ({value:.2f})" for token, value in top_tokens(result.tokens, surprisal)
+                f"{printable_token(token)} ({value:.2f})"
+                for token, value in top_tokens(result.tokens, surprisal)
             )
             largest = max(surprisal)
             shades = [value / largest if largest > 0 else 0.0 for value in surprisal]

@@ -18,7 +18,6 @@ config.yaml, the assets, ``best/model.safetensors``, results.json and a model ca
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ import attnrnn
 from attnrnn.config import apply_overrides, load_yaml, save_yaml, to_dict
 from attnrnn.console import Log
 from attnrnn.console import log as log_stderr
+from attnrnn.data.io import read_run_json
 from attnrnn.errors import ConfigError, RunError
 from attnrnn.tasks.base import Prepared, Task, TrainedModel
 from attnrnn.tasks.text import split_off_dev
@@ -54,7 +54,7 @@ def task_named(name: Any, where: str = "") -> Task:
     """The registered task called ``name``; an unknown name lists the valid ones."""
     from attnrnn.tasks import TASKS
 
-    if name not in TASKS:
+    if not isinstance(name, str) or name not in TASKS:
         prefix = f"{where}: " if where else ""
         raise ConfigError(f"{prefix}unknown task {name!r}; valid: {', '.join(TASKS)}")
     return TASKS[name]
@@ -272,13 +272,10 @@ def read_run_info(directory: Path) -> dict[str, Any]:
     if not (directory / CONFIG_FILE).is_file():
         raise RunError(f"{directory}: not a run directory (missing {CONFIG_FILE})")
     path = directory / RUN_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunError(f"{path}: not valid JSON ({error})") from None
-    run_format = info.get("run_format", 1) if isinstance(info, dict) else None
+    info = read_run_json(directory, RUN_FILE, "run information")
+    run_format = info.get("run_format", 1)
     if not isinstance(run_format, int):
         raise RunError(f"{path}: no run_format number")
     if run_format > RUN_FORMAT:
@@ -364,14 +361,10 @@ def export(directory: str | Path, output: str | Path) -> Path:
 
 
 def _read_results(directory: Path) -> dict[str, Any]:
-    path = directory / RESULTS_FILE
-    if not path.is_file():
+    if not (directory / RESULTS_FILE).is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    results: dict[str, Any] = read_run_json(directory, RESULTS_FILE, "results")
+    return results
 
 
 def model_card(model: TrainedModel, results: dict[str, Any], output: Path) -> str:

@@ -17,7 +17,6 @@ A speech run directory holds, besides what every run has
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,18 +38,20 @@ from attnrnn.data.audio import (
     spec_augment,
 )
 from attnrnn.data.batching import DeviceBatch, teacher_forcing
+from attnrnn.data.io import read_run_json
 from attnrnn.data.parallel import read_parallel
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.decoding.ctc import JointCTCAttention
-from attnrnn.errors import ConfigError
+from attnrnn.errors import ConfigError, RunError
 from attnrnn.metrics import error_rates
 from attnrnn.models.speech import SpeechModelConfig, SpeechRecognizer
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
-from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer, require_files
+from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.checkpoint import write_json_atomic
 from attnrnn.training.trainer import LossOutput
+from attnrnn.viz import printable
 
 # --------------------------------------------------------------------------- configuration
 
@@ -189,9 +190,14 @@ class SpeechAssets:
 
     @classmethod
     def load(cls, directory: Path) -> SpeechAssets:
-        require_files(directory, "normalizer.json")
-        statistics = json.loads((directory / "normalizer.json").read_text(encoding="utf-8"))
-        return cls(TextSide.load(directory), GlobalNormalizer.from_dict(statistics))
+        statistics = read_run_json(directory, "normalizer.json", "feature normalizer")
+        try:
+            normalizer = GlobalNormalizer.from_dict(statistics)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise RunError(
+                f"{directory / 'normalizer.json'}: not a feature normalizer ({error})"
+            ) from None
+        return cls(TextSide.load(directory), normalizer)
 
 
 @dataclass
@@ -370,7 +376,9 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
         from attnrnn.viz_speech import write_speech_alignment_png
 
         transcripts = self.transcribe(inputs, sample_rate, **options)
-        text = "\n".join(f"{item.audio}\n  -> {item.text}" for item in transcripts)
+        text = "\n".join(
+            f"{printable(item.audio)}\n  -> {printable(item.text)}" for item in transcripts
+        )
         folder = output_folder(output)
         files = []
         if folder is not None:

@@ -12,7 +12,6 @@ A summarization run directory holds, besides what every run has
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from attnrnn.data.documents import (
     encode_documents,
     read_documents,
 )
+from attnrnn.data.io import InvalidJSON, parse_json
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.errors import ConfigError, DataError
@@ -49,6 +49,7 @@ from attnrnn.tasks.base import Explanation, Metric, Option, Task, TrainedModel, 
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.trainer import LossOutput
+from attnrnn.viz import printable, printable_token
 
 # --------------------------------------------------------------------------- configuration
 
@@ -317,7 +318,8 @@ class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
         for number, item in enumerate(summaries, start=1):
             pairs = list(zip(item.target_tokens, item.copy_probability, strict=True))
             rows = [f"{token} ({copy:.2f})" for token, copy in pairs]
-            lines += [item.summary, "  " + " ".join(f"{t}({c:.2f})" for t, c in pairs)]
+            shown = " ".join(f"{printable_token(t)}({c:.2f})" for t, c in pairs)
+            lines += [printable(item.summary), "  " + shown]
             title = f"summary {number}: copy probability in parentheses on the rows"
             alignments.append((item.source_tokens, rows, item.attention, title))
         files = [] if output is None else write_alignments(Path(output), "summary", alignments)
@@ -330,9 +332,9 @@ class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
         if not text.startswith("{"):
             return text
         try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise DataError(f"invalid JSON: {error}") from None
+            record = parse_json(text)
+        except InvalidJSON as error:
+            raise DataError(str(error)) from None
         if not isinstance(record, dict):
             raise DataError(f"expected a JSON object, got a {type(record).__name__}")
         return document_text(record, options.get("field") or self.config.data.source_field)

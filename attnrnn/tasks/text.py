@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from attnrnn.data.io import file_inside, read_run_json
 from attnrnn.data.tokenizers import (
     CharacterTokenizer,
     SentencePieceTokenizer,
@@ -53,6 +53,8 @@ class TextSide:
         model_file = settings.get("model_file")
         if model_file and isinstance(self.tokenizer, SentencePieceTokenizer):
             destination = directory / model_file
+            if destination.is_symlink():
+                raise RunError(f"{destination}: a symbolic link; not written through")
             if not destination.exists():
                 shutil.copy(self.tokenizer.model_path, destination)
         write_json_atomic(directory / f"{prefix}tokenizer.json", settings)
@@ -60,12 +62,21 @@ class TextSide:
 
     @classmethod
     def load(cls, directory: Path, prefix: str = "") -> TextSide:
-        """Read what :meth:`save` wrote; a missing file is a :class:`RunError`."""
-        tokenizer_path = directory / f"{prefix}tokenizer.json"
-        vocab_path = directory / f"{prefix}vocab.json"
-        require_files(directory, tokenizer_path.name, vocab_path.name)
-        settings = json.loads(tokenizer_path.read_text(encoding="utf-8"))
-        return cls(tokenizer_from_dict(settings, directory), Vocab.load(vocab_path))
+        """Read what :meth:`save` wrote; a missing or damaged file, or a model file
+        outside ``directory``, is a :class:`RunError` naming the file."""
+        tokenizer_name, vocab_name = f"{prefix}tokenizer.json", f"{prefix}vocab.json"
+        require_files(directory, tokenizer_name, vocab_name)
+        settings = read_run_json(directory, tokenizer_name, "tokenizer settings")
+        try:
+            tokenizer = tokenizer_from_dict(settings, directory)
+        except DataError as error:
+            where = "" if error.path is not None else f"{directory / tokenizer_name}: "
+            raise RunError(f"{where}{error}") from None
+        try:
+            vocab = Vocab.load(file_inside(directory, vocab_name, "vocabulary file"))
+        except DataError as error:
+            raise RunError(str(error)) from None
+        return cls(tokenizer, vocab)
 
 
 def require_files(directory: Path, *names: str) -> None:
@@ -97,18 +108,23 @@ def fit_tokenizer(
 
 
 def split_off_dev(
-    examples: list[Item], fraction: float, seed: int, where: str = "the training data"
+    examples: list[Item],
+    fraction: float,
+    seed: int,
+    where: str | Sequence[str] = "the training data",
 ) -> tuple[list[Item], list[Item]]:
-    """Hold out a seeded random ``fraction`` of the training examples as dev."""
+    """Hold out a seeded random ``fraction`` of the training examples as dev (at least
+    one, and at least one left to train on); ``where`` names the training file(s)."""
     if len(examples) < 2:
+        names = where if isinstance(where, str) else ", ".join(str(name) for name in where)
         raise DataError(
             f"{len(examples)} example(s): too few to hold out a dev set; give data.dev "
             "or more training data",
-            where,
+            names,
         )
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
-    cut = max(1, int(len(examples) * fraction))
+    cut = min(len(examples) - 1, max(1, int(len(examples) * fraction)))
     dev = [examples[i] for i in sorted(order[:cut])]
     train = [examples[i] for i in sorted(order[cut:])]
     return train, dev

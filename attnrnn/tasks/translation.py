@@ -32,6 +32,7 @@ from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.trainer import LossOutput
+from attnrnn.viz import printable
 
 TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".gz")
 
@@ -403,7 +404,7 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
         texts, _ = as_list(inputs)
         translations = self.translate(texts, **options)
         text = "\n".join(
-            f"{item.source}\n  -> {item.translation}\n  "
+            f"{printable(item.source)}\n  -> {printable(item.translation)}\n  "
             + strongest_links(item.source_tokens, item.target_tokens, item.attention)
             for item in translations
         )

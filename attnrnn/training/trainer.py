@@ -202,8 +202,8 @@ class Trainer:
                 dynamic_ncols=True,
             )
             for position in range(self.state.batch_in_epoch, len(batches)):
-                if self._out_of_budget(started):  # a resumed run may have no step left
-                    self.state.stop_reason = "budget"
+                if config.max_steps is not None and self.state.step >= config.max_steps:
+                    self.state.stop_reason = "budget"  # a resumed run with no step left
                     break
                 units_per_second = self._train_step(batches[position], total_steps, started)
                 self.state.batch_in_epoch = position + 1
