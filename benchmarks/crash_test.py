@@ -15,7 +15,12 @@ directory existed), killing it again at random in about a third of the resumes, 
 command finishes. The trial passes when the final ``last/`` weights and optimizer state
 (tensors, bit for bit), ``best/`` weights, ``metrics.csv`` (all columns but the elapsed
 time) and ``results.json`` equal the reference's, and no temporary folder is left.
-Writes benchmarks/results/reliability.json.
+
+Before the trials it runs the property-based tests of the readers and the configuration
+loader (tests/test_reader_properties.py) with ``--hypothesis-examples`` examples each
+(``make test`` runs 25), and measures the peak memory of ``attnrnn predict`` on 1k, 10k
+and 100k input lines (streaming: the peaks must stay close). Writes
+benchmarks/results/reliability.json.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import csv
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -212,14 +218,73 @@ def trial(
     return {"kills": kills, "resumes": resumes, "leftovers": leftovers}
 
 
+def property_tests(examples: int) -> dict[str, Any]:
+    """The Hypothesis tests of every reader and the config loader, ``examples`` each."""
+    started = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_reader_properties.py"],
+        cwd=ROOT,
+        env={**environment(), "ATTNRNN_HYPOTHESIS_EXAMPLES": str(examples)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    summary = completed.stdout.strip().splitlines()[-1]
+    print(f"property tests, {examples} examples each: {summary}", flush=True)
+    tests = len(
+        re.findall(r"^def test_", (ROOT / "tests/test_reader_properties.py").read_text(), re.M)
+    )
+    return {
+        "examples_per_test": examples,
+        "tests": tests,
+        "examples": examples * tests,
+        "passed": completed.returncode == 0,
+        "pytest_summary": summary,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def predict_memory(config: Path, folder: Path) -> dict[str, Any]:
+    """Peak resident memory (MiB) of ``attnrnn predict`` on 1k, 10k and 100k lines."""
+    run = folder / "memory-run"
+    attnrnn(["train", str(config), "-o", str(run)])
+    line = "the plot was dull but the music was truly wonderful\n"
+    peaks = {}
+    for count in (1_000, 10_000, 100_000):
+        inputs = folder / f"lines-{count}.txt"
+        inputs.write_text(line * count)
+        script = (
+            "import resource, subprocess, sys; "
+            f"subprocess.run([sys.executable, '-m', 'attnrnn.cli', 'predict', {str(run)!r}, "
+            f"{str(inputs)!r}], stdout=subprocess.DEVNULL, check=True); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=environment(), capture_output=True,
+            text=True, check=True,
+        )  # fmt: skip
+        peaks[str(count)] = round(int(completed.stdout.strip()) / 1024, 1)
+    print(f"predict peak memory (MiB) by input lines: {peaks}", flush=True)
+    return {
+        "peak_mib_by_lines": peaks,
+        "largest_over_smallest": round(peaks["100000"] / peaks["1000"], 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=60, help="trials in all (two tasks)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the kill moments")
+    parser.add_argument(
+        "--hypothesis-examples", type=int, default=2000, help="examples per property test"
+    )
     arguments = parser.parse_args()
     folder = WORK / "crash_test"
     shutil.rmtree(folder, ignore_errors=True)
     configs = write_data(folder / "data")
+    properties = property_tests(arguments.hypothesis_examples)
+    memory = predict_memory(configs["classification"], folder)
     references, seconds = {}, {}
     for name, config in configs.items():
         run = folder / f"{name}-reference"
@@ -270,11 +335,13 @@ def main() -> None:
             "trials_killed_at_least_once": len(killed),
             "failpoint_trials": sum(o["kill"] in FAILPOINTS for o in outcomes),
             "reference_seconds": {name: round(value, 1) for name, value in seconds.items()},
+            "property_tests": properties,
+            "predict_memory": memory,
             "outcomes": outcomes,
         },
     )
-    if any(not o["passed"] for o in outcomes):
-        raise SystemExit("some trials lost work")
+    if any(not o["passed"] for o in outcomes) or not properties["passed"]:
+        raise SystemExit("some trials lost work or a property test failed")
 
 
 if __name__ == "__main__":
