@@ -276,3 +276,11 @@ def test_explain_escapes_terminal_control_characters_in_translations(tmp_path, c
     attnrnn.train(config, tmp_path / "run")
     text = attnrnn.load(tmp_path / "run").explain("ab\x1b[2J c").text
     assert "\x1b" not in text and "\\x1b" in text
+
+
+def test_a_resume_removes_temporary_files_a_killed_write_left(tmp_path, capsys, config_file):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", config_file, "-o", run, "--set", "trainer.max_steps=2")[0] == 0
+    (run / ".results.json.0a1b2c3d.tmp").write_text('{"half": ')
+    assert run_cli(capsys, "train", "--resume", run)[0] == 0
+    assert not list(run.glob(".*.tmp"))

@@ -150,6 +150,7 @@ def train(
         if resume:
             read_run_info(run_directory)
             stack.enter_context(run_lock(run_directory))
+            remove_partial_files(run_directory)
         assets = task.load_assets(run_directory) if resume else None
         workdir = stack.enter_context(
             tempfile.TemporaryDirectory(dir=run_directory.parent, prefix=leftover_prefix("prepare"))
@@ -206,6 +207,14 @@ def remove_leftovers(folder: Path) -> None:
         pid = rest.split("-", 1)[0]
         if kind in ("prepare", "staging") and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_partial_files(run_directory: Path) -> None:
+    """Remove the temporary files (``.NAME.XXXXXXXX.tmp``) of writes a killed process left
+    half done in a run directory; only the holder of the run's lock calls this."""
+    for path in run_directory.glob(".*.tmp"):
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
 
 
 def process_alive(pid: int) -> bool:
