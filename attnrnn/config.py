@@ -13,8 +13,6 @@ import contextlib
 import dataclasses
 import difflib
 import math
-import os
-import secrets
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -226,24 +224,17 @@ def parse_yaml(text: str, where: str) -> Any:
 
 
 def save_yaml(config: Any, path: str | Path) -> None:
-    """Write a configuration dataclass as YAML: to a new temporary file of a unique
-    name beside ``path`` (created exclusively, so never through a symbolic link
-    planted there), flushed to disk, then renamed over ``path``. A failure (disk
-    full) is a :class:`ConfigError` naming ``path``, with the temporary removed."""
-    path = Path(path)
-    data = yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True).encode("utf-8")
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    """Write a configuration dataclass as YAML, atomically and never through a symbolic
+    link (:func:`attnrnn.training.files.write_text_atomic`); a failure (disk full) is a
+    :class:`ConfigError` naming ``path``, with nothing left behind."""
+    from attnrnn.errors import RunError
+    from attnrnn.training.files import write_text_atomic
+
+    text = yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        with os.fdopen(os.open(temporary, flags, 0o666), "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
+        write_text_atomic(Path(path), text)
+    except RunError as error:
+        raise ConfigError(str(error)) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

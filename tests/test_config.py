@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from attnrnn.config import EncoderConfig, apply_overrides, from_dict, load_yaml, save_yaml
@@ -121,7 +123,7 @@ def test_save_yaml_on_a_full_disk_is_one_error_and_leaves_nothing(tmp_path, monk
     def full(*_arguments):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("attnrnn.config.os.replace", full)
+    monkeypatch.setattr(os, "replace", full)
     config = from_dict(ClassificationRunConfig, {"data": {"train": "a.tsv"}})
     with pytest.raises(ConfigError, match=r"cannot write .*config\.yaml: No space left on device"):
         save_yaml(config, tmp_path / "config.yaml")

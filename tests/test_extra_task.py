@@ -28,7 +28,7 @@ from attnrnn.errors import DataError
 from attnrnn.nn import AttentionPooling, RNNEncoder, lengths_to_mask
 from attnrnn.tasks import TASKS
 from attnrnn.tasks.base import Explanation, Metric, Option, Task, TrainedModel, as_list
-from attnrnn.training.checkpoint import write_json_atomic
+from attnrnn.training.files import write_json_atomic
 from attnrnn.training.trainer import LossOutput
 
 LABELS = ("low", "high")

@@ -38,7 +38,7 @@ from attnrnn.errors import ConfigError, DataError, RunError
 from attnrnn.models.classifier import ClassifierConfig, TextClassifier
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list
 from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts
-from attnrnn.training.checkpoint import write_json_atomic
+from attnrnn.training.files import write_json_atomic
 from attnrnn.training.trainer import LossOutput
 
 Item = TypeVar("Item")

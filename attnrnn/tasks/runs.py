@@ -33,7 +33,7 @@ from attnrnn.data.io import read_run_json
 from attnrnn.errors import ConfigError, RunError
 from attnrnn.tasks.base import Prepared, Task, TrainedModel
 from attnrnn.tasks.text import split_off_dev
-from attnrnn.training import checkpoint
+from attnrnn.training import checkpoint, files
 from attnrnn.training.faults import crash_point
 from attnrnn.training.lock import run_lock
 from attnrnn.training.runtime import configure_runtime, resolve_device
@@ -159,7 +159,7 @@ def train(
         model = task.build_model(config, prepared.assets).to(device)
         if not resume:
             task.initialise(model, config, prepared.assets, log)
-            with checkpoint.staged_run_directory(run_directory) as staging:
+            with files.staged_run_directory(run_directory) as staging:
                 write_run_files(staging, task, config, prepared.assets)
                 crash_point("staged_run")
                 stack.enter_context(run_lock(staging))  # the lock moves with the folder
@@ -190,7 +190,7 @@ def train(
                 with trained.lock:
                     scores = trained.score(split)
                 results.update({f"{name}_{key}": value for key, value in scores.items()})
-        checkpoint.write_json_atomic(run_directory / RESULTS_FILE, results)
+        files.write_json_atomic(run_directory / RESULTS_FILE, results)
         return results
 
 
@@ -265,7 +265,7 @@ def write_run_files(directory: Path, task: Task, config: Any, assets: Any) -> No
         "task": task.name,
         "working_directory": os.getcwd(),
     }
-    checkpoint.write_json_atomic(directory / RUN_FILE, info)
+    files.write_json_atomic(directory / RUN_FILE, info)
     save_yaml(config, directory / CONFIG_FILE)
     assets.save(directory)
 
@@ -346,7 +346,7 @@ def export(directory: str | Path, output: str | Path) -> Path:
     model = load(directory, device="cpu")
     source, output = Path(directory), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with checkpoint.staged_run_directory(output) as staging:
+    with files.staged_run_directory(output) as staging:
         info = dict(model.info)
         info.update(
             attnrnn_version=attnrnn.__version__,
@@ -355,7 +355,7 @@ def export(directory: str | Path, output: str | Path) -> Path:
             exported_from=str(source),
         )
         info.setdefault("working_directory", os.getcwd())
-        checkpoint.write_json_atomic(staging / RUN_FILE, info)
+        files.write_json_atomic(staging / RUN_FILE, info)
         shutil.copy(source / CONFIG_FILE, staging / CONFIG_FILE)
         model.assets.save(staging)
         best = checkpoint.checkpoint_path(source / "best")
@@ -364,7 +364,7 @@ def export(directory: str | Path, output: str | Path) -> Path:
             shutil.copy(best / name, staging / "best" / name)
         results = _read_results(source)
         if results:
-            checkpoint.write_json_atomic(staging / RESULTS_FILE, results)
+            files.write_json_atomic(staging / RESULTS_FILE, results)
         (staging / "README.md").write_text(model_card(model, results, output), encoding="utf-8")
     return output
 

@@ -49,7 +49,7 @@ from attnrnn.models.speech import SpeechModelConfig, SpeechRecognizer
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
-from attnrnn.training.checkpoint import write_json_atomic
+from attnrnn.training.files import write_json_atomic
 from attnrnn.training.trainer import LossOutput
 from attnrnn.viz import printable
 

@@ -47,7 +47,7 @@ class TextSide:
     def save(self, directory: Path, prefix: str = "") -> None:
         """Write ``{prefix}tokenizer.json``, ``{prefix}vocab.json`` and the tokenizer's
         model file (SentencePiece), unless a side saved before wrote the same file."""
-        from attnrnn.training.checkpoint import write_json_atomic
+        from attnrnn.training.files import write_json_atomic
 
         settings = self.tokenizer.to_dict()
         model_file = settings.get("model_file")

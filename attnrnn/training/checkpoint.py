@@ -27,27 +27,20 @@ The newest complete checkpoint is therefore the first complete one of ``X.tmp``
 :func:`checkpoint_path` loads, and the one the next save first moves to ``X``
 before it writes anything (finishing whatever a crash interrupted).
 
-Files are written without following symbolic links: a link where a checkpoint,
-a temporary or a JSON file is about to be written is refused with a
-:class:`RunError`, so a run directory cannot make attnrnn write outside itself.
-A disk error while writing (full, read-only, file too large) is one
-:class:`RunError` too, with the partial files removed and the last good
-checkpoint intact.
+Files are written through :mod:`attnrnn.training.files`: never through a
+symbolic link, and a disk error (full, read-only, file too large) is one
+:class:`RunError` with the partial files removed and the last good checkpoint
+intact.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
 import random
-import secrets
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,130 +51,21 @@ from torch import nn
 
 from attnrnn.errors import RunError
 from attnrnn.training.faults import crash_point
+from attnrnn.training.files import (
+    READ_FLAGS,
+    create_new,
+    reason,
+    refuse_link,
+    remove,
+    sync_directory,
+    write_and_close,
+)
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 STAGING_SUFFIX = ".tmp"  # X.tmp: the checkpoint being written
 PREVIOUS_SUFFIX = ".old"  # X.old: the previous one, while X.tmp takes its place
-
-_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOSE_ON_EXEC = getattr(os, "O_CLOEXEC", 0)
-_NON_BLOCKING = getattr(os, "O_NONBLOCK", 0)  # a FIFO must not hang an open
-
-
-# --------------------------------------------------------------------------- plain files
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (see :func:`write_bytes_atomic`)."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_bytes_atomic`)."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with a file holding ``data``: readers see the old file or the
-    new one, never a part.
-
-    The data goes to a new temporary file of a unique name in the same folder
-    (created exclusively, never through a symbolic link), is flushed to disk and
-    renamed over ``path``. ``path`` itself must not be a symbolic link. Any
-    failure is a :class:`RunError` naming ``path``, with the temporary removed.
-    """
-    path = Path(path)
-    _refuse_link(path)
-    temporary: str | None = None
-    try:
-        while temporary is None:
-            candidate = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
-            with contextlib.suppress(FileExistsError):
-                descriptor = _create(candidate)
-                temporary = candidate
-        _write_and_close(descriptor, data)
-        os.replace(temporary, path)
-        temporary = None
-        _sync_directory(path.parent)
-    except OSError as error:
-        raise RunError(f"cannot write {path}: {_reason(error)}") from None
-    finally:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-
-
-def append_text_no_follow(path: Path, text: str) -> None:
-    """Append ``text`` (UTF-8) to the regular file ``path``, creating it if need be,
-    never through a symbolic link (metrics.csv): a link, a FIFO or a device there is
-    a :class:`RunError`, and so is a failed write, after which the file is cut back
-    to its old length (no half row)."""
-    path = Path(path)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NO_FOLLOW | _NON_BLOCKING | _CLOSE_ON_EXEC
-    try:
-        descriptor = os.open(path, flags, 0o666)
-    except OSError as error:
-        if error.errno == errno.ELOOP or path.is_symlink():
-            raise RunError(
-                f"{path} is a symbolic link; attnrnn does not write through links"
-            ) from None
-        if error.errno == errno.ENXIO:  # a FIFO nobody reads
-            raise RunError(f"cannot write {path}: not a regular file") from None
-        raise RunError(f"cannot write {path}: {_reason(error)}") from None
-    try:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            raise RunError(f"cannot write {path}: not a regular file")
-        try:
-            _write_all(descriptor, text.encode("utf-8"))
-            os.fsync(descriptor)
-        except OSError as error:
-            with contextlib.suppress(OSError):
-                os.ftruncate(descriptor, status.st_size)
-            raise RunError(f"cannot write {path}: {_reason(error)}") from None
-    finally:
-        os.close(descriptor)
-
-
-@contextlib.contextmanager
-def staged_run_directory(run_directory: Path) -> Iterator[Path]:
-    """Yield an empty staging folder that becomes ``run_directory`` when the block ends
-    without an error; on an error it is removed, so no half-made run is left behind.
-
-    An existing, non-empty ``run_directory`` is an error (resume it instead), and so
-    is a symbolic link there. The staging folder is ``.staging-PID-*`` beside it (so
-    that the leftover of a killed process can be told from a living one's). A disk
-    error (full, read-only) is one :class:`RunError`.
-    """
-    run_directory = Path(run_directory)
-    _refuse_link(run_directory)
-    if run_directory.exists() and (not run_directory.is_dir() or any(run_directory.iterdir())):
-        raise RunError(
-            f"{run_directory} already exists; pass --resume to continue it or choose "
-            "another --output"
-        )
-    try:
-        prefix = f".staging-{os.getpid()}-"
-        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=run_directory.parent))
-    except OSError as error:
-        raise RunError(f"cannot create {run_directory}: {_reason(error)}") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run is an ordinary folder
-        yield staging
-        if run_directory.exists():
-            run_directory.rmdir()
-        staging.rename(run_directory)
-        _sync_directory(run_directory.parent)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise RunError(f"cannot create {run_directory}: {_reason(error)}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 # --------------------------------------------------------------------------- saving
@@ -210,14 +94,14 @@ def save_checkpoint(
     files[STATE_FILE] = _manifest(document, files)
     try:
         for path in _siblings(directory):
-            _refuse_link(path)
+            refuse_link(path)
         directory.parent.mkdir(parents=True, exist_ok=True)
         _settle(directory)
         _write_staging(_sibling(directory, STAGING_SUFFIX), files)
         crash_point("checkpoint_manifest_written")
         _promote(directory)
     except OSError as error:
-        raise RunError(f"cannot write checkpoint {directory}: {_reason(error)}") from None
+        raise RunError(f"cannot write checkpoint {directory}: {reason(error)}") from None
 
 
 def weights_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -251,10 +135,10 @@ def _write_staging(staging: Path, files: dict[str, bytes]) -> None:
         for name, data in files.items():  # STATE_FILE is the last key
             if name == STATE_FILE:
                 crash_point("checkpoint_files_written")
-            _write_and_close(_create(staging / name), data)
-        _sync_directory(staging)
+            write_and_close(create_new(staging / name), data)
+        sync_directory(staging)
     except OSError:
-        _remove(staging, missing_ok=True)
+        remove(staging, missing_ok=True)
         raise
 
 
@@ -262,15 +146,15 @@ def _promote(directory: Path) -> None:
     """Move the complete ``X.tmp`` to ``X``, keeping ``X`` as ``X.old`` until then."""
     staging, previous = _sibling(directory, STAGING_SUFFIX), _sibling(directory, PREVIOUS_SUFFIX)
     if os.path.lexists(directory):
-        _remove(previous, missing_ok=True)  # X and X.tmp are complete
+        remove(previous, missing_ok=True)  # X and X.tmp are complete
         os.replace(directory, previous)
-        _sync_directory(directory.parent)
+        sync_directory(directory.parent)
         crash_point("checkpoint_old_moved")
     os.replace(staging, directory)
-    _sync_directory(directory.parent)
+    sync_directory(directory.parent)
     crash_point("checkpoint_new_moved")
     with contextlib.suppress(OSError):  # a leftover X.old is harmless: the next save removes it
-        _remove(previous, missing_ok=True)
+        remove(previous, missing_ok=True)
     crash_point("checkpoint_swapped")
 
 
@@ -284,13 +168,13 @@ def _settle(directory: Path) -> None:
     if newest == staging:
         _promote(directory)
         return
-    _remove(staging, missing_ok=True)
+    remove(staging, missing_ok=True)
     if newest == previous:
-        _remove(directory, missing_ok=True)  # damaged, or it would be the newest
+        remove(directory, missing_ok=True)  # damaged, or it would be the newest
         os.replace(previous, directory)
-        _sync_directory(directory.parent)
+        sync_directory(directory.parent)
     elif newest == directory:
-        _remove(previous, missing_ok=True)
+        remove(previous, missing_ok=True)
 
 
 # --------------------------------------------------------------------------- loading
@@ -427,18 +311,18 @@ def _read_checked(directory: Path, name: str, document: dict[str, Any]) -> bytes
 def _read_bytes(path: Path) -> bytes:
     """The contents of the regular file ``path`` (not through a symbolic link)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | _NO_FOLLOW | _NON_BLOCKING | _CLOSE_ON_EXEC)
+        descriptor = os.open(path, READ_FLAGS)
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
     except OSError as error:
-        raise RunError(f"cannot read {path}: {_reason(error)}") from None
+        raise RunError(f"cannot read {path}: {reason(error)}") from None
     with open(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise RunError(f"cannot read {path}: not a regular file")
         try:
             return handle.read()
         except OSError as error:
-            raise RunError(f"cannot read {path}: {_reason(error)}") from None
+            raise RunError(f"cannot read {path}: {reason(error)}") from None
 
 
 def _newest_complete(directory: Path) -> tuple[Path | None, list[str]]:
@@ -476,56 +360,6 @@ def _siblings(directory: Path) -> tuple[Path, Path, Path]:
         _sibling(directory, STAGING_SUFFIX),
         _sibling(directory, PREVIOUS_SUFFIX),
     )
-
-
-def _refuse_link(path: Path) -> None:
-    if path.is_symlink():
-        raise RunError(f"{path} is a symbolic link; attnrnn does not write through links")
-
-
-def _create(path: str | Path) -> int:
-    """A new file, opened for writing: never an existing one, never through a link."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | _CLOSE_ON_EXEC
-    return os.open(path, flags, 0o666)
-
-
-def _write_and_close(descriptor: int, data: bytes) -> None:
-    try:
-        _write_all(descriptor, data)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _write_all(descriptor: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(descriptor, view) :]
-
-
-def _sync_directory(directory: Path) -> None:
-    """Flush a folder's entries (new names, renames) to disk; best effort, as some
-    file systems cannot."""
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def _remove(path: Path, missing_ok: bool = False) -> None:
-    """Remove a file, a link (not its target) or a folder tree."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif os.path.lexists(path) or not missing_ok:
-        os.unlink(path)
-
-
-def _reason(error: OSError) -> str:
-    """``No space left on device`` (and the file, when the error names one)."""
-    reason = error.strerror or str(error)
-    return f"{reason} ({error.filename})" if error.filename else reason
 
 
 def _document_digest(document: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from attnrnn.config import OptimizerConfig, TrainerConfig
 from attnrnn.console import format_duration
 from attnrnn.errors import AttnrnnError, RunError
-from attnrnn.training import checkpoint
+from attnrnn.training import checkpoint, files
 from attnrnn.training.faults import crash_point
 from attnrnn.training.optim import (
     PlateauState,
@@ -153,7 +153,7 @@ class Trainer:
         if not kept:
             path.unlink()
         elif len(kept) + 1 != len(lines):
-            checkpoint.write_text_atomic(path, "".join(lines[:1] + kept))
+            files.write_text_atomic(path, "".join(lines[:1] + kept))
 
     def train(self) -> TrainerState:
         """Run until the epochs, ``max_steps`` or ``max_minutes`` are spent, or early stop.
@@ -402,7 +402,7 @@ class Trainer:
         if not path.exists():
             writer.writeheader()
         writer.writerow(row)
-        checkpoint.append_text_no_follow(path, text.getvalue())
+        files.append_text_no_follow(path, text.getvalue())
         crash_point("after_metrics_row")
         if self._tensorboard is not None:
             for name, value in metrics.items():

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from attnrnn.errors import RunError
-from attnrnn.training import checkpoint
+from attnrnn.training import checkpoint, files
 
 MODEL, OPTIMIZER, STATE = "model.safetensors", "optimizer.safetensors", "state.json"
 SEEDS = {"A": 1, "B": 2, "C": 3}  # A saved first, then B, then C
@@ -406,19 +406,19 @@ def test_a_file_size_limit_while_saving_is_one_error_and_keeps_the_last_checkpoi
 
 def test_a_file_size_limit_while_writing_json_is_one_error_without_leftovers(tmp_path):
     path = tmp_path / "results.json"
-    checkpoint.write_json_atomic(path, {"old": True})
+    files.write_json_atomic(path, {"old": True})
     with file_size_limit(64), pytest.raises(RunError, match=f"{re.escape(str(path))}.*too large"):
-        checkpoint.write_json_atomic(path, {"scores": list(range(100))})
+        files.write_json_atomic(path, {"scores": list(range(100))})
     assert json.loads(path.read_text()) == {"old": True}
     assert os.listdir(tmp_path) == ["results.json"]
 
 
 def test_a_full_disk_while_writing_json_is_one_error_without_leftovers(tmp_path, monkeypatch):
     path = tmp_path / "results.json"
-    checkpoint.write_json_atomic(path, {"old": True})
+    files.write_json_atomic(path, {"old": True})
     full = pytest.raises(RunError, match="No space left on device")
     with failing(monkeypatch, "write", 0, errno.ENOSPC), full:
-        checkpoint.write_json_atomic(path, {"new": True})
+        files.write_json_atomic(path, {"new": True})
     assert json.loads(path.read_text()) == {"old": True}
     assert os.listdir(tmp_path) == ["results.json"]
 
@@ -426,14 +426,14 @@ def test_a_full_disk_while_writing_json_is_one_error_without_leftovers(tmp_path,
 def test_a_disk_error_in_a_staged_run_is_one_error_without_leftovers(tmp_path, monkeypatch):
     run = tmp_path / "run"
     full = pytest.raises(RunError, match=f"cannot create {re.escape(str(run))}: No space left")
-    with full, checkpoint.staged_run_directory(run) as staging:
+    with full, files.staged_run_directory(run) as staging:
         (staging / "config.yaml").write_text("a: 1\n")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     assert os.listdir(tmp_path) == []
     monkeypatch.setattr(
-        checkpoint.tempfile, "mkdtemp", lambda **_: _raise(OSError(errno.EROFS, "Read-only"))
+        files.tempfile, "mkdtemp", lambda **_: _raise(OSError(errno.EROFS, "Read-only"))
     )
-    with pytest.raises(RunError, match="Read-only"), checkpoint.staged_run_directory(run):
+    with pytest.raises(RunError, match="Read-only"), files.staged_run_directory(run):
         pass
     assert os.listdir(tmp_path) == []
 
@@ -455,8 +455,8 @@ def outside(tmp_path) -> Path:
 
 
 WRITERS = {
-    "json": lambda path: checkpoint.write_json_atomic(path, {"a": 1}),
-    "text": lambda path: checkpoint.write_text_atomic(path, "a: 1\n"),
+    "json": lambda path: files.write_json_atomic(path, {"a": 1}),
+    "text": lambda path: files.write_text_atomic(path, "a: 1\n"),
 }
 
 
@@ -482,7 +482,7 @@ def test_a_linked_file_is_refused_and_its_target_kept(tmp_path, outside, writer)
 
 
 def test_an_atomic_write_makes_an_ordinary_file_and_leaves_nothing_else(tmp_path):
-    checkpoint.write_text_atomic(tmp_path / "config.yaml", "a: 1\n")
+    files.write_text_atomic(tmp_path / "config.yaml", "a: 1\n")
     (tmp_path / "plain.txt").write_text("a: 1\n")
     assert sorted(os.listdir(tmp_path)) == ["config.yaml", "plain.txt"]
     mode = (tmp_path / "config.yaml").stat().st_mode
@@ -491,23 +491,23 @@ def test_an_atomic_write_makes_an_ordinary_file_and_leaves_nothing_else(tmp_path
 
 def test_appending_never_follows_a_link_nor_waits_on_a_fifo(tmp_path, outside):
     metrics = tmp_path / "metrics.csv"
-    checkpoint.append_text_no_follow(metrics, "step,loss\n")
-    checkpoint.append_text_no_follow(metrics, "1,0.5\n")
+    files.append_text_no_follow(metrics, "step,loss\n")
+    files.append_text_no_follow(metrics, "1,0.5\n")
     assert metrics.read_text() == "step,loss\n1,0.5\n"
     metrics.unlink()
     metrics.symlink_to(outside)
     with pytest.raises(RunError, match=f"{re.escape(str(metrics))} is a symbolic link"):
-        checkpoint.append_text_no_follow(metrics, "2,0.4\n")
+        files.append_text_no_follow(metrics, "2,0.4\n")
     assert outside.read_text() == "precious\n"
     metrics.unlink()
     os.mkfifo(metrics)
     with pytest.raises(RunError, match="not a regular file"):
-        checkpoint.append_text_no_follow(metrics, "2,0.4\n")
+        files.append_text_no_follow(metrics, "2,0.4\n")
 
 
 def test_a_full_disk_while_appending_leaves_no_half_row(tmp_path, monkeypatch):
     metrics = tmp_path / "metrics.csv"
-    checkpoint.append_text_no_follow(metrics, "step,loss\n")
+    files.append_text_no_follow(metrics, "step,loss\n")
     original_write = os.write
 
     def half_then_full(descriptor, data):
@@ -517,7 +517,7 @@ def test_a_full_disk_while_appending_leaves_no_half_row(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "write", half_then_full)
     with pytest.raises(RunError, match="No space left on device"):
-        checkpoint.append_text_no_follow(metrics, "1,0.5\n")
+        files.append_text_no_follow(metrics, "1,0.5\n")
     monkeypatch.undo()
     assert metrics.read_text() == "step,loss\n"
 
@@ -550,6 +550,6 @@ def test_a_staged_run_refuses_a_link(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "run").symlink_to(tmp_path / "elsewhere")
     refused = pytest.raises(RunError, match="symbolic link")
-    with refused, checkpoint.staged_run_directory(tmp_path / "run"):
+    with refused, files.staged_run_directory(tmp_path / "run"):
         pass
     assert os.listdir(tmp_path / "elsewhere") == []
