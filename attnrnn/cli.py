@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", required=True, help="the bundle's folder (new)")
     export.set_defaults(handler=command_export)
 
+    add_serve_parser(commands)
+
     pretrain = commands.add_parser("pretrain", help="unsupervised pretraining on raw text")
     from attnrnn.pretrain.cli import add_pretrain_arguments
 
@@ -135,6 +137,77 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a smaller, faster demo")
     demo.set_defaults(handler=command_demo)
     return parser
+
+
+# `attnrnn serve` options that are ServeSettings fields (defaults live there: None = default).
+SERVE_SETTINGS = (
+    ("--max-batch-size", int, "largest micro-batch of inputs (1: no batching; default 32)"),
+    ("--max-wait-ms", float, "how long a busy model waits to fill a batch (default 2)"),
+    ("--queue-size", int, "requests waiting per model before 503 (default 256)"),
+    ("--max-body-bytes", int, "largest request body (default 10 MiB)"),
+    ("--max-texts", int, "texts per request at most (default 64)"),
+    ("--max-text-chars", int, "characters per text at most (default 5000)"),
+    ("--max-audio-seconds", float, "longest recording (default 30)"),
+    ("--max-beam", int, "largest beam a request may ask for (default 16)"),
+    ("--max-n-best", int, "largest n-best a request may ask for (default 8)"),
+)
+
+
+def add_serve_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve runs over HTTP, with the attention explorer at /",
+        description="Serve trained runs (PATH or NAME=PATH) over HTTP: a JSON API under /v1, "
+        "the attention explorer at /, /health, /metrics and the OpenAPI docs at /docs.",
+    )
+    serve.add_argument("runs", nargs="+", metavar="RUN", help="run directory, or NAME=PATH")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument(
+        "--api-key", help="require this bearer token (default: $ATTNRNN_API_KEY, if set)"
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        metavar="ORIGIN",
+        help="allow browser requests from this origin (repeatable; default: none)",
+    )
+    for flag, kind, text in SERVE_SETTINGS:
+        serve.add_argument(flag, type=kind, help=text)
+    serve.add_argument("--no-request-log", action="store_true", help="no log line per request")
+    serve.add_argument("--threads", type=int, help="torch threads per process")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda:0...")
+    serve.add_argument("--int8", action="store_true", help="int8 weights (translation, CPU)")
+    serve.set_defaults(handler=command_serve)
+
+
+def command_serve(arguments: argparse.Namespace) -> int:
+    from attnrnn.extras import require
+
+    require("fastapi")
+    require("uvicorn")
+    from attnrnn.serving import ServeSettings, serve
+
+    settings = ServeSettings.from_options(
+        api_key=arguments.api_key,
+        cors_origins=arguments.cors_origins,
+        log_requests=False if arguments.no_request_log else None,
+        **{flag[2:].replace("-", "_"): getattr(arguments, flag[2:].replace("-", "_"))
+           for flag, _, _ in SERVE_SETTINGS},
+    )  # fmt: skip
+    serve(
+        arguments.runs,
+        arguments.host,
+        arguments.port,
+        settings=settings,
+        device=arguments.device,
+        int8=arguments.int8,
+        threads=arguments.threads,
+        workers=arguments.workers,
+    )
+    return 0
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,6 @@ from attnrnn.console import use_color
 from attnrnn.data.synthetic import make_reviews, write_tsv
 from attnrnn.demo_dates import dates_demo
 from attnrnn.demo_speech import speech_demo
-from attnrnn.explain import describe_prediction, write_prediction_pictures
 from attnrnn.models.classifier import ClassifierConfig, PoolingConfig
 from attnrnn.tasks.classification import ClassificationRunConfig, DataConfig
 
@@ -77,11 +76,11 @@ def sentiment_demo(output: Path, quick: bool) -> float:
         f"test accuracy {accuracy:.1%} on {sizes['test']} held-out reviews "
         f"({time.monotonic() - started:.0f} s)\n"
     )
-    predictions = attnrnn.load(run_directory).predict(list(EXAMPLES))
-    color = use_color()
-    for prediction in predictions:
-        print(describe_prediction(prediction, color=color))
-    paths = write_prediction_pictures(predictions, output / "sentiment-attention", "attnrnn demo")
+    explanation = attnrnn.load(run_directory).explain(
+        list(EXAMPLES), output=output / "sentiment-attention", color=use_color()
+    )
+    print(explanation.text)
+    paths = explanation.files
     print(f"\nattention pictures: {paths[0]} and {len(paths) - 1} PNG heatmaps")
     print(f'try: attnrnn explain {run_directory} "the cast was not bad but the script was dull"')
     return accuracy

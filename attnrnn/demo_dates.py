@@ -26,6 +26,7 @@ from attnrnn.config import (
 )
 from attnrnn.data.dates import split_date_pairs, write_parallel
 from attnrnn.decoding import SearchConfig
+from attnrnn.explorer import write_explorer_html
 from attnrnn.models.seq2seq import DecoderConfig, Seq2SeqConfig
 from attnrnn.tasks.translation import (
     Translation,
@@ -34,7 +35,7 @@ from attnrnn.tasks.translation import (
     TranslationTokenizerConfig,
     Translator,
 )
-from attnrnn.viz import write_alignment_html, write_alignment_png
+from attnrnn.viz import write_alignment_png
 
 EXAMPLES = (
     "Sunday the 9th of April 2023",
@@ -123,7 +124,8 @@ def dates_demo(output: Path, quick: bool) -> float:
         f"exact match {accuracy:.1%} on {sizes['test']} held-out dates "
         f"({time.monotonic() - started:.0f} s)\n"
     )
-    translations = cast(Translator, attnrnn.load(run_directory)).translate(list(EXAMPLES))
+    model = cast(Translator, attnrnn.load(run_directory))
+    translations = model.translate(list(EXAMPLES))
     for item in translations:
         spans = ", ".join(f"{name} <- {span!r}" for name, span in field_sources(item).items())
         print(f"{item.source:>30} -> {item.translation}   ({spans})")
@@ -134,13 +136,9 @@ def dates_demo(output: Path, quick: bool) -> float:
     png = write_alignment_png(
         pictures / "alignment.png", first.source_tokens, first.target_tokens, first.attention, title
     )
-    write_alignment_html(
-        pictures / "alignment.html",
-        first.source_tokens,
-        first.target_tokens,
-        first.attention,
-        title,
+    page = write_explorer_html(
+        pictures / "explain.html", "translation", [model.record(t) for t in translations], "dates"
     )
-    print(f"\nalignment heatmap: {png} (and alignment.html)")
+    print(f"\nalignment heatmap: {png}; the interactive explorer: {page}")
     print(f'try: echo "July 4th, 1976" | attnrnn translate {run_directory} --json')
     return accuracy

@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from attnrnn.viz import (
-    ExplainedText,
     printable_token,
     terminal_colored,
     top_tokens,
-    write_alignment_html,
     write_alignment_png,
-    write_html,
     write_token_heatmap_png,
 )
 
@@ -42,31 +39,18 @@ def describe_prediction(prediction: Any, color: bool = False) -> str:
     )
 
 
-def write_prediction_pictures(predictions: Sequence[Any], output: Path, title: str) -> list[Path]:
-    """explain.html (every prediction) and explain-N.png (one heatmap each)."""
+def write_prediction_heatmaps(predictions: Sequence[Any], output: Path) -> list[Path]:
+    """explain-N.png: one heatmap of each prediction's attention (a row per hop)."""
     output.mkdir(parents=True, exist_ok=True)
-
-    def weights(prediction: Any) -> Any:
-        return prediction.attention if len(prediction.attention) > 1 else prediction.attention[0]
-
-    items = [
-        ExplainedText(
-            tokens=p.tokens,
-            weights=weights(p),
-            label=p.label,
-            probabilities=p.probabilities,
-            text=p.text,
-        )
-        for p in predictions
-    ]
-    paths = [write_html(output / "explain.html", items, title)]
+    paths = []
     for number, prediction in enumerate(predictions, start=1):
+        weights = prediction.attention if len(prediction.attention) > 1 else prediction.attention[0]
         probability = prediction.probabilities[prediction.label]
         paths.append(
             write_token_heatmap_png(
                 output / f"explain-{number}.png",
                 prediction.tokens,
-                weights(prediction),
+                weights,
                 title=f"{prediction.label} ({probability:.1%})",
             )
         )
@@ -90,18 +74,20 @@ def strongest_links(
     )
 
 
-def write_alignments(
+def write_alignment_pngs(
     output: Path,
     name: str,
     alignments: Sequence[tuple[Sequence[str], Sequence[str], Sequence[Sequence[float]], str]],
 ) -> list[Path]:
-    """``{name}-N.png`` and ``{name}-N.html`` for every (source tokens, target tokens,
-    attention (T, S), title)."""
+    """``{name}-N.png`` for every (source tokens, target tokens, attention (T, S), title)."""
     output.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for number, (source, target, attention, title) in enumerate(alignments, start=1):
-        for suffix, write in (("png", write_alignment_png), ("html", write_alignment_html)):
-            path = output / f"{name}-{number}.{suffix}"
-            write(path, list(source), list(target), [list(row) for row in attention], title)
-            paths.append(path)
-    return paths
+    return [
+        write_alignment_png(
+            output / f"{name}-{number}.png",
+            list(source),
+            list(target),
+            [list(row) for row in attention],
+            title,
+        )
+        for number, (source, target, attention, title) in enumerate(alignments, start=1)
+    ]

@@ -3,7 +3,8 @@
 ``pip install attnrnn`` is enough for text classification (and language-model
 pretraining); translation, speech recognition and summarization each bring their
 own libraries (``attnrnn[translation]``, ``attnrnn[speech]``,
-``attnrnn[summarization]``, or ``attnrnn[all]``). :func:`require` imports one and,
+``attnrnn[summarization]``, ``attnrnn[serve]`` for ``attnrnn serve``, or
+``attnrnn[all]``). :func:`require` imports one and,
 when it is missing, says which extra to install instead of a bare ImportError.
 """
 
@@ -23,6 +24,10 @@ PROVIDERS = {
     "rouge_score": ("rouge-score", "summarization"),
     "sacremoses": ("sacremoses", "summarization"),
     "gensim": ("gensim", "word2vec"),
+    "fastapi": ("fastapi", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "prometheus_client": ("prometheus-client", "serve"),
+    "multipart": ("python-multipart", "serve"),
 }
 
 

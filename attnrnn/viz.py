@@ -1,4 +1,5 @@
-"""Attention rendered for people: terminal lines, HTML pages and PNG heatmaps.
+"""Attention rendered for people: terminal lines and PNG heatmaps (the interactive HTML
+view is :mod:`attnrnn.explorer`).
 
 Two kinds of attention are drawn here:
 
@@ -20,13 +21,11 @@ switch.
 
 from __future__ import annotations
 
-import html
 import math
 import os
 import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -45,30 +44,10 @@ WeightsLike = Any
 _ANSI_RAMP = (231, 230, 229, 223, 222, 221, 215, 214, 209, 208, 203, 202, 196)
 _ANSI_BLACK_TEXT = "38;5;16"
 _ANSI_RESET = "\x1b[0m"
-# The accent of the HTML pages (an orange red); alpha carries the weight.
-_HTML_RGB = "234, 88, 12"
 _MAX_TOKENS_PER_ROW = 40
 # Longer tick labels are cut (with an ellipsis) so that they cannot crowd out the plot.
 _MAX_LABEL_CHARS = 20
 _DPI = 110
-
-
-@dataclass
-class ExplainedText:
-    """One explained input, as the HTML report shows it.
-
-    ``weights`` is ``(S,)`` with one weight per token, or ``(R, S)`` for R hops
-    of multi-hop attention (one row per hop is drawn).
-    """
-
-    tokens: list[str]
-    weights: WeightsLike
-    label: str
-    probabilities: dict[str, float]
-    text: str
-
-
-# --------------------------------------------------------------------- terminal
 
 
 def terminal_colored(tokens: Sequence[str], weights: WeightsLike, color: bool = True) -> str:
@@ -110,116 +89,7 @@ def top_tokens(tokens: Sequence[str], weights: WeightsLike, k: int = 3) -> list[
     return [(labels[index], float(values[0, index])) for index in order[:k]]
 
 
-# ------------------------------------------------------------------------ HTML
-
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-       color: #1a1a1a; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
-h1 { font-size: 1.4rem; }
-.item { border-top: 1px solid #ddd; padding: 0.8rem 0; }
-.meta { font-size: 0.9rem; color: #555; margin-bottom: 0.3rem; }
-.label { font-weight: 600; color: #1a1a1a; margin-right: 0.8rem; }
-.prob { margin-right: 0.8rem; }
-.prob.chosen { font-weight: 600; color: #1a1a1a; }
-.hop { line-height: 2; }
-.hop-name { font-size: 0.75rem; color: #888; margin-right: 0.4rem; }
-.tok { padding: 0.15em 0.2em; border-radius: 0.2em; white-space: pre-wrap; }
-.text { font-size: 0.85rem; color: #666; margin-top: 0.3rem; }
-table.alignment { border-collapse: collapse; font-size: 0.8rem; }
-table.alignment th { font-weight: normal; padding: 0.1rem 0.3rem; white-space: pre; }
-table.alignment thead th { writing-mode: vertical-rl; transform: rotate(180deg);
-                           vertical-align: bottom; text-align: left; }
-table.alignment tbody th { text-align: right; }
-table.alignment td { width: 1.3rem; height: 1.3rem; border: 1px solid #eee; }
-""".strip()
-
-
-def write_html(path: str | os.PathLike[str], items: Sequence[ExplainedText], title: str) -> Path:
-    """Write a self-contained HTML page explaining ``items``; returns the path.
-
-    Each item shows its label and class probabilities, then its tokens shaded by
-    weight (alpha = weight / largest weight of the row, exact weight on hover),
-    one row per hop, then the original text.
-    """
-    sections = [_explained_section(item, number) for number, item in enumerate(items, start=1)]
-    page = _html_page(title, "\n".join(sections))
-    return _write_atomically(path, lambda handle: handle.write(page.encode("utf-8")))
-
-
-def write_alignment_html(
-    path: str | os.PathLike[str],
-    source_tokens: Sequence[str] | None,
-    target_tokens: Sequence[str] | None,
-    weights_2d: WeightsLike,
-    title: str,
-) -> Path:
-    """Write an alignment ``(T, S)`` as an HTML table: rows target, columns source.
-
-    Missing labels (``None``) become position numbers. Returns the path.
-    """
-    weights, sources, targets = _alignment_inputs(source_tokens, target_tokens, weights_2d)
-    shades = _relative(weights)  # (T, S)
-    header = "".join(f"<th>{_escape(source)}</th>" for source in sources)
-    rows = []
-    for target, row, shade_row in zip(targets, weights, shades, strict=True):
-        cells = "".join(
-            f'<td style="background-color: rgba({_HTML_RGB}, {shade:.3f})" '
-            f'title="{_escape(f"{target} → {source}: {value:.6g}")}"></td>'
-            for source, value, shade in zip(sources, row, shade_row, strict=True)
-        )
-        rows.append(f"<tr><th>{_escape(target)}</th>{cells}</tr>")
-    table = (
-        f'<table class="alignment">\n<thead><tr><th></th>{header}</tr></thead>\n'
-        f"<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
-    )
-    page = _html_page(title, table)
-    return _write_atomically(path, lambda handle: handle.write(page.encode("utf-8")))
-
-
-def _explained_section(item: ExplainedText, number: int) -> str:
-    labels = _as_tokens(item.tokens, f"item {number} tokens")
-    try:
-        hops = _token_weights(labels, item.weights)  # (R, S)
-    except ValueError as error:
-        raise ValueError(f"item {number}: {error}") from None
-    probabilities = sorted(item.probabilities.items(), key=lambda pair: -pair[1])
-    probability_spans = "".join(
-        f'<span class="prob{" chosen" if name == item.label else ""}">'
-        f"{_escape(name)} {probability:.3f}</span>"
-        for name, probability in probabilities
-    )
-    lines = [
-        '<section class="item">',
-        f'<div class="meta"><span class="label">{_escape(item.label)}</span>'
-        f"{probability_spans}</div>",
-    ]
-    for hop_index, row in enumerate(hops, start=1):
-        hop_name = f'<span class="hop-name">hop {hop_index}</span>' if len(hops) > 1 else ""
-        spans = " ".join(
-            f'<span class="tok" style="background-color: rgba({_HTML_RGB}, {shade:.3f})" '
-            f'title="{value:.6g}">{_escape(label)}</span>'
-            for label, value, shade in zip(labels, row, _relative(row), strict=True)
-        )
-        lines.append(f'<div class="hop">{hop_name}{spans}</div>')
-    lines.append(f'<div class="text">{_escape(item.text)}</div>')
-    lines.append("</section>")
-    return "\n".join(lines)
-
-
-def _html_page(title: str, body: str) -> str:
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_escape(title)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n"
-        f"<body>\n<h1>{_escape(title)}</h1>\n{body}\n</body>\n</html>\n"
-    )
-
-
-def _escape(text: str) -> str:
-    return html.escape(str(text), quote=True)
-
-
-# ------------------------------------------------------------------------- PNG
+# ------------------------------------------------------------------------ PNG
 
 
 def write_token_heatmap_png(

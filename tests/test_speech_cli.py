@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -126,8 +127,12 @@ def test_transcribe_evaluate_explain(speech_run, capsys, tmp_path):
     assert out.splitlines() == [
         str(files[0]),
         f"  -> {lines[0].split(chr(9), 1)[1]}",
+        f"wrote {tmp_path / 'pics' / 'explain.html'}",
         f"wrote {tmp_path / 'pics' / 'alignment-1.png'}",
     ]
+    page = (tmp_path / "pics" / "explain.html").read_text()
+    assert '"spectrogram"' in page and "<script" in page
+    assert not re.search(r'(src|href)="https?:', page)  # self-contained: nothing fetched
 
 
 def test_transcribe_reads_paths_from_standard_input(speech_run, capsys, monkeypatch):

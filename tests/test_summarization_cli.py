@@ -128,7 +128,7 @@ def test_summarize_evaluate_explain(summary_run, capsys, tmp_path, monkeypatch):
     assert metrics["examples"] == 20 and "rougeL_max" in metrics
     status, out, _ = run_cli(capsys, "explain", run, text, "--output", tmp_path / "x")
     assert status == 0 and (tmp_path / "x" / "summary-1.png").is_file()
-    assert (tmp_path / "x" / "summary-1.html").is_file() and "wrote" in out
+    assert (tmp_path / "x" / "explain.html").is_file() and "wrote" in out
     assert "(" in out  # tokens printed with their copy probabilities
 
 
@@ -177,7 +177,7 @@ def test_python_api(summary_run, tmp_path):
         model.parse_input('{"dialogue": "hi"}', {"field": "text"})
     assert model.parse_input("  just text  ", {}) == "just text"
     explanation = model.explain(text, output=tmp_path)
-    assert [path.name for path in explanation.files] == ["summary-1.png", "summary-1.html"]
+    assert [path.name for path in explanation.files] == ["explain.html", "summary-1.png"]
     scores = model.evaluate(str(test), beam=1)  # the run's test file: both references
     assert scores["examples"] == 20 and scores["rouge1_max"] >= scores["rouge1"] - 1e-9
 

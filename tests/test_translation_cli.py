@@ -21,7 +21,8 @@ import attnrnn
 from attnrnn.cli import main
 from attnrnn.data.dates import split_date_pairs, write_parallel
 from attnrnn.errors import ConfigError
-from attnrnn.tasks.translation import Alternative, Translation, Translator
+from attnrnn.tasks.sequence import Alternative
+from attnrnn.tasks.translation import Translation, Translator
 
 WORDS = ("red", "blue", "cat", "dog", "sat", "ran", "big", "old", "sun", "map")
 SPACE = "\u2581"  # how the character tokenizer writes a space
@@ -376,9 +377,11 @@ def test_explain_writes_the_alignment(date_run, tmp_path, capsys):
     assert out.startswith("9 April 2023\n  -> ")
     assert "<-" in out  # each output token with the source token it attended to most
     assert (output / "alignment-1.png").read_bytes()[:4] == b"\x89PNG"
-    html = (output / "alignment-1.html").read_text()
-    assert "<html" in html.lower() and "April" in html
-    assert f"wrote {output / 'alignment-1.png'}" in out
+    html = (output / "explain.html").read_text()
+    assert "<html" in html.lower() and '"source_tokens"' in html and '"target_tokens"' in html
+    assert (
+        f"wrote {output / 'explain.html'}" in out and f"wrote {output / 'alignment-1.png'}" in out
+    )
 
 
 # --------------------------------------------------------------------------- other setups

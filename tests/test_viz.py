@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.figure
@@ -19,38 +18,6 @@ ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
 VOID_TAGS = frozenset({"meta", "br", "hr", "img", "input", "link"})
 TOKENS = ["the", "movie", "was", "great"]
 WEIGHTS = [0.1, 0.2, 0.05, 0.65]
-
-
-class StrictTagParser(HTMLParser):
-    """Records every tag and fails on a close tag that does not match the last open one."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.open_tags: list[str] = []
-        self.counts: dict[str, int] = {}
-        self.attributes: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.counts[tag] = self.counts.get(tag, 0) + 1
-        self.attributes.append((tag, dict(attrs)))
-        if tag not in VOID_TAGS:
-            self.open_tags.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        assert self.open_tags and self.open_tags[-1] == tag, (tag, self.open_tags)
-        self.open_tags.pop()
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def parse_html(path: Path) -> StrictTagParser:
-    parser = StrictTagParser()
-    parser.feed(path.read_text(encoding="utf-8"))
-    parser.close()
-    assert parser.open_tags == [], f"unclosed tags: {parser.open_tags}"
-    return parser
 
 
 def files_in(directory: Path) -> list[str]:
@@ -114,63 +81,6 @@ def test_token_weights_are_validated(tokens, weights, message):
 # ------------------------------------------------------------------------ HTML
 
 
-def test_html_escapes_tokens_and_shows_weights(tmp_path):
-    item = viz.ExplainedText(
-        tokens=["<script>alert(1)</script>", "a&b", 'say "hi"'],
-        weights=[0.5, 0.25, 0.25],
-        label="<pos>",
-        probabilities={"<pos>": 0.9, "neg": 0.1},
-        text="<script>alert(1)</script> a&b",
-    )
-    path = viz.write_html(tmp_path / "explain.html", [item], title="Why & how <b>")
-    page = path.read_text(encoding="utf-8")
-    assert "<script>" not in page and "<b>" not in page
-    assert "&lt;script&gt;" in page
-    assert 'title="0.5"' in page and 'title="0.25"' in page
-    assert "0.900" in page and "0.100" in page
-
-    parser = parse_html(path)
-    spans = [attrs for tag, attrs in parser.attributes if tag == "span"]
-    token_spans = [attrs for attrs in spans if attrs.get("class") == "tok"]
-    assert len(token_spans) == 3
-    # Alpha is the weight over the largest weight.
-    alphas = re.findall(r'class="tok" style="[^"]*, ([0-9.]+)\)"', page)
-    assert alphas == ["1.000", "0.500", "0.500"]
-    assert 'say "hi"' in parser.text
-    assert not any(tag in {"script", "link", "img"} for tag, _ in parser.attributes)
-
-
-def test_html_draws_one_row_per_hop(tmp_path):
-    hops = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
-    item = viz.ExplainedText(["good", "film"], hops, "pos", {"pos": 1.0}, "good film")
-    parser = parse_html(viz.write_html(tmp_path / "hops.html", [item], title="hops"))
-    rows = [attrs for tag, attrs in parser.attributes if attrs.get("class") == "hop"]
-    assert len(rows) == 3
-    assert "hop 3" in parser.text
-
-
-def test_html_rejects_mismatched_item_without_writing(tmp_path):
-    item = viz.ExplainedText(["a", "b"], [1.0], "pos", {"pos": 1.0}, "a b")
-    with pytest.raises(ValueError, match="item 1"):
-        viz.write_html(tmp_path / "bad.html", [item], title="bad")
-    assert files_in(tmp_path) == []
-
-
-def test_alignment_html_is_a_table_heatmap(tmp_path):
-    weights = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])  # (T=2, S=3)
-    path = viz.write_alignment_html(
-        tmp_path / "align.html", ["le", "<chat>", "."], ["the", "cat"], weights, "t&t"
-    )
-    parser = parse_html(path)
-    assert parser.counts["tr"] == 3 and parser.counts["td"] == 6
-    assert "&lt;chat&gt;" in path.read_text(encoding="utf-8")
-    titles = [attrs["title"] for tag, attrs in parser.attributes if tag == "td"]
-    assert titles[-1] == "cat → .: 0.8"
-
-
-# ------------------------------------------------------------------------- PNG
-
-
 def read_png(path: Path) -> np.ndarray:
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     return matplotlib.image.imread(path)
@@ -226,8 +136,6 @@ def test_alignment_png_with_tokens_and_with_unlabelled_frames(tmp_path):
 def test_alignment_shapes_are_validated(tmp_path, source, target, weights, message):
     with pytest.raises(ValueError, match=message):
         viz.write_alignment_png(tmp_path / "a.png", source, target, weights)
-    with pytest.raises(ValueError, match=message):
-        viz.write_alignment_html(tmp_path / "a.html", source, target, weights, "t")
     assert files_in(tmp_path) == []
 
 
@@ -258,5 +166,5 @@ def test_failed_render_leaves_old_file_and_no_temporary(tmp_path, monkeypatch):
 
 
 def test_writers_create_missing_directories(tmp_path):
-    path = viz.write_alignment_html(tmp_path / "a" / "b.html", None, None, np.eye(2), "t")
-    assert path.exists() and files_in(path.parent) == ["b.html"]
+    path = viz.write_alignment_png(tmp_path / "a" / "b.png", None, None, np.eye(2), "t")
+    assert path.exists() and files_in(path.parent) == ["b.png"]

@@ -36,7 +36,7 @@ from attnrnn.data.vectors import load_word_vectors, read_vector_words
 from attnrnn.data.vocab import Vocab
 from attnrnn.errors import ConfigError, DataError, RunError
 from attnrnn.models.classifier import ClassifierConfig, TextClassifier
-from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list
+from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
 from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts
 from attnrnn.training.files import write_json_atomic
 from attnrnn.training.trainer import LossOutput
@@ -284,15 +284,21 @@ class Classifier(TrainedModel[ClassificationRunConfig, ClassifierAssets]):
         self, inputs: Any, output: str | Path | None = None, color: bool = False, **options: Any
     ) -> Explanation:
         """Each text's label and most attended tokens, the text shaded by attention;
-        with ``output``: explain.html and a heatmap PNG per text."""
-        from attnrnn.explain import describe_prediction, write_prediction_pictures
+        with ``output``: explain.html (the interactive explorer, every text) and a
+        heatmap PNG per text (explain-N.png)."""
+        from attnrnn.explain import describe_prediction, write_prediction_heatmaps
+        from attnrnn.explorer import write_explorer_html
 
         texts, _ = as_list(inputs)
         predictions = self.predict(texts)
         text = "\n".join(describe_prediction(p, color) for p in predictions)
         files = []
-        if output is not None:
-            files = write_prediction_pictures(predictions, Path(output), f"attnrnn: {self.name}")
+        folder = output_folder(output)
+        if folder is not None:
+            records = [self.record(p) for p in predictions]
+            page = folder / "explain.html"
+            files = [write_explorer_html(page, self.task.name, records, f"attnrnn: {self.name}")]
+            files += write_prediction_heatmaps(predictions, folder)
         return Explanation(text, files, predictions)
 
     def record(self, result: Prediction) -> dict[str, Any]:
@@ -316,7 +322,7 @@ class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, Encoded
     name = "classification"
     config_class = ClassificationRunConfig
     model_class = Classifier
-    explain_files = "explain.html (every text) and explain-N.png (a heatmap per text)"
+    explain_files = "explain.html (the interactive explorer) and explain-N.png (a heatmap per text)"
 
     def read_split(
         self, config: ClassificationRunConfig, location: str, role: str

@@ -355,6 +355,12 @@ class LanguageModel(TrainedModel[LanguageModelRunConfig, LanguageModelAssets]):
                 title = f"perplexity {result.perplexity:.1f}; surprisal (1 = {largest:.2f} nats)"
                 path = folder / f"surprisal-{number}.png"
                 files.append(write_token_heatmap_png(path, result.tokens, shades, title=title))
+        if folder is not None:
+            from attnrnn.explorer import write_explorer_html
+
+            records = [self.record(result) for result in results]
+            page = folder / "explain.html"
+            files.insert(0, write_explorer_html(page, "language_model", records, self.name))
         return Explanation("\n".join(lines), files, results)
 
     def record(self, result: Perplexity) -> dict[str, Any]:
@@ -395,7 +401,7 @@ class LanguageModelTask(Task[LanguageModelRunConfig, LanguageModelAssets, Encode
     name = "language_model"
     config_class = LanguageModelRunConfig
     model_class = LanguageModel
-    explain_files = "surprisal-N.png (a heatmap of each token's surprisal per text)"
+    explain_files = "explain.html (the explorer) and surprisal-N.png (each token's surprisal)"
 
     def read_split(
         self, config: LanguageModelRunConfig, location: str | Sequence[str], role: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,6 +34,17 @@ SEARCH_OPTIONS = (
         type=float,
     ),
 )
+
+
+@dataclass
+class Alternative:
+    """One hypothesis of the beam (n-best) with its search score, its output tokens
+    (+ "</s>" when the search produced it) and their attention (T, S)."""
+
+    text: str
+    score: float
+    target_tokens: list[str]
+    attention: list[list[float]]
 
 
 def search_config(base: SearchConfig, **options: Any) -> SearchConfig:

@@ -371,8 +371,10 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
         sample_rate: int | None = None,
         **options: Any,
     ) -> Explanation:
-        """Transcribe; with ``output``, draw each output-to-frame alignment under the
-        spectrogram (alignment-N.png)."""
+        """Transcribe; with ``output``: explain.html (the interactive explorer: the
+        spectrogram with the alignment, output units linked to their frames) and each
+        alignment under its spectrogram as alignment-N.png."""
+        from attnrnn.explorer import spectrogram, write_explorer_html
         from attnrnn.viz_speech import write_speech_alignment_png
 
         transcripts = self.transcribe(inputs, sample_rate, **options)
@@ -383,6 +385,12 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
         files = []
         if folder is not None:
             hop_seconds = self.config.features.hop_ms / 1000
+            records = [
+                {**self.record(item), "spectrogram": spectrogram(item.features, hop_seconds)}
+                for item in transcripts
+            ]
+            title = f"attnrnn: {self.name}"
+            files.append(write_explorer_html(folder / "explain.html", "speech", records, title))
             for number, item in enumerate(transcripts, start=1):
                 picture = write_speech_alignment_png(
                     folder / f"alignment-{number}.png",
@@ -424,7 +432,10 @@ class SpeechTask(Task[SpeechRunConfig, SpeechAssets, SpeechSplit]):
     model_class = Recognizer
     command = "transcribe"
     input_files = True
-    explain_files = "alignment-N.png (the attention under the spectrogram, per recording)"
+    explain_files = (
+        "explain.html (the interactive explorer) and alignment-N.png (the attention under the "
+        "spectrogram, per recording)"
+    )
     options = SEARCH_OPTIONS
 
     def read_split(self, config: SpeechRunConfig, location: str, role: str) -> list[Utterance]:

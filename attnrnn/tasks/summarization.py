@@ -13,7 +13,7 @@ A summarization run directory holds, besides what every run has
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,8 +45,16 @@ from attnrnn.errors import ConfigError, DataError
 from attnrnn.metrics import rouge_scores
 from attnrnn.models.pointer_generator import PointerGenerator
 from attnrnn.models.seq2seq import DecoderConfig, Seq2SeqConfig
-from attnrnn.tasks.base import Explanation, Metric, Option, Task, TrainedModel, as_list
-from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
+from attnrnn.tasks.base import (
+    Explanation,
+    Metric,
+    Option,
+    Task,
+    TrainedModel,
+    as_list,
+    output_folder,
+)
+from attnrnn.tasks.sequence import SEARCH_OPTIONS, Alternative, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.trainer import LossOutput
 from attnrnn.viz import printable, printable_token
@@ -192,7 +200,8 @@ class Summary:
 
     target_tokens: the output tokens (copied words as the source writes them);
     summary: the same as readable text. score: the search score of the best
-    hypothesis; alternatives: the next best summaries (``n_best`` > 1).
+    hypothesis; alternatives: the next best summaries (``n_best`` > 1) with their
+    output tokens and attention.
     """
 
     source: str
@@ -202,7 +211,7 @@ class Summary:
     target_tokens: list[str]
     copy_probability: list[float]  # (T,) 1 - p_gen per output token
     attention: list[list[float]]  # (T, S)
-    alternatives: list[str] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)
 
 
 class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
@@ -261,13 +270,20 @@ class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
                         target_tokens=tokens,
                         copy_probability=copy[: len(tokens)],
                         attention=best.attention[: len(tokens)].tolist(),
-                        alternatives=[
-                            readable_summary(decode_ids(h.tokens, document, vocab), document.casing)
-                            for h in n_best[1:]
-                        ],
+                        alternatives=[self._alternative(h, document) for h in n_best[1:]],
                     )
                 )
         return summaries
+
+    def _alternative(self, hypothesis: Hypothesis, document: EncodedDocument) -> Alternative:
+        """Another hypothesis as readable text, output tokens and attention (T, S)."""
+        tokens = decode_ids(hypothesis.tokens, document, self.assets.text.vocab)
+        return Alternative(
+            readable_summary(tokens, document.casing),
+            hypothesis.score,
+            tokens,
+            hypothesis.attention[: len(tokens)].tolist(),
+        )
 
     def predict(self, inputs: Sequence[Any], **options: Any) -> list[Summary]:
         """The same as :meth:`summarize` (for code that works with any task)."""
@@ -306,10 +322,11 @@ class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
         self, inputs: Any, output: str | Path | None = None, color: bool = False, **options: Any
     ) -> Explanation:
         """Each summary with every output token's copy probability (how much of it came
-        from pointing at the source); with ``output``: summary-N.png and summary-N.html,
-        the attention with the copy probabilities on the rows. Text inputs are read like
-        the CLI's input lines (:meth:`parse_input`)."""
-        from attnrnn.explain import write_alignments
+        from pointing at the source); with ``output``: explain.html (the interactive
+        explorer) and summary-N.png, the attention with the copy probabilities on the
+        rows. Text inputs are read like the CLI's input lines (:meth:`parse_input`)."""
+        from attnrnn.explain import write_alignment_pngs
+        from attnrnn.explorer import write_explorer_html
 
         texts, _ = as_list(inputs)
         texts = [self.parse_input(t, options) if isinstance(t, str) else t for t in texts]
@@ -322,7 +339,13 @@ class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
             lines += [printable(item.summary), "  " + shown]
             title = f"summary {number}: copy probability in parentheses on the rows"
             alignments.append((item.source_tokens, rows, item.attention, title))
-        files = [] if output is None else write_alignments(Path(output), "summary", alignments)
+        files = []
+        folder = output_folder(output)
+        if folder is not None:
+            records = [self.record(summary) for summary in summaries]
+            title = f"attnrnn: {self.name}"
+            files = [write_explorer_html(folder / "explain.html", self.task.name, records, title)]
+            files += write_alignment_pngs(folder, "summary", alignments)
         return Explanation("\n".join(lines), files, summaries)
 
     def parse_input(self, line: str, options: dict[str, Any]) -> str:
@@ -349,12 +372,13 @@ class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
             "attention": result.attention,
         }
         if result.alternatives:
-            record["alternatives"] = result.alternatives
+            record["alternatives"] = [alternative.text for alternative in result.alternatives]
+            record["alternatives_detail"] = [asdict(item) for item in result.alternatives]
         return record
 
     def line(self, result: Summary) -> str:
         """The summary (and the alternatives, tab-separated, with ``n_best`` > 1)."""
-        return "\t".join([result.summary, *result.alternatives])
+        return "\t".join([result.summary, *(item.text for item in result.alternatives)])
 
 
 # --------------------------------------------------------------------------- the task
@@ -374,8 +398,8 @@ class SummarizationTask(Task[SummarizationRunConfig, SummarizationAssets, Docume
     model_class = Summarizer
     command = "summarize"
     explain_files = (
-        "summary-N.png and summary-N.html (the attention, each output word with its copy "
-        "probability)"
+        "explain.html (the interactive explorer, with copy probabilities) and summary-N.png "
+        "(the attention, each output word with its copy probability)"
     )
     options = (*SEARCH_OPTIONS, FIELD_OPTION)
 

@@ -13,7 +13,7 @@ A translation run directory holds, besides what every run has
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -28,8 +28,8 @@ from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.errors import ConfigError
 from attnrnn.metrics import corpus_bleu, corpus_chrf, exact_match
 from attnrnn.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list
-from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
+from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
+from attnrnn.tasks.sequence import SEARCH_OPTIONS, Alternative, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.trainer import LossOutput
 from attnrnn.viz import printable
@@ -282,14 +282,6 @@ def split_loss(
 
 
 @dataclass
-class Alternative:
-    """Another hypothesis of the beam (n-best), with its search score."""
-
-    text: str
-    score: float
-
-
-@dataclass
 class Translation:
     """One source sentence's translation with the attention that produced it."""
 
@@ -343,22 +335,30 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
     def _translation(
         self, text: str, source_ids: list[int], n_best: list[Hypothesis]
     ) -> Translation:
-        source, target = self.assets.source, self.assets.target
-        best = n_best[0]
+        source = self.assets.source
         source_tokens = source.tokenizer.tokenize(text)[: len(source_ids)]
         if len(source_tokens) != len(source_ids):
             source_tokens = source.vocab.decode(source_ids)
-        target_tokens = target.vocab.decode(best.tokens)
-        if best.attention.size(0) > len(best.tokens):
-            target_tokens = [*target_tokens, EOS]
+        best, *alternatives = [self._alternative(h, len(source_ids)) for h in n_best]
         return Translation(
             source=text,
-            translation=target.decode(best.tokens),
+            translation=best.text,
             score=best.score,
             source_tokens=source_tokens,
-            target_tokens=target_tokens,
-            attention=best.attention[: len(target_tokens), : len(source_ids)].tolist(),
-            alternatives=[Alternative(target.decode(h.tokens), h.score) for h in n_best[1:]],
+            target_tokens=best.target_tokens,
+            attention=best.attention,
+            alternatives=alternatives,
+        )
+
+    def _alternative(self, hypothesis: Hypothesis, source_length: int) -> Alternative:
+        """A hypothesis as text, output tokens (+ EOS when produced) and attention (T, S)."""
+        target = self.assets.target
+        target_tokens = target.vocab.decode(hypothesis.tokens)
+        if hypothesis.attention.size(0) > len(hypothesis.tokens):
+            target_tokens = [*target_tokens, EOS]
+        attention = hypothesis.attention[: len(target_tokens), :source_length]
+        return Alternative(
+            target.decode(hypothesis.tokens), hypothesis.score, target_tokens, attention.tolist()
         )
 
     def loss(self, split: ParallelSplit) -> float:
@@ -398,8 +398,10 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
         self, inputs: Any, output: str | Path | None = None, color: bool = False, **options: Any
     ) -> Explanation:
         """Each translation with, per output token, the source token it attended to
-        most; with ``output``: alignment-N.png and alignment-N.html per input."""
-        from attnrnn.explain import strongest_links, write_alignments
+        most; with ``output``: explain.html (the interactive explorer: hover a token to
+        see what it attended to, n-best switch) and alignment-N.png per input."""
+        from attnrnn.explain import strongest_links, write_alignment_pngs
+        from attnrnn.explorer import write_explorer_html
 
         texts, _ = as_list(inputs)
         translations = self.translate(texts, **options)
@@ -409,12 +411,16 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
             for item in translations
         )
         files = []
-        if output is not None:
+        folder = output_folder(output)
+        if folder is not None:
+            records = [self.record(t) for t in translations]
+            title = f"attnrnn: {self.name}"
+            files = [write_explorer_html(folder / "explain.html", self.task.name, records, title)]
             alignments = [
                 (t.source_tokens, t.target_tokens, t.attention, f"{t.source} -> {t.translation}")
                 for t in translations
             ]
-            files = write_alignments(Path(output), "alignment", alignments)
+            files += write_alignment_pngs(folder, "alignment", alignments)
         return Explanation(text, files, translations)
 
     def record(self, result: Translation) -> dict[str, Any]:
@@ -425,6 +431,7 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
             "source_tokens": result.source_tokens,
             "target_tokens": result.target_tokens,
             "attention": result.attention,
+            "alternatives_detail": [asdict(alternative) for alternative in result.alternatives],
         }
 
     def line(self, result: Translation) -> str:
@@ -443,7 +450,10 @@ class TranslationTask(Task[TranslationRunConfig, TranslationAssets, ParallelSpli
     config_class = TranslationRunConfig
     model_class = Translator
     command = "translate"
-    explain_files = "alignment-N.png and alignment-N.html (the attention of each translation)"
+    explain_files = (
+        "explain.html (the interactive explorer) and alignment-N.png (the attention of each "
+        "translation)"
+    )
     options = SEARCH_OPTIONS
     supports_int8 = True
 

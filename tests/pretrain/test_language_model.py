@@ -409,9 +409,11 @@ def test_explain_shades_surprisal_and_writes_a_heatmap(pretrained_run, tmp_path)
     assert first[0].startswith("perplexity ") and "most surprising (nats): zebra" in first[0]
     assert "zebra(1.00)" in first[1]  # the unknown word is the most surprising
     assert "too short" in second
-    assert explanation.files == [tmp_path / "explain" / "surprisal-1.png"]
-    assert explanation.files[0].read_bytes()[:4] == b"\x89PNG"
-    assert LANGUAGE_MODEL.explain_files.startswith("surprisal-N.png")
+    folder = tmp_path / "explain"
+    assert explanation.files == [folder / "explain.html", folder / "surprisal-1.png"]
+    assert explanation.files[1].read_bytes()[:4] == b"\x89PNG"
+    assert '"surprisal"' in explanation.files[0].read_text()
+    assert "surprisal-N.png" in LANGUAGE_MODEL.explain_files
 
 
 # --------------------------------------------------------------------------- transfer
