@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -56,3 +60,38 @@ def _tiny_config(files: dict[str, Path], **trainer) -> dict:
             **trainer,
         },
     }
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium through the system chromedriver (tests/test_explorer.py,
+    tests/serving/test_browser.py); a failure, never a skip, when it is missing."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:  # pragma: no cover - a broken install
+        pytest.fail("selenium is not installed: pip install -e '.[dev]'")
+    binary = os.environ.get("ATTNRNN_CHROMIUM") or shutil.which("chromium")
+    driver_path = os.environ.get("ATTNRNN_CHROMEDRIVER") or shutil.which("chromedriver")
+    if not binary or not driver_path:
+        pytest.fail(
+            "the browser tests need Chromium and its driver: "
+            "apt-get install chromium chromium-driver (.ci/run does)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,900",
+        "--force-device-scale-factor=1",
+        # A fake microphone (a beep) that needs no permission prompt.
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,42 +36,6 @@ STRONG = 0.5
 
 
 # --------------------------------------------------------------------------- the browser
-
-
-def chromium_driver(width: int = 1200, height: int = 900) -> Any:
-    """Headless Chromium through the system chromedriver; fails (never skips) when the
-    browser, the driver or selenium is missing."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:  # pragma: no cover - a broken install
-        pytest.fail("selenium is not installed: pip install -e '.[dev]'")
-    binary = os.environ.get("ATTNRNN_CHROMIUM") or shutil.which("chromium")
-    driver = os.environ.get("ATTNRNN_CHROMEDRIVER") or shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.fail(
-            "the browser tests need Chromium and its driver: "
-            "apt-get install chromium chromium-driver (.ci/run does)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        f"--window-size={width},{height}",
-        "--force-device-scale-factor=1",
-    ):
-        options.add_argument(argument)
-    return webdriver.Chrome(service=Service(driver), options=options)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    driver = chromium_driver()
-    yield driver
-    driver.quit()
 
 
 def open_page(browser: Any, path: Path) -> None:

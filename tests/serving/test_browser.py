@@ -15,8 +15,6 @@ Chromium missing is a failure, not a skip (.ci/run installs it).
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -41,40 +39,6 @@ def server(models, live_server) -> Iterator[str]:
 
 
 # --------------------------------------------------------------------------- the browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium through the system chromedriver; a failure when missing."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:  # pragma: no cover - a broken install
-        pytest.fail("selenium is not installed: pip install -e '.[dev]'")
-    binary = os.environ.get("ATTNRNN_CHROMIUM") or shutil.which("chromium")
-    driver_path = os.environ.get("ATTNRNN_CHROMEDRIVER") or shutil.which("chromedriver")
-    if not binary or not driver_path:
-        pytest.fail(
-            "the browser tests need Chromium and its driver: "
-            "apt-get install chromium chromium-driver (.ci/run does)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,900",
-        "--force-device-scale-factor=1",
-        # A fake microphone (a beep) that needs no permission prompt.
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    yield driver
-    driver.quit()
 
 
 def wait_for(browser: Any, condition: Any) -> Any:
