@@ -295,6 +295,14 @@ class TrainedModel(ABC, Generic[ConfigT, AssetsT]):
             scores = self.score(split, **options)
         return {"data": location, "examples": len(examples), **scores}
 
+    def write_explorer(self, folder: Path, records: Sequence[dict[str, Any]]) -> Path:
+        """``folder/explain.html``: the interactive attention explorer of these result
+        records (:func:`attnrnn.explorer.write_explorer_html`), one self-contained file."""
+        from attnrnn.explorer import write_explorer_html
+
+        title = f"attnrnn: {self.name}"
+        return write_explorer_html(folder / "explain.html", self.task.name, list(records), title)
+
     # ------------------------------------------------------------------ the CLI
 
     def parse_input(self, line: str, options: dict[str, Any]) -> Any:

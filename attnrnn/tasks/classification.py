@@ -287,7 +287,6 @@ class Classifier(TrainedModel[ClassificationRunConfig, ClassifierAssets]):
         with ``output``: explain.html (the interactive explorer, every text) and a
         heatmap PNG per text (explain-N.png)."""
         from attnrnn.explain import describe_prediction, write_prediction_heatmaps
-        from attnrnn.explorer import write_explorer_html
 
         texts, _ = as_list(inputs)
         predictions = self.predict(texts)
@@ -295,9 +294,7 @@ class Classifier(TrainedModel[ClassificationRunConfig, ClassifierAssets]):
         files = []
         folder = output_folder(output)
         if folder is not None:
-            records = [self.record(p) for p in predictions]
-            page = folder / "explain.html"
-            files = [write_explorer_html(page, self.task.name, records, f"attnrnn: {self.name}")]
+            files = [self.write_explorer(folder, [self.record(p) for p in predictions])]
             files += write_prediction_heatmaps(predictions, folder)
         return Explanation(text, files, predictions)
 

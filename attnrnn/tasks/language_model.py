@@ -356,11 +356,7 @@ class LanguageModel(TrainedModel[LanguageModelRunConfig, LanguageModelAssets]):
                 path = folder / f"surprisal-{number}.png"
                 files.append(write_token_heatmap_png(path, result.tokens, shades, title=title))
         if folder is not None:
-            from attnrnn.explorer import write_explorer_html
-
-            records = [self.record(result) for result in results]
-            page = folder / "explain.html"
-            files.insert(0, write_explorer_html(page, "language_model", records, self.name))
+            files.insert(0, self.write_explorer(folder, [self.record(r) for r in results]))
         return Explanation("\n".join(lines), files, results)
 
     def record(self, result: Perplexity) -> dict[str, Any]:

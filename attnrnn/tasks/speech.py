@@ -374,7 +374,7 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
         """Transcribe; with ``output``: explain.html (the interactive explorer: the
         spectrogram with the alignment, output units linked to their frames) and each
         alignment under its spectrogram as alignment-N.png."""
-        from attnrnn.explorer import spectrogram, write_explorer_html
+        from attnrnn.explorer import spectrogram
         from attnrnn.viz_speech import write_speech_alignment_png
 
         transcripts = self.transcribe(inputs, sample_rate, **options)
@@ -389,8 +389,7 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
                 {**self.record(item), "spectrogram": spectrogram(item.features, hop_seconds)}
                 for item in transcripts
             ]
-            title = f"attnrnn: {self.name}"
-            files.append(write_explorer_html(folder / "explain.html", "speech", records, title))
+            files.append(self.write_explorer(folder, records))
             for number, item in enumerate(transcripts, start=1):
                 picture = write_speech_alignment_png(
                     folder / f"alignment-{number}.png",

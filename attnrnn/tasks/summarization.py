@@ -326,7 +326,6 @@ class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
         explorer) and summary-N.png, the attention with the copy probabilities on the
         rows. Text inputs are read like the CLI's input lines (:meth:`parse_input`)."""
         from attnrnn.explain import write_alignment_pngs
-        from attnrnn.explorer import write_explorer_html
 
         texts, _ = as_list(inputs)
         texts = [self.parse_input(t, options) if isinstance(t, str) else t for t in texts]
@@ -342,9 +341,7 @@ class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
         files = []
         folder = output_folder(output)
         if folder is not None:
-            records = [self.record(summary) for summary in summaries]
-            title = f"attnrnn: {self.name}"
-            files = [write_explorer_html(folder / "explain.html", self.task.name, records, title)]
+            files = [self.write_explorer(folder, [self.record(s) for s in summaries])]
             files += write_alignment_pngs(folder, "summary", alignments)
         return Explanation("\n".join(lines), files, summaries)
 

@@ -401,7 +401,6 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
         most; with ``output``: explain.html (the interactive explorer: hover a token to
         see what it attended to, n-best switch) and alignment-N.png per input."""
         from attnrnn.explain import strongest_links, write_alignment_pngs
-        from attnrnn.explorer import write_explorer_html
 
         texts, _ = as_list(inputs)
         translations = self.translate(texts, **options)
@@ -413,9 +412,7 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
         files = []
         folder = output_folder(output)
         if folder is not None:
-            records = [self.record(t) for t in translations]
-            title = f"attnrnn: {self.name}"
-            files = [write_explorer_html(folder / "explain.html", self.task.name, records, title)]
+            files = [self.write_explorer(folder, [self.record(t) for t in translations])]
             alignments = [
                 (t.source_tokens, t.target_tokens, t.attention, f"{t.source} -> {t.translation}")
                 for t in translations
