@@ -19,7 +19,6 @@ when ``attention`` is false. Errors are ``{"error": {"code", "message", "field"}
 """
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 import attnrnn
+from attnrnn.data.io import read_run_json
 from attnrnn.errors import AttnrnnError, ConfigError
 from attnrnn.explorer import spectrogram
 from attnrnn.extras import require
@@ -384,7 +384,7 @@ def run_results(directory: Path | None) -> dict[str, Any]:
     if directory is None:
         return {}
     try:
-        results = json.loads((Path(directory) / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        results: dict[str, Any] = read_run_json(Path(directory), "results.json", "results")
+    except AttnrnnError:  # missing, damaged, nested too deep: the server still starts
         return {}
-    return results if isinstance(results, dict) else {}
+    return results
