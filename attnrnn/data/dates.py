@@ -15,12 +15,17 @@ Every source names exactly one date, so the source -> target mapping is a functi
 - month and weekday names are English, written out here (no locale is consulted).
 
 Sources are plain ASCII with single spaces and at most ``MAX_SOURCE_LENGTH`` characters.
+
+The reference alignment of a pair is known by construction (:func:`date_links`): each
+character of the ISO target comes from known source characters (the year's digits from the
+year, the month's from the month number or name, the day's from the day number).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -93,11 +98,89 @@ class DateFormat:
 
     def render(self, day: date) -> str:
         text = self.template.format(**_fields(day))
+        return self._cased(text)
+
+    def _cased(self, text: str) -> str:
         if self.case == "lower":
             return text.lower()
         if self.case == "upper":
             return text.upper()
         return text
+
+    def render_with_links(self, day: date) -> tuple[str, DateLinks]:
+        """``render(day)`` and the reference alignment of that source to ``day.isoformat()``."""
+        text, spans = _render_spans(self.template, _fields(day))
+        return self._cased(text), _links_from_spans(spans)  # ASCII casing keeps positions
+
+
+@dataclass(frozen=True)
+class DateLinks:
+    """The reference alignment of one pair: ``(target_index, source_index)`` links from
+    characters of the ISO target ``YYYY-MM-DD`` to characters of the source.
+
+    ``sure`` links join a target digit to the source digit it copies: the year's four
+    digits, and the month's and day's digits written as numbers (2-digit fields digit by
+    digit; "9" gives the sure link day-units -> "9"). ``possible`` (always ⊇ ``sure``, as in
+    Och & Ney's alignment error rate) adds the ambiguous ones: both month digits to every
+    letter of a month name ("April", "APR"), and a zero the source leaves out ("9" -> "09")
+    to the digit it pads. The target's "-" separators, and weekdays and ordinal suffixes in
+    the source, have no links.
+    """
+
+    sure: frozenset[tuple[int, int]]
+    possible: frozenset[tuple[int, int]]
+
+
+# Target character positions of each ISO field: YYYY-MM-DD.
+_TARGET_POSITIONS = {"year": (0, 1, 2, 3), "month": (5, 6), "day": (8, 9)}
+# Field of ``_fields`` -> (the ISO field it gives, how it is written).
+_FIELD_ROLES = {
+    "yyyy": ("year", "digits"),
+    "mm": ("month", "digits"),
+    "month_number": ("month", "digits"),
+    "month": ("month", "name"),
+    "mon": ("month", "name"),
+    "dd": ("day", "digits"),
+    "day": ("day", "digits"),
+    "ordinal": ("day", "ordinal"),  # digits and a 2-letter suffix: "21st"
+}
+_FORMATTER = string.Formatter()
+
+
+def _render_spans(template: str, fields: dict[str, str]) -> tuple[str, dict[str, range]]:
+    """``template.format(**fields)`` and the source positions each field was written to."""
+    pieces, spans, position = [], {}, 0
+    for literal, name, _spec, _conversion in _FORMATTER.parse(template):
+        pieces.append(literal)
+        position += len(literal)
+        if name is not None:
+            value = fields[name]
+            spans[name] = range(position, position + len(value))
+            pieces.append(value)
+            position += len(value)
+    return "".join(pieces), spans
+
+
+def _links_from_spans(spans: dict[str, range]) -> DateLinks:
+    """The :class:`DateLinks` of a source whose fields were written to ``spans``."""
+    sure: set[tuple[int, int]] = set()
+    possible: set[tuple[int, int]] = set()
+    for name, span in spans.items():
+        if name not in _FIELD_ROLES:
+            continue  # weekday names: not in the target
+        iso_field, written = _FIELD_ROLES[name]
+        targets = _TARGET_POSITIONS[iso_field]
+        if written == "name":
+            possible.update((target, source) for target in targets for source in span)
+            continue
+        digits = span[:-2] if written == "ordinal" else span
+        # Right-aligned: units to units; target digits left of the source's are padding.
+        for offset in range(1, len(targets) + 1):
+            if offset <= len(digits):
+                sure.add((targets[-offset], digits[-offset]))
+            else:
+                possible.update((targets[-offset], source) for source in digits)
+    return DateLinks(frozenset(sure), frozenset(possible | sure))
 
 
 # Examples are for Sunday, 9 April 2023.
@@ -137,6 +220,28 @@ _FORMAT_LIST = tuple(FORMATS.values())
 def make_pair(day: date, rng: random.Random) -> DatePair:
     """``day`` written in a format drawn uniformly from ``FORMATS``, and in ISO 8601."""
     return DatePair(rng.choice(_FORMAT_LIST).render(day), day.isoformat())
+
+
+def date_links(pair: DatePair) -> DateLinks:
+    """The reference alignment of ``pair``, a source written in one of ``FORMATS`` and its
+    ISO target (as every generator here makes them, or as read back from their files).
+
+    The format is found by rendering the target date in each; when several render the same
+    text (``09.04.2023`` is both "day_dot" and "day_dot_short" on some days), their sure
+    links are intersected and their possible links joined. A source no format writes for
+    the target raises ``ValueError``.
+    """
+    day = date.fromisoformat(pair.target)
+    found = [
+        links
+        for text, links in (f.render_with_links(day) for f in _FORMAT_LIST)
+        if text == pair.source
+    ]
+    if not found:
+        raise ValueError(f"no date format writes {pair.target} as {pair.source!r}")
+    sure = frozenset.intersection(*(links.sure for links in found))
+    possible = frozenset.union(*(links.possible for links in found))
+    return DateLinks(sure, possible)
 
 
 def _ordinal_range(start_year: int, end_year: int) -> range:

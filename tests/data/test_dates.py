@@ -11,12 +11,16 @@ import pytest
 from attnrnn.data.dates import (
     FORMATS,
     MAX_SOURCE_LENGTH,
+    MONTHS,
+    DateLinks,
     DatePair,
+    date_links,
     generate_date_pairs,
     ordinal,
     split_date_pairs,
     write_parallel,
 )
+from attnrnn.diagnostics import alignment_error_rate, argmax_links
 
 APRIL_9_2023 = {
     "iso": "2023-04-09",
@@ -167,3 +171,92 @@ def test_write_parallel_writes_matching_lines(tmp_path):
     sources = (tmp_path / "dates.src").read_text(encoding="utf-8").splitlines()
     targets = (tmp_path / "dates.tgt").read_text(encoding="utf-8").splitlines()
     assert [DatePair(s, t) for s, t in zip(sources, targets, strict=True)] == pairs
+
+
+# Reference alignments
+
+YEAR, MONTH, DAY = (0, 1, 2, 3), (5, 6), (8, 9)  # target positions in YYYY-MM-DD
+
+
+def check_links(source: str, target: str, links: DateLinks) -> None:
+    """Asserts that every link joins a target field to source characters that spell it."""
+    day = date.fromisoformat(target)
+    assert links.sure <= links.possible
+    assert all(0 <= t < len(target) and 0 <= s < len(source) for t, s in links.possible)
+    assert not {t for t, _ in links.possible} & {4, 7}  # the "-" separators
+    assert {t for t, _ in links.possible} == {*YEAR, *MONTH, *DAY}  # every digit is linked
+    # Sure links copy a digit: one-to-one, and the source character is the target's.
+    assert len({t for t, _ in links.sure}) == len({s for _, s in links.sure}) == len(links.sure)
+    assert all(source[s] == target[t] for t, s in links.sure), (source, sorted(links.sure))
+    # The year's four digits copy the source's year, digit by digit, in order.
+    year_sources = [s for t, s in sorted(links.sure) if t in YEAR]
+    assert len(year_sources) == 4 and year_sources == list(
+        range(year_sources[0], year_sources[0] + 4)
+    )
+    assert "".join(source[s] for s in year_sources) == f"{day.year:04d}"
+    for field, number in ((MONTH, day.month), (DAY, day.day)):
+        sure = [s for t, s in sorted(links.sure) if t in field]
+        possible = sorted({s for t, s in links.possible - links.sure if t in field})
+        if sure:  # written as a number: its digits, then padding zeros linked to them
+            assert int("".join(source[s] for s in sure)) == number
+            assert all(target[t] == "0" for t, s in links.possible - links.sure if t in field)
+            assert set(possible) <= set(sure)
+        else:  # a month name, linked as a whole word
+            assert field == MONTH
+            word = source[possible[0] : possible[-1] + 1]
+            assert possible == list(range(possible[0], possible[-1] + 1))
+            assert word.lower() in {MONTHS[number - 1].lower(), MONTHS[number - 1][:3].lower()}
+            assert {t for t, s in links.possible if s in possible} == set(MONTH)
+
+
+def test_links_of_a_written_out_date_by_hand():
+    source = "Sunday, April 9, 2023"  # April at 8-12, 9 at 14, 2023 at 17-20
+    links = date_links(DatePair(source, "2023-04-09"))
+    assert links.sure == {(0, 17), (1, 18), (2, 19), (3, 20), (9, 14)}
+    month_name = {(t, s) for t in MONTH for s in range(8, 13)}
+    assert links.possible == links.sure | month_name | {(8, 14)}
+    compact = date_links(DatePair("20230409", "2023-04-09"))
+    assert (
+        compact.sure
+        == compact.possible
+        == {(0, 0), (1, 1), (2, 2), (3, 3), (5, 4), (6, 5), (8, 6), (9, 7)}
+    )
+
+
+def test_every_format_renders_its_text_with_links():
+    for day in (date(2023, 4, 9), date(1999, 12, 31), date(2001, 1, 1), date(2024, 2, 29)):
+        for date_format in FORMATS.values():
+            source, links = date_format.render_with_links(day)
+            assert source == date_format.render(day)
+            check_links(source, day.isoformat(), links)
+
+
+def test_links_of_generated_pairs_spell_their_fields():
+    pairs = generate_date_pairs(600, seed=11)
+    used = set()
+    for pair in pairs:
+        check_links(pair.source, pair.target, date_links(pair))
+        used |= {
+            name
+            for name, f in FORMATS.items()
+            if f.render(date.fromisoformat(pair.target)) == pair.source
+        }
+    assert used == set(FORMATS)
+    for pair in split_date_pairs(100, 50, 50, seed=3)[2]:
+        check_links(pair.source, pair.target, date_links(pair))
+
+
+def test_attention_on_the_sure_links_has_no_alignment_error():
+    pair = DatePair("the 21st of march, 1987", "1987-03-21")
+    links = date_links(pair)
+    attention = [[0.0] * len(pair.source) for _ in pair.target]
+    for t, s in links.possible:  # uniform over the possible links, sure ones weighted up
+        attention[t][s] = 1.0 + 10.0 * ((t, s) in links.sure)
+    predicted = {(t, s) for t, s in argmax_links(attention) if t not in (4, 7)}
+    assert predicted >= links.sure
+    assert alignment_error_rate(predicted, links.sure, links.possible) == 0.0
+
+
+def test_date_links_refuses_a_source_no_format_writes():
+    with pytest.raises(ValueError, match="no date format"):
+        date_links(DatePair("April 10, 2023", "2023-04-09"))
