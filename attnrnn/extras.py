@@ -24,6 +24,7 @@ PROVIDERS = {
     "rouge_score": ("rouge-score", "summarization"),
     "sacremoses": ("sacremoses", "summarization"),
     "gensim": ("gensim", "word2vec"),
+    "captum": ("captum", "diagnostics"),
     "fastapi": ("fastapi", "serve"),
     "uvicorn": ("uvicorn", "serve"),
     "prometheus_client": ("prometheus-client", "serve"),

@@ -1,7 +1,10 @@
 """Attention diagnostics: does the attention explain the prediction, and does it align?
 
 :mod:`attnrnn.diagnostics.measures` holds the pure measures the diagnostics are built from
-(rank agreement, distances between attention distributions, entropy, alignment error rate).
+(rank agreement, distances between attention distributions, entropy, alignment error rate);
+:mod:`attnrnn.diagnostics.classifier` the tests of a classifier's attention pooling
+(feature importance by gradient x input, integrated gradients and leave-one-out, and
+its agreement with the attention; permuted attention; erasure).
 """
 
 from attnrnn.diagnostics.measures import (
