@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from attnrnn.config import EncoderConfig, check_positive, check_probability
@@ -24,14 +25,23 @@ from attnrnn.nn.pooling import AttentionPooling
 
 @dataclasses.dataclass(frozen=True)
 class PoolingConfig:
-    """Attention pooling over the encoder outputs."""
+    """Attention pooling over the encoder outputs.
+
+    penalty_weight: weight of the multi-hop redundancy penalty ``||AA^T - I||^2``.
+    diversity_weight: weight of the conicity of the attended states in the loss (the
+        Diversity LSTM of Mohankumar et al. 2020): pushing the states apart makes each
+        weight matter, so the attention explains more of the prediction.
+    """
 
     attention_size: int = 128
     hops: int = 1
     penalty_weight: float = 0.0
+    diversity_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive(self, "attention_size", "hops")
+        if self.diversity_weight < 0:
+            raise ConfigError(f"diversity_weight must not be negative, got {self.diversity_weight}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,4 +108,27 @@ class TextClassifier(nn.Module):
         mask = lengths_to_mask(lengths, tokens.size(1)).to(tokens.device)  # (B, S)
         pooling = self.pooling(self.encoder_dropout(encoded), mask)  # pooled (B, r*H')
         logits = self.head(pooling.pooled)  # (B, C)
-        return ClassifierOutput(logits, pooling.weights, pooling.penalty)
+        diversity = (
+            conicity(encoded, mask).mean()
+            if self.config.pooling.diversity_weight
+            else logits.new_zeros(())
+        )
+        return ClassifierOutput(logits, pooling.weights, pooling.penalty, diversity)
+
+
+def conicity(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """How much a text's states point the same way (Mohankumar et al. 2020).
+
+    The mean cosine similarity of each valid state to the mean of the text's valid states:
+    near 1 when the states lie in a narrow cone (any weighting of them pools to nearly the
+    same vector, so the attention can hardly matter), near 0 when they are spread out.
+
+    Args:
+        states: (B, S, H) encoder states; mask: (B, S) bool, True on valid steps.
+    Returns:
+        (B,) conicity of each text.
+    """
+    weights = mask.to(states.dtype).unsqueeze(-1)  # (B, S, 1)
+    mean = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # (B, H)
+    cosine = F.cosine_similarity(states, mean.unsqueeze(1).expand_as(states), dim=-1)  # (B, S)
+    return (cosine * weights.squeeze(-1)).sum(dim=1) / weights.squeeze(-1).sum(dim=1).clamp(min=1)

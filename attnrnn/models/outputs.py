@@ -14,11 +14,14 @@ class ClassifierOutput:
     logits: (B, C) unnormalised class scores.
     attention: (B, r, S) attention over tokens per hop (r = 1 for the article's model).
     penalty: () the multi-hop redundancy penalty (0 for one hop).
+    conicity: () mean conicity of the attended states when the model trains with the
+        diversity objective (``pooling.diversity_weight``), else 0.
     """
 
     logits: torch.Tensor
     attention: torch.Tensor
     penalty: torch.Tensor
+    conicity: torch.Tensor
 
 
 @dataclass

@@ -433,9 +433,11 @@ class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, Encoded
         labels = torch.tensor([split.labels[i] for i in indices], device=device)
         output = model(tokens.to(device), lengths.to(device))
         loss = F.cross_entropy(output.logits, labels)
-        penalty_weight = config.model.pooling.penalty_weight
-        if penalty_weight:
-            loss = loss + penalty_weight * output.penalty
+        pooling = config.model.pooling
+        if pooling.penalty_weight:
+            loss = loss + pooling.penalty_weight * output.penalty
+        if pooling.diversity_weight:
+            loss = loss + pooling.diversity_weight * output.conicity
         return LossOutput(loss, int(lengths.sum()))
 
 

@@ -63,3 +63,37 @@ def test_frozen_embeddings_get_no_gradient():
 def test_truncation_policies(policy, expected):
     assert truncate(list(range(10)), 4, policy) == expected
     assert truncate([1, 2], 4, policy) == [1, 2]
+
+
+def test_conicity_of_known_states():
+    from attnrnn.models.classifier import conicity
+
+    same = torch.tensor([[[1.0, 2.0], [2.0, 4.0], [9.0, 9.0]]])  # two valid states, one direction
+    spread = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]])
+    mask_two = torch.tensor([[True, True, False]])
+    torch.testing.assert_close(conicity(same, mask_two), torch.tensor([1.0]))
+    # Opposite pairs average to the zero vector: cosine 0 with each state.
+    torch.testing.assert_close(conicity(spread, torch.ones(1, 4, dtype=torch.bool)), torch.zeros(1))
+    orthogonal = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # mean (0.5, 0.5): cos 1/sqrt(2)
+    torch.testing.assert_close(
+        conicity(orthogonal, torch.ones(1, 2, dtype=torch.bool)), torch.tensor([2**-0.5])
+    )
+
+
+def test_diversity_objective_is_reported_only_when_trained_with():
+    torch.manual_seed(0)
+    tokens, lengths = torch.tensor([[4, 5, 6, 0], [7, 8, 9, 10]]), torch.tensor([3, 4])
+    assert make_classifier()(tokens, lengths).conicity.item() == 0
+    config = ClassifierConfig(
+        embedding_size=8,
+        encoder=EncoderConfig(cell="gru", hidden_size=6),
+        pooling=PoolingConfig(attention_size=5, diversity_weight=0.5),
+        hidden_size=7,
+    )
+    model = TextClassifier(vocab_size=20, num_classes=3, config=config, pad_index=0).eval()
+    output = model(tokens, lengths)
+    assert 0 < output.conicity.item() <= 1
+    output.conicity.backward()
+    assert model.encoder.parameters().__next__().grad is not None
+    with pytest.raises(Exception, match="diversity_weight"):
+        PoolingConfig(diversity_weight=-1.0)
