@@ -116,6 +116,66 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", required=True, help="the bundle's folder (new)")
     export.set_defaults(handler=command_export)
 
+    report = commands.add_parser(
+        "report",
+        help="write one self-contained HTML page about a run",
+        description="Training curves, final scores, dev examples with their attention and "
+        "the attention diagnostics of a run, in one HTML file that needs no network.",
+    )
+    add_run_argument(report)
+    report.add_argument("--output", "-o", help="the page (default: RUN/report.html)")
+    report.add_argument(
+        "--diagnostics",
+        metavar="FILE",
+        help="diagnostics.json to show (default: RUN/diagnostics/diagnostics.json, if there)",
+    )
+    report.add_argument(
+        "--examples", type=int, default=4, help="dev examples to show (default 4; 0: none)"
+    )
+    report.add_argument("--device", default="auto", help="auto, cpu, cuda:0... (for the examples)")
+    report.set_defaults(handler=command_report)
+
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="test whether the attention explains the predictions",
+        description="Run the attention diagnostics of a trained run on labelled data "
+        "(classifiers: agreement with feature importance, permuted and adversarial attention, "
+        "erasure, uniform-attention and pooled-MLP baselines; encoder-decoders: alignment with "
+        "a reference, counterfactual attention per step, erasure, copying; speech: "
+        "monotonicity, diagonality, coverage, CTC alignment) and write diagnostics.json and "
+        "diagnostics.html. See docs/diagnostics.md.",
+    )
+    add_run_argument(diagnose)
+    diagnose.add_argument(
+        "--data", help="labelled data, read like the training data (default: the test split)"
+    )
+    diagnose.add_argument(
+        "--limit", type=int, default=200, help="examples diagnosed, a seeded sample (default 200)"
+    )
+    diagnose.add_argument(
+        "--output", "-o", help="folder for diagnostics.json/html (default: RUN/diagnostics)"
+    )
+    diagnose.add_argument(
+        "--compare",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="(classifiers) runs of the same configuration with other seeds",
+    )
+    diagnose.add_argument(
+        "--alignments",
+        help="(translation) reference links of --data in Pharaoh format (i-j sure, i?j possible)",
+    )
+    diagnose.add_argument(
+        "--mlp-train",
+        type=int,
+        default=2000,
+        help="(classifiers) training texts of the pooled-MLP baseline (default 2000; 0: skip)",
+    )
+    diagnose.add_argument("--seed", type=int, default=0, help="sample and random draws (default 0)")
+    diagnose.add_argument("--device", default="auto", help="auto, cpu, cuda:0...")
+    diagnose.set_defaults(handler=command_diagnose)
+
     add_serve_parser(commands)
 
     pretrain = commands.add_parser("pretrain", help="unsupervised pretraining on raw text")
@@ -436,6 +496,37 @@ def command_export(arguments: argparse.Namespace) -> int:
     from attnrnn.tasks.runs import export
 
     print(f"exported {arguments.run} to {export(arguments.run, arguments.output)}")
+    return 0
+
+
+def command_diagnose(arguments: argparse.Namespace) -> int:
+    from attnrnn.console import log
+    from attnrnn.diagnostics.run import DiagnoseOptions, diagnose, write_diagnostics
+    from attnrnn.tasks.runs import load
+
+    options = DiagnoseOptions(
+        limit=arguments.limit, mlp_train=arguments.mlp_train, seed=arguments.seed
+    )
+    model = load(arguments.run, device=arguments.device)
+    compare = [load(run, device=arguments.device) for run in arguments.compare]
+    document = diagnose(model, arguments.data, options, compare, arguments.alignments, log)
+    folder = Path(arguments.output) if arguments.output else Path(arguments.run) / "diagnostics"
+    for path in write_diagnostics(document, folder):
+        print(f"wrote {path}")
+    return 0
+
+
+def command_report(arguments: argparse.Namespace) -> int:
+    from attnrnn.report import write_report
+
+    path = write_report(
+        arguments.run,
+        arguments.output,
+        diagnostics=arguments.diagnostics,
+        examples=arguments.examples,
+        device=arguments.device,
+    )
+    print(f"wrote {path}")
     return 0
 
 

@@ -25,6 +25,7 @@ PROVIDERS = {
     "sacremoses": ("sacremoses", "summarization"),
     "gensim": ("gensim", "word2vec"),
     "captum": ("captum", "diagnostics"),
+    "sklearn": ("scikit-learn", "diagnostics"),
     "fastapi": ("fastapi", "serve"),
     "uvicorn": ("uvicorn", "serve"),
     "prometheus_client": ("prometheus-client", "serve"),

@@ -131,14 +131,19 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
     return path
 
 
-def attnrnn(*arguments: str) -> dict[str, Any]:
-    """Run the ``attnrnn`` CLI in this interpreter's environment; return its JSON output."""
+def attnrnn_text(*arguments: str) -> str:
+    """Run the ``attnrnn`` CLI in this interpreter's environment; return its output."""
     command = [sys.executable, "-m", "attnrnn.cli", *arguments]
     print("$ attnrnn " + " ".join(map(shlex.quote, arguments)), flush=True)
     completed = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
     if completed.returncode:
         raise SystemExit(f"attnrnn {arguments[0]} failed with status {completed.returncode}")
-    return json.loads(completed.stdout)
+    return completed.stdout
+
+
+def attnrnn(*arguments: str) -> dict[str, Any]:
+    """Run the ``attnrnn`` CLI; return its JSON output."""
+    return json.loads(attnrnn_text(*arguments))
 
 
 def synchronize(device: torch.device) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attnrnn.data.readers import (
     STDIN,
@@ -40,6 +40,9 @@ from attnrnn.data.readers import (
 )
 from attnrnn.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from attnrnn.data.alignments import Alignment
+
 PARALLEL_FORMATS = ("auto", "files", "table", "jsonl", "plain")
 
 
@@ -48,11 +51,14 @@ class ParallelExample:
     """A source text, its target (``None`` when unlabeled) and its ``"path:line"`` origin.
 
     For two line-aligned files the origin is the source file's path and line.
+    ``alignment``: a reference word alignment of the pair (guided alignment training),
+    attached by the translation task when ``data.alignments`` is given.
     """
 
     source: str
     target: str | None
     origin: str
+    alignment: Alignment | None = None
 
 
 def _require_examples(examples: list[ParallelExample], name: str) -> list[ParallelExample]:

@@ -331,3 +331,86 @@ def erasure(
         flipped=int(after.argmax()) != predicted,
         probability_drop=float(before[predicted] - after[predicted]),
     )
+
+
+@dataclass
+class Adversarial:
+    """The most different attention found for one text that leaves the output in place.
+
+    attention_jsd: Jensen-Shannon divergence (bits) of the adversarial weights from the
+        model's (mean over the hops); 0 when no other weights kept the output within ε.
+    output_tvd: the total variation distance of the class distribution they give (<= ε).
+    weights: (r, L) the adversarial weights.
+    """
+
+    attention_jsd: float
+    output_tvd: float
+    weights: torch.Tensor
+
+
+def _jsd_bits(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Differentiable Jensen-Shannon divergence in bits over the last axis, (..., S) -> (...)
+    (the optimiser's objective; the reported values come from :mod:`measures`)."""
+    middle = 0.5 * (p + q)
+
+    def kl(a: torch.Tensor) -> torch.Tensor:
+        return (a * (a.clamp(min=1e-12).log() - middle.clamp(min=1e-12).log())).sum(dim=-1)
+
+    return 0.5 * (kl(p) + kl(q)) / torch.log(torch.tensor(2.0))
+
+
+def adversarial_attention(
+    model: TextClassifier,
+    tokens: torch.Tensor,
+    length: int,
+    epsilon: float = 0.01,
+    restarts: int = 8,
+    steps: int = 150,
+    generator: torch.Generator | None = None,
+) -> Adversarial:
+    """Search for attention weights as far as possible from the model's (Jensen-Shannon)
+    whose prediction stays within ``epsilon`` of the model's (total variation), as Jain &
+    Wallace (2019) did: if such weights exist, the attention is one of many explanations
+    of the same output.
+
+    ``restarts`` free attention logits (started from the model's, plus noise drawn by
+    ``generator``) are optimised with Adam on JSD - penalty(max(0, TVD - ε)); the best
+    weights that kept TVD <= ε at any step are kept. The encoder states stay the text's.
+
+    Args:
+        tokens: (S,) token ids of one text; length: its valid tokens.
+    """
+    if epsilon <= 0 or restarts < 1 or steps < 1:
+        raise ValueError("need epsilon > 0, restarts >= 1 and steps >= 1")
+    text = _valid_tokens(model, tokens, length).unsqueeze(0)  # (1, L)
+    with _evaluating(model):
+        with torch.no_grad():
+            output = model(text, _lengths(text))
+            original = output.attention[0]  # (r, L)
+            states = encoder_states(model, text, _lengths(text))  # (1, L, H')
+            target = output.logits.softmax(dim=-1)  # (1, C)
+        r, L = original.shape
+        noise = torch.randn(restarts, r, L, generator=generator).to(original.device)
+        logits = (original.clamp(min=1e-9).log() + 2.0 * noise).requires_grad_(True)
+        optimizer = torch.optim.Adam([logits], lr=0.1)
+        best_jsd, best_tvd, best = 0.0, 0.0, original
+        for _ in range(steps):
+            weights = logits.softmax(dim=-1)  # (R, r, L)
+            probabilities = logits_from_weights(
+                model, states.expand(restarts, L, -1), weights
+            ).softmax(dim=-1)  # (R, C)
+            tvd = 0.5 * (probabilities - target).abs().sum(dim=-1)  # (R,)
+            jsd = _jsd_bits(original.expand_as(weights), weights).mean(dim=-1)  # (R,)
+            with torch.no_grad():
+                feasible = tvd <= epsilon
+                if bool(feasible.any()):
+                    candidate = int(torch.where(feasible, jsd, -1.0).argmax())
+                    if float(jsd[candidate]) > best_jsd:
+                        best_jsd, best_tvd = float(jsd[candidate]), float(tvd[candidate])
+                        best = weights[candidate].detach().clone()
+            objective = -(jsd - 100.0 * torch.relu(tvd - epsilon)).sum()
+            (logits.grad,) = torch.autograd.grad(objective, logits)  # the model's stay None
+            optimizer.step()
+    if best is not original:  # the reported divergence by the measures module
+        best_jsd = float(jensen_shannon(original.cpu(), best.cpu()).mean())
+    return Adversarial(best_jsd, best_tvd, best.cpu())

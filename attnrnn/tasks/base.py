@@ -277,23 +277,31 @@ class TrainedModel(ABC, Generic[ConfigT, AssetsT]):
         """Metrics on a labelled file read like the training data (default: the run's
         test split). Relative paths recorded in the run resolve against the folder the
         run was trained in."""
-        location = data if data is not None else self.config.data.test
-        if not location:
-            raise ConfigError(
-                f"{self.name}: the run has no test split; pass the labelled data to score "
-                "(attnrnn evaluate RUN --data FILE)"
-            )
-        if data is None:
-            location = self.resolve(location)
-        # "test": the run's own test split; "evaluate": other labelled data.
-        role = "test" if data is None or data == self.config.data.test else "evaluate"
-        task = self.task
-        examples = task.read_split(self.config, location, role)
-        examples = task.prepare_examples(self.config, examples, role, lambda message: None)
-        split = task.encode(self.config, self.assets, examples, role)
+        location, role, examples = self.labelled_examples(data, "evaluate")
+        split = self.task.encode(self.config, self.assets, examples, role)
         with self.lock:
             scores = self.score(split, **options)
         return {"data": location, "examples": len(examples), **scores}
+
+    def labelled_examples(self, data: str | None, command: str) -> tuple[str, str, list[Any]]:
+        """Read labelled ``data`` like the training data (default: the run's test split),
+        for ``command`` (named in the error when there is nothing to read).
+
+        Returns the location read, the role it was read in (``test``: the run's own test
+        split; ``evaluate``: other labelled data) and the prepared examples.
+        """
+        location = data if data is not None else self.config.data.test
+        if not location:
+            raise ConfigError(
+                f"{self.name}: the run has no test split; pass the labelled data "
+                f"(attnrnn {command} RUN --data FILE)"
+            )
+        if data is None:
+            location = self.resolve(location)
+        role = "test" if data is None or data == self.config.data.test else "evaluate"
+        examples = self.task.read_split(self.config, location, role)
+        examples = self.task.prepare_examples(self.config, examples, role, lambda message: None)
+        return location, role, examples
 
     def write_explorer(self, folder: Path, records: Sequence[dict[str, Any]]) -> Path:
         """``folder/explain.html``: the interactive attention explorer of these result

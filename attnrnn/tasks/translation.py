@@ -13,7 +13,7 @@ A translation run directory holds, besides what every run has
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -25,7 +25,7 @@ from attnrnn.data.parallel import ParallelExample, read_parallel
 from attnrnn.data.tokenizers import Tokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
-from attnrnn.errors import ConfigError
+from attnrnn.errors import ConfigError, DataError
 from attnrnn.metrics import corpus_bleu, corpus_chrf, exact_match
 from attnrnn.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
@@ -48,6 +48,13 @@ class TranslationDataConfig:
     ``data/train.en``, the Multi30k layout) or one TSV / CSV / JSONL file
     with ``source_field`` and ``target_field``. Longer pairs are dropped from
     training (not from dev or test, whose inputs are truncated instead).
+
+    ``alignments``: a reference alignment of the training pairs for guided alignment
+    (``guided_alignment``), one line per pair of ``train`` in Pharaoh format (``i-j``:
+    source unit i to target unit j, from 0; ``i?j``: a possible link), as word aligners
+    such as eflomal or fast_align write it (``attnrnn data align`` makes one). The units
+    are ``alignment_units``: ``words`` (whitespace-separated words, spread over their
+    subword pieces) or ``characters`` (for a character tokenizer, e.g. the date task).
     """
 
     train: str
@@ -60,6 +67,8 @@ class TranslationDataConfig:
     target_field: str | int = "target"
     max_source_length: int = 100
     max_target_length: int = 100
+    alignments: str | None = None
+    alignment_units: Literal["words", "characters"] = "words"
 
     def __post_init__(self) -> None:
         check_positive(self, "max_source_length", "max_target_length")
@@ -90,6 +99,9 @@ class TranslationRunConfig:
     """Everything a translation run needs; stored as the run's config.yaml.
 
     label_smoothing: epsilon of the label-smoothed cross-entropy.
+    guided_alignment: weight of guided alignment (Chen et al. 2016, as in Marian): the
+        cross-entropy between the reference alignment of ``data.alignments`` (each target
+        token's links, normalised) and the attention, added to the loss; 0 turns it off.
     metric: the dev score that selects the best checkpoint (bleu, chrf, or
         exact_match for tasks with one right answer, such as dates).
     dev_search: decoding used to score dev during training (greedy by default:
@@ -103,6 +115,7 @@ class TranslationRunConfig:
     tokenizer: TranslationTokenizerConfig = TranslationTokenizerConfig()
     model: Seq2SeqConfig = Seq2SeqConfig()
     label_smoothing: float = 0.1
+    guided_alignment: float = 0.0
     metric: Literal["bleu", "chrf", "exact_match"] = "bleu"
     optimizer: OptimizerConfig = OptimizerConfig()
     trainer: TrainerConfig = TrainerConfig()
@@ -115,6 +128,12 @@ class TranslationRunConfig:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.model.share_embeddings and not self.tokenizer.joint:
             raise ConfigError("model.share_embeddings needs tokenizer.joint: true")
+        if self.guided_alignment < 0:
+            raise ConfigError(f"guided_alignment must not be negative, got {self.guided_alignment}")
+        if self.guided_alignment and not self.data.alignments:
+            raise ConfigError("guided_alignment needs data.alignments (a Pharaoh links file)")
+        if self.data.alignment_units == "characters" and self.tokenizer.type != "character":
+            raise ConfigError("data.alignment_units: characters needs tokenizer.type: character")
 
 
 # --------------------------------------------------------------------------- data
@@ -183,18 +202,73 @@ class TranslationAssets:
         return vocab.pad_index, vocab.index(BOS), vocab.index(EOS)
 
 
+Links = frozenset[tuple[int, int]]
+"""Reference links of one encoded pair: (target token, source token) positions."""
+
+
 @dataclass
 class ParallelSplit:
     """Token ids of one split (targets without BOS/EOS), the raw target texts, and how
-    many pairs encoding dropped as too long."""
+    many pairs encoding dropped as too long.
+
+    links: per pair, its reference alignment in token positions when the split was read
+        with alignments (None for a pair whose units did not match its tokens, counted
+        in ``unaligned``).
+    """
 
     sources: list[list[int]]
     targets: list[list[int]]
     references: list[str]
     dropped: int = 0
+    links: list[Links | None] | None = None
+    unaligned: int = 0
 
     def __len__(self) -> int:
         return len(self.sources)
+
+
+def token_units(tokenizer: Tokenizer, text: str, units: str) -> list[int] | None:
+    """The alignment unit (word or character index) of each token of ``text``, or None
+    when the tokens cannot be traced back to units.
+
+    ``words``: each whitespace-separated word is tokenized alone; this must give the
+    sentence's tokens (SentencePiece and word tokenizers never join words). ``characters``:
+    a character tokenizer's tokens are the characters, provided the text has no runs of
+    whitespace to normalise and lowercasing kept its length.
+    """
+    tokens = tokenizer.tokenize(text)
+    if units == "characters":
+        same = text == " ".join(text.split()) and len(tokens) == len(text)
+        return list(range(len(tokens))) if same else None
+    pieces: list[str] = []
+    positions: list[int] = []
+    for index, word in enumerate(text.split()):
+        word_pieces = tokenizer.tokenize(word)
+        pieces += word_pieces
+        positions += [index] * len(word_pieces)
+    return positions if pieces == tokens else None
+
+
+def token_links(example: ParallelExample, assets: TranslationAssets, units: str) -> Links | None:
+    """The pair's reference alignment (sure and possible links) in token positions:
+    every token of a linked source unit to every token of the linked target unit."""
+    assert example.alignment is not None
+    source_units = token_units(assets.source.tokenizer, example.source, units)
+    target_units = token_units(assets.target.tokenizer, example.target or "", units)
+    if source_units is None or target_units is None:
+        return None
+    source_tokens: dict[int, list[int]] = {}
+    for position, unit in enumerate(source_units):
+        source_tokens.setdefault(unit, []).append(position)
+    target_tokens: dict[int, list[int]] = {}
+    for position, unit in enumerate(target_units):
+        target_tokens.setdefault(unit, []).append(position)
+    return frozenset(
+        (target, source)
+        for source_unit, target_unit in example.alignment.possible
+        for source in source_tokens.get(source_unit, ())
+        for target in target_tokens.get(target_unit, ())
+    )
 
 
 def encode_split(
@@ -203,8 +277,11 @@ def encode_split(
     config: TranslationDataConfig,
     drop_long: bool,
 ) -> ParallelSplit:
-    """Encode pairs; training drops over-long pairs, evaluation truncates them."""
+    """Encode pairs; training drops over-long pairs, evaluation truncates them. Pairs read
+    with an alignment keep it in token positions (``links``)."""
     split = ParallelSplit([], [], [])
+    if any(example.alignment is not None for example in examples):
+        split.links = []
     for example in examples:
         source_ids = assets.source.encode(example.source) or [assets.source.vocab.unk_index]
         target_ids = assets.target.encode(example.target or "")
@@ -217,6 +294,12 @@ def encode_split(
         split.sources.append(source_ids[: config.max_source_length])
         split.targets.append(target_ids[: config.max_target_length])
         split.references.append(example.target or "")
+        if split.links is not None:
+            links = None
+            if example.alignment is not None:
+                links = token_links(example, assets, config.alignment_units)
+            split.unaligned += links is None
+            split.links.append(links)
     return split
 
 
@@ -225,23 +308,38 @@ def encode_split(
 
 @dataclass
 class TranslationBatch(DeviceBatch):
-    """source (B, S), source_lengths (B,), target_input (B, T), target_output (B, T)."""
+    """source (B, S), source_lengths (B,), target_input (B, T), target_output (B, T);
+    alignment (B, T, S): each target position's reference links normalised to sum to 1
+    (rows without links are zero), only when guided alignment asks for it."""
 
     source: torch.Tensor
     source_lengths: torch.Tensor
     target_input: torch.Tensor
     target_output: torch.Tensor
+    alignment: torch.Tensor | None = None
 
 
 def collate(
-    split: ParallelSplit, indices: Sequence[int], pad: int, bos: int, eos: int
+    split: ParallelSplit,
+    indices: Sequence[int],
+    pad: int,
+    bos: int,
+    eos: int,
+    with_alignment: bool = False,
 ) -> TranslationBatch:
     """Pad sources; target input is ``BOS y``, target output ``y EOS``."""
     source, source_lengths = pad_sequences([split.sources[i] for i in indices], pad)
     target_input, target_output = teacher_forcing(
         [split.targets[i] for i in indices], pad, bos, eos
     )
-    return TranslationBatch(source, source_lengths, target_input, target_output)
+    alignment = None
+    if with_alignment and split.links is not None:
+        alignment = torch.zeros(len(indices), target_input.size(1), source.size(1))  # (B,T,S)
+        for row, index in enumerate(indices):
+            for target, source_position in split.links[index] or ():
+                alignment[row, target, source_position] = 1.0
+        alignment /= alignment.sum(dim=-1, keepdim=True).clamp(min=1.0)
+    return TranslationBatch(source, source_lengths, target_input, target_output, alignment)
 
 
 def pair_lengths(split: ParallelSplit) -> list[int]:
@@ -252,16 +350,35 @@ def pair_lengths(split: ParallelSplit) -> list[int]:
     ]
 
 
+def guided_alignment_loss(attention: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy between reference alignment rows and attention rows, over the
+    target positions that have reference links (Chen et al. 2016; Marian's
+    ``guided-alignment-cost: ce``).
+
+    Args:
+        attention: (B, T, S) the model's attention; reference: (B, T, S) rows summing to 1
+            where a target position has links, zero elsewhere.
+    """
+    rows = reference.sum(dim=-1) > 0  # (B, T)
+    if not bool(rows.any()):
+        return attention.new_zeros(())
+    cross_entropy = -(reference * attention.clamp(min=1e-9).log()).sum(dim=-1)  # (B, T)
+    return cross_entropy[rows].mean()
+
+
 def sequence_loss(
-    model: Seq2Seq, batch: TranslationBatch, label_smoothing: float
+    model: Seq2Seq, batch: TranslationBatch, label_smoothing: float, guided_alignment: float = 0.0
 ) -> tuple[torch.Tensor, int]:
-    """Mean label-smoothed cross-entropy over the target tokens, and their number.
+    """Mean label-smoothed cross-entropy over the target tokens (plus the weighted guided
+    alignment loss when the batch has reference alignments), and the number of tokens.
 
     The output layer runs only on real target positions, never on padding.
     """
     output = model(batch.source, batch.source_lengths, batch.target_input)
     valid = batch.target_output != model.pad_index  # (B, T)
     loss = model.output_loss(output.attentional[valid], batch.target_output[valid], label_smoothing)
+    if guided_alignment and batch.alignment is not None:
+        loss = loss + guided_alignment * guided_alignment_loss(output.attention, batch.alignment)
     return loss, int(valid.sum())
 
 
@@ -271,10 +388,12 @@ def split_loss(
     indices: Sequence[int],
     label_smoothing: float,
     device: torch.device,
+    guided_alignment: float = 0.0,
 ) -> LossOutput:
     """:func:`sequence_loss` of the pairs ``indices`` of ``split``, on ``device``."""
-    batch = collate(split, indices, model.pad_index, model.bos_index, model.eos_index)
-    loss, tokens = sequence_loss(model, batch.to(device), label_smoothing)
+    special = model.pad_index, model.bos_index, model.eos_index
+    batch = collate(split, indices, *special, with_alignment=guided_alignment > 0)
+    loss, tokens = sequence_loss(model, batch.to(device), label_smoothing, guided_alignment)
     return LossOutput(loss, tokens)
 
 
@@ -457,7 +576,23 @@ class TranslationTask(Task[TranslationRunConfig, TranslationAssets, ParallelSpli
     def read_split(
         self, config: TranslationRunConfig, location: str, role: str
     ) -> list[ParallelExample]:
-        return read_pairs(location, config.data)
+        pairs = read_pairs(location, config.data)
+        if role != "train" or not config.data.alignments:
+            return pairs
+        from attnrnn.data.alignments import read_links
+
+        path = config.data.alignments
+        alignments = read_links(path)
+        if len(alignments) != len(pairs):
+            raise DataError(
+                f"{len(alignments)} alignment lines for {len(pairs)} training pairs: the file "
+                "needs one line per pair of data.train",
+                path,
+            )
+        return [
+            replace(pair, alignment=alignment)
+            for pair, alignment in zip(pairs, alignments, strict=True)
+        ]
 
     def fit_assets(
         self, config: TranslationRunConfig, train: list[ParallelExample], workdir: Path
@@ -482,6 +617,11 @@ class TranslationTask(Task[TranslationRunConfig, TranslationAssets, ParallelSpli
             f"{len(prepared.train)} training pairs ({prepared.train.dropped} over the length "
             f"limits dropped), {len(prepared.dev)} dev, vocabulary {len(assets.source.vocab)} "
             f"source / {len(assets.target.vocab)} target"
+            + (
+                f"; {prepared.train.unaligned} pairs without usable alignment links"
+                if prepared.train.links is not None
+                else ""
+            )
         )
 
     def build_model(self, config: TranslationRunConfig, assets: TranslationAssets) -> Seq2Seq:
@@ -503,7 +643,9 @@ class TranslationTask(Task[TranslationRunConfig, TranslationAssets, ParallelSpli
         indices: list[int],
         device: Any,
     ) -> LossOutput:
-        return split_loss(model, split, indices, config.label_smoothing, device)
+        return split_loss(
+            model, split, indices, config.label_smoothing, device, config.guided_alignment
+        )
 
     def dev_scores(self, trained: TrainedModel, split: ParallelSplit) -> dict[str, float]:
         """BLEU, chrF, exact match and loss with the (fast) ``dev_search``."""

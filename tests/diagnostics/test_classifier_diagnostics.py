@@ -191,3 +191,68 @@ def test_erasure_restores_the_training_mode_and_checks_its_arguments():
         erasure(model, TEXT, LENGTH, LENGTH + 1, "attention")
     with pytest.raises(ValueError, match="valid"):
         importance(model, TEXT, LENGTH, "saliency")  # type: ignore[arg-type]
+
+
+def test_adversarial_attention_moves_freely_when_the_output_ignores_it():
+    from attnrnn.diagnostics.classifier import adversarial_attention
+
+    model = make_classifier()
+    with torch.no_grad():
+        model.head[-1].weight.zero_()  # the output is the bias: no weights can change it
+    found = adversarial_attention(
+        model, TEXT, LENGTH, 0.01, generator=torch.Generator().manual_seed(0)
+    )
+    assert found.attention_jsd > 0.5
+    assert found.output_tvd <= 0.01
+    torch.testing.assert_close(found.weights.sum(-1), torch.ones(1), atol=1e-5, rtol=0)
+
+
+def test_adversarial_attention_cannot_leave_the_deciding_token():
+    from attnrnn.diagnostics.classifier import adversarial_attention
+
+    model = one_token_classifier()  # p moves from 0.87 to 0.48 as weight leaves token 7
+    found = adversarial_attention(
+        model, TEXT, LENGTH, 0.01, generator=torch.Generator().manual_seed(0)
+    )
+    assert found.attention_jsd < 0.05
+    assert found.output_tvd <= 0.01
+    assert all(parameter.grad is None for parameter in model.parameters())
+
+
+def test_uniform_pooling_of_a_uniform_attention_model_changes_nothing():
+    from attnrnn.diagnostics.baselines import uniform_pooling
+
+    model = make_classifier(hops=2)
+    with torch.no_grad():
+        model.pooling.energy.weight.zero_()
+    pooled = uniform_pooling(model, [[3, 5, 7], [4, 2, 6, 8, 9], [1]], pad=0)
+    torch.testing.assert_close(pooled.own, pooled.uniform)
+    assert [tuple(weights.shape) for weights in pooled.attention] == [(2, 3), (2, 5), (2, 1)]
+    # the deciding-token model does need its attention
+    deciding = uniform_pooling(one_token_classifier(), [TEXT[:LENGTH].tolist()], pad=0)
+    assert (deciding.own - deciding.uniform).abs().max() > 0.1
+
+
+def test_pooled_mlp_learns_from_weights_that_point_at_the_label():
+    """Label = the token at the one position the given weights point at; uniform weights
+    average it away among random tokens, the pointing weights hand it over."""
+    from attnrnn.diagnostics.baselines import pooled_mlp_accuracy, train_pooled_mlp
+
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 9, (600, 6), generator=generator)
+    where = torch.randint(0, 6, (600,), generator=generator)
+    ids[torch.arange(600), where] = torch.randint(9, 11, (600,), generator=generator)
+    labels = (ids[torch.arange(600), where] == 10).long().tolist()
+    pointing = [torch.nn.functional.one_hot(w, 6).float().unsqueeze(0) for w in where]
+    ids[torch.arange(600), (where + 3) % 6] = 19 - ids[torch.arange(600), where]  # a decoy
+    texts = ids.tolist()
+    model = one_token_classifier()
+    model.embedding = torch.nn.Embedding(20, 8)
+    accuracies = {}
+    for name, weights in (("uniform", None), ("pointing", pointing)):
+        mlp = train_pooled_mlp(model, texts[:500], labels[:500], weights, 0, 2, epochs=5)
+        accuracies[name] = pooled_mlp_accuracy(
+            mlp, texts[500:], labels[500:], weights and weights[500:], 0
+        )
+    assert accuracies["pointing"] > 0.95
+    assert accuracies["uniform"] < 0.75
