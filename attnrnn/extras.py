@@ -25,6 +25,7 @@ PROVIDERS = {
     "sacremoses": ("sacremoses", "summarization"),
     "gensim": ("gensim", "word2vec"),
     "captum": ("captum", "diagnostics"),
+    "eflomal": ("eflomal", "alignment"),
     "sklearn": ("scikit-learn", "diagnostics"),
     "fastapi": ("fastapi", "serve"),
     "uvicorn": ("uvicorn", "serve"),
