@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="(translation) reference links of --data in Pharaoh format (i-j sure, i?j possible)",
     )
     diagnose.add_argument(
+        "--alignment-units",
+        choices=("words", "characters"),
+        help="(translation) what the links' indices count (default: the run's "
+        "data.alignment_units)",
+    )
+    diagnose.add_argument(
         "--mlp-train",
         type=int,
         default=2000,
@@ -183,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pretrain_arguments(pretrain)
 
-    data = commands.add_parser("data", help="download public datasets")
+    data = commands.add_parser("data", help="download public datasets, align parallel text")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     fetch = data_commands.add_parser("fetch", help="download a dataset from its canonical source")
     fetch.add_argument("name", help="multi30k, dialogsum, fsdd or an4 (see `attnrnn data list`)")
@@ -191,6 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(handler=command_fetch)
     listing = data_commands.add_parser("list", help="the datasets `fetch` knows")
     listing.set_defaults(handler=command_data_list)
+    align = data_commands.add_parser(
+        "align",
+        help="word-align two line-aligned files (eflomal, both directions, symmetrised)",
+        description="Align the whitespace-separated words of SOURCE and TARGET, line by "
+        "line, with eflomal in both directions, symmetrised by grow-diag-final-and, and "
+        "write Pharaoh links (i-j: source word i, target word j, from 0), one line per pair: "
+        "the data.alignments of guided alignment training or the --alignments of diagnose.",
+    )
+    align.add_argument("source", help="source sentences, one a line")
+    align.add_argument("target", help="target sentences, line-aligned with the source")
+    align.add_argument("--output", "-o", required=True, help="the links file to write")
+    align.add_argument("--keep-case", action="store_true", help="do not lowercase before aligning")
+    align.set_defaults(handler=command_align)
 
     demo = commands.add_parser("demo", help="train on generated data and show the attention")
     demo.add_argument("--output", "-o", default="demo_out", help="output folder")
@@ -509,7 +528,15 @@ def command_diagnose(arguments: argparse.Namespace) -> int:
     )
     model = load(arguments.run, device=arguments.device)
     compare = [load(run, device=arguments.device) for run in arguments.compare]
-    document = diagnose(model, arguments.data, options, compare, arguments.alignments, log)
+    document = diagnose(
+        model,
+        arguments.data,
+        options,
+        compare,
+        arguments.alignments,
+        log,
+        alignment_units=arguments.alignment_units,
+    )
     folder = Path(arguments.output) if arguments.output else Path(arguments.run) / "diagnostics"
     for path in write_diagnostics(document, folder):
         print(f"wrote {path}")
@@ -535,6 +562,19 @@ def command_fetch(arguments: argparse.Namespace) -> int:
 
     output = Path(arguments.output or Path("data") / arguments.name)
     print(f"fetched {arguments.name} into {fetch(arguments.name, output)}")
+    return 0
+
+
+def command_align(arguments: argparse.Namespace) -> int:
+    from attnrnn.data.alignments import align_files
+
+    aligned = align_files(
+        arguments.source, arguments.target, arguments.output, lowercase=not arguments.keep_case
+    )
+    print(
+        f"aligned {aligned.sentences} sentence pairs ({aligned.links} links, "
+        f"{aligned.without_links} pairs without any): wrote {arguments.output}"
+    )
     return 0
 
 

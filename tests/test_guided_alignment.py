@@ -3,14 +3,15 @@ character units traced to tokens, the loss term, and its user errors."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 import yaml
-from attnrnn.data.alignments import Alignment, write_links
 
 from attnrnn.cli import main
+from attnrnn.data.alignments import Alignment, write_links
 from attnrnn.data.dates import date_links, split_date_pairs, write_parallel
 from attnrnn.data.parallel import ParallelExample
 from attnrnn.data.tokenizers import CharacterTokenizer, WordTokenizer
@@ -154,3 +155,47 @@ def test_guided_alignment_user_errors(date_files, tmp_path, capsys, change, mess
     status, _out, err = run_cli(capsys, "train", str(path), "-o", str(tmp_path / "run"))
     assert status == 2 and "Traceback" not in err
     assert message in err
+
+
+def test_data_align_writes_pharaoh_links(tmp_path, capsys):
+    pytest.importorskip("eflomal")
+    words = {"hund": "dog", "katze": "cat", "rot": "red", "klein": "small", "sieht": "sees"}
+    german = list(words)
+    sources, targets = [], []
+    for n in range(120):
+        first, second = german[n % 5], german[(n * 2 + 1) % 5]
+        sources.append(f"{first} {second}")
+        targets.append(f"{words[first]} {words[second]}")
+    (tmp_path / "s.txt").write_text("\n".join(sources) + "\n")
+    (tmp_path / "t.txt").write_text("\n".join(targets) + "\n")
+    output = tmp_path / "links.align"
+    status, out, err = run_cli(
+        capsys, "data", "align", str(tmp_path / "s.txt"), str(tmp_path / "t.txt"), "-o", str(output)
+    )
+    assert status == 0, err
+    assert "aligned 120 sentence pairs" in out and str(output) in out
+    lines = output.read_text().splitlines()
+    assert len(lines) == 120
+    agreeing = sum(set(line.split()) == {"0-0", "1-1"} for line in lines)
+    assert agreeing > 100
+
+
+def test_diagnose_a_date_run_against_the_generators_links(date_files, tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(date_config(date_files, **{"data.test": str(date_files / "test")}))
+    )
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", str(path), "-o", str(run))[0] == 0
+    status, _, err = run_cli(
+        capsys, "diagnose", str(run), "--limit", "8", "--alignments", str(date_files / "test.align")
+    )
+    assert status == 0, err
+    document = json.loads((run / "diagnostics" / "diagnostics.json").read_text())
+    sections = {section["name"]: section for section in document["sections"]}
+    assert {"alignment", "counterfactual_steps", "erasure", "entropy"} <= set(sections)
+    assert 0 <= sections["alignment"]["summary"]["aer_argmax"] <= 1
+    status, _, err = run_cli(
+        capsys, "diagnose", str(run), "--alignments", str(date_files / "missing.align")
+    )
+    assert status == 2 and "missing.align" in err

@@ -373,12 +373,14 @@ def diagnose(
     compare: Sequence[TrainedModel] = (),
     alignments: str | None = None,
     log: Log = lambda message: None,
+    alignment_units: str | None = None,
 ) -> dict[str, Any]:
     """Diagnose ``trained`` on labelled ``data`` (default: the run's test split).
 
     ``compare``: runs of the same configuration with other seeds (classifiers).
     ``alignments``: reference links of ``data`` in Pharaoh format (encoder-decoders), in
-    the run's ``data.alignment_units``.
+    ``alignment_units`` (``words`` or ``characters``; default: the run's
+    ``data.alignment_units``).
     Returns the diagnostics.json document.
     """
     task = trained.task.name
@@ -388,8 +390,12 @@ def diagnose(
         )
     if compare and task != "classification":
         raise ConfigError("diagnose: --compare is for classifiers")
-    if alignments and task not in ("translation", "summarization"):
-        raise ConfigError("diagnose: --alignments is for translation and summarization runs")
+    if (alignments or alignment_units) and task != "translation":
+        raise ConfigError("diagnose: --alignments is for translation runs")
+    if alignment_units not in (None, "words", "characters"):
+        raise ConfigError(
+            f"diagnose: alignment units are words or characters, not {alignment_units}"
+        )
     location, role, examples = trained.labelled_examples(data, "diagnose")
     chosen = sample(len(examples), options.limit, options.seed)
     examples = [examples[index] for index in chosen]
@@ -400,7 +406,11 @@ def diagnose(
         elif task == "speech":
             sections = _speech(trained, examples, role, options, log)
         else:
-            sections = _seq2seq(trained, examples, role, chosen, options, alignments, log)
+            units = str(alignment_units or getattr(trained.config.data, "alignment_units", "words"))
+            references = None
+            if alignments:
+                references = _references(trained, examples, chosen, alignments, units)
+            sections = _seq2seq(trained, examples, role, options, references, log)
     from attnrnn import __version__
 
     return {
@@ -472,13 +482,11 @@ def _seq2seq(
     trained: TrainedModel,
     examples: list[Any],
     role: str,
-    chosen: Sequence[int],
     options: DiagnoseOptions,
-    alignments: str | None,
+    references: list[Any] | None,
     log: Log,
 ) -> list[dict[str, Any]]:
-    """Translation and summarization: encode the sampled pairs with the task's own code;
-    with ``alignments`` (translation), the reference links of the lines ``chosen``."""
+    """Translation and summarization: encode the sampled pairs with the task's own code."""
     from attnrnn.diagnostics.seq2seq import diagnose_seq2seq
 
     split = trained.task.encode(trained.config, trained.assets, examples, role)
@@ -487,20 +495,17 @@ def _seq2seq(
         targets = [document.target for document in split.documents]
     else:
         sources, targets = split.sources, split.targets
-    references = None
-    if alignments:
-        references = _references(trained, examples, chosen, alignments)
     log(f"diagnose: {len(sources)} pairs")
     return diagnose_seq2seq(trained, sources, targets, references, seed=options.seed)
 
 
 def _references(
-    trained: TrainedModel, examples: list[Any], chosen: Sequence[int], path: str
+    trained: TrainedModel, examples: list[Any], chosen: Sequence[int], path: str, units: str
 ) -> list[Any]:
     """The :class:`~attnrnn.diagnostics.seq2seq.Reference` of each sampled pair from a
-    Pharaoh file with one line per pair of the diagnosed data, in the run's
-    ``data.alignment_units`` (words: spread over each word's tokens; characters: the
-    character model's tokens). Pairs whose tokens cannot be traced to units get None."""
+    Pharaoh file with one line per pair of the diagnosed data, in ``units`` (words: spread
+    over each word's tokens; characters: the character model's tokens). Pairs whose
+    tokens cannot be traced to units get None."""
     from attnrnn.data.alignments import read_links
     from attnrnn.diagnostics.seq2seq import Reference
     from attnrnn.errors import DataError
@@ -509,7 +514,8 @@ def _references(
     alignments = read_links(path)
     if len(alignments) <= max(chosen, default=-1):
         raise DataError(f"{len(alignments)} alignment lines: the data has more pairs", path)
-    units = trained.config.data.alignment_units
+    if units == "characters" and trained.config.tokenizer.type != "character":
+        raise ConfigError("diagnose: character alignment units need a character tokenizer")
     assets = trained.assets
     references: list[Any] = []
     for index, example in zip(chosen, examples, strict=True):
