@@ -214,3 +214,14 @@ def test_malformed_jsonl_names_the_line(capsys, tmp_path):
     config = config_for(tmp_path, missing, missing, None)
     status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
     assert status == 2 and "summary" in err and "missing_field.jsonl" in err
+
+
+def test_diagnose_a_summarizer(summary_run, capsys, tmp_path):
+    _, run, _ = summary_run
+    status, out, err = run_cli(capsys, "diagnose", run, "--limit", "5", "-o", tmp_path)
+    assert status == 0, err
+    document = json.loads((tmp_path / "diagnostics.json").read_text())
+    names = [section["name"] for section in document["sections"]]
+    assert names[:2] == ["counterfactual_steps", "erasure"] and "entropy" in names
+    status, _, err = run_cli(capsys, "diagnose", run, "--alignments", tmp_path / "x.align")
+    assert status == 2 and "for translation runs" in err

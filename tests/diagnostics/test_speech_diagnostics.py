@@ -258,3 +258,16 @@ def test_diagnose_speech_without_a_ctc_head(tones):
         model.config = original
     assert ctc["summary"]["frame_distance_mean"] is None
     assert "without CTC" in ctc["notes"][0]
+
+
+def test_attnrnn_diagnose_on_a_speech_run(tones, tmp_path, capsys):
+    from attnrnn.cli import main
+
+    trained, _ = tones
+    data = write_tones(tmp_path, 3, seed=4)
+    status = main(["diagnose", str(trained.directory), "--data", str(data), "-o", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    document = json.loads((tmp_path / "diagnostics.json").read_text())
+    assert document["task"] == "speech" and document["examples"] == 3
+    assert [section["name"] for section in document["sections"]][0] == "monotonicity"
