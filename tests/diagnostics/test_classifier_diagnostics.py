@@ -256,3 +256,13 @@ def test_pooled_mlp_learns_from_weights_that_point_at_the_label():
         )
     assert accuracies["pointing"] > 0.95
     assert accuracies["uniform"] < 0.75
+
+
+@pytest.mark.parametrize("method", ["leave_one_out", "integrated_gradients"])
+def test_attention_that_is_the_importance_by_construction_has_tau_one(method):
+    """In the one-token model the attention and the importance both single out token 7
+    and tie everything else: Kendall's τ-b is exactly 1."""
+    model = one_token_classifier()
+    attention = model(TEXT[:LENGTH].unsqueeze(0), torch.tensor([LENGTH])).attention[0, 0]
+    scores = importance(model, TEXT, LENGTH, method)[:LENGTH]
+    assert agreement(attention.detach(), scores, k=1)["kendall_tau"] == pytest.approx(1.0)
