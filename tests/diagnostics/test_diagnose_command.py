@@ -30,14 +30,12 @@ def run_cli(capsys, *arguments):
 
 
 @pytest.fixture(scope="module")
-def classifier_runs(tmp_path_factory, review_files):
+def classifier_runs(tmp_path_factory, review_files, tiny_config):
     """Two tiny sentiment runs that differ only in the seed."""
-    from conftest import _tiny_config
-
     folder = tmp_path_factory.mktemp("diagnose")
     runs = []
     for seed in (1, 2):
-        config = _tiny_config(review_files, max_steps=40, seed=seed)
+        config = tiny_config(review_files, max_steps=40, seed=seed)
         path = folder / f"config{seed}.yaml"
         path.write_text(yaml.safe_dump(config))
         run = folder / f"run{seed}"
