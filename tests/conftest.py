@@ -62,6 +62,103 @@ def _tiny_config(files: dict[str, Path], **trainer) -> dict:
     }
 
 
+def _updated(config: dict[str, Any], sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``config`` with each of ``sections`` merged into its section of that name."""
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_translation_config():
+    """Make a small, fast character-level translation configuration (a plain mapping) for
+    parallel data prefixes (``train`` for ``train.src``/``train.tgt``); keyword arguments
+    update its top-level sections (``tokenizer={"type": "word"}``)."""
+    return _tiny_translation_config
+
+
+def _tiny_translation_config(train, dev, test=None, **sections) -> dict:
+    data = {"train": str(train), "dev": str(dev)}
+    if test is not None:
+        data["test"] = str(test)
+    config = {
+        "task": "translation",
+        "data": data,
+        "tokenizer": {"type": "character"},
+        "model": {
+            "embedding_size": 16,
+            "embedding_dropout": 0.0,
+            "encoder": {"hidden_size": 16, "num_layers": 1},
+            "decoder": {"hidden_size": 32, "output_dropout": 0.0},
+        },
+        "optimizer": {"learning_rate": 0.01, "warmup_steps": 2},
+        "trainer": {
+            "epochs": 2,
+            "batch_tokens": 1500,
+            "max_batch_size": 64,
+            "num_threads": 1,
+            "progress": False,
+            "early_stopping_patience": None,
+        },
+        "search": {"beam_size": 2, "max_length_offset": 4},
+    }
+    return _updated(config, sections)
+
+
+@pytest.fixture(scope="session")
+def tiny_speech_model():
+    """Make the model section of a tiny speech run (a plain mapping, as config.yaml holds
+    it): a one-layer convolutional listener and a location-aware LSTM decoder of 16 units,
+    no dropout. Keyword arguments update its sections (``listener={"num_layers": 2}``);
+    ``from_dict(SpeechModelConfig, ...)`` makes the dataclass."""
+    return _tiny_speech_model
+
+
+def _tiny_speech_model(**sections: dict[str, Any]) -> dict[str, Any]:
+    model = {
+        "listener": {"conv_channels": 4, "hidden_size": 16, "num_layers": 1, "dropout": 0.0},
+        "embedding_size": 8,
+        "decoder": {
+            "style": "bahdanau",
+            "cell": "lstm",
+            "hidden_size": 16,
+            "attention": "location",
+            "attention_size": 12,
+            "location_channels": 3,
+            "location_kernel_size": 5,
+            "output_dropout": 0.0,
+        },
+    }
+    return _updated(model, sections)
+
+
+@pytest.fixture(scope="session")
+def tiny_speech_config():
+    """Make a small, fast speech configuration (a plain mapping) for a training manifest
+    of 8 kHz audio, with the :func:`tiny_speech_model`, 20% of it held out for dev;
+    keyword arguments update its top-level sections (``trainer={"epochs": 2}``)."""
+    return _tiny_speech_config
+
+
+def _tiny_speech_config(train, **sections) -> dict:
+    config = {
+        "task": "speech",
+        "data": {"train": str(train), "dev_fraction": 0.2, "feature_cache": None},
+        "features": {"sample_rate": 8000, "num_mel_bins": 20},
+        "model": _tiny_speech_model(),
+        "optimizer": {"learning_rate": 0.005, "warmup_steps": 5},
+        "trainer": {
+            "epochs": 1,
+            "batch_tokens": 3000,
+            "max_batch_size": 16,
+            "progress": False,
+            "num_threads": 1,
+            "early_stopping_patience": None,
+        },
+    }
+    return _updated(config, sections)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium through the system chromedriver (tests/test_explorer.py,

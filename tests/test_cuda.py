@@ -10,13 +10,13 @@ import random
 import pytest
 import torch
 
-from attnrnn.config import EncoderConfig, InferenceConfig, TrainerConfig
+from attnrnn.config import EncoderConfig, InferenceConfig, TrainerConfig, from_dict
 from attnrnn.data.tokenizers import WordTokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import SearchConfig
 from attnrnn.models.pointer_generator import PointerGenerator
 from attnrnn.models.seq2seq import DecoderConfig, Seq2Seq, Seq2SeqConfig
-from attnrnn.models.speech import ListenerConfig, SpeechModelConfig, SpeechRecognizer
+from attnrnn.models.speech import SpeechModelConfig, SpeechRecognizer
 from attnrnn.tasks import speech, summarization, translation
 from attnrnn.tasks.text import SPECIALS, TextSide
 from attnrnn.tasks.translation import (
@@ -106,22 +106,10 @@ def transcribe_features(model, features, search, ctc_weight, trainer, device):
 
 
 @pytest.mark.parametrize("ctc_weight", [0.0, 0.3])
-def test_speech_trains_and_decodes_on_cuda(ctc_weight):
+def test_speech_trains_and_decodes_on_cuda(ctc_weight, tiny_speech_model):
     torch.manual_seed(0)
-    config = SpeechModelConfig(
-        listener=ListenerConfig(conv_channels=4, hidden_size=16, num_layers=2, dropout=0.0),
-        embedding_size=8,
-        decoder=DecoderConfig(
-            style="bahdanau",
-            cell="lstm",
-            hidden_size=16,
-            attention="location",
-            attention_size=12,
-            location_channels=3,
-            location_kernel_size=5,
-        ),
-        ctc_weight=0.3,
-    )
+    model_section = tiny_speech_model(listener={"num_layers": 2}, decoder={"output_dropout": 0.3})
+    config = from_dict(SpeechModelConfig, model_section)
     model = sharpened(SpeechRecognizer(20, 9, config, PAD, BOS, EOS))
     generator = torch.Generator().manual_seed(1)
     features = [torch.randn(n, 20, generator=generator, dtype=torch.float64) for n in (40, 23, 31)]

@@ -42,42 +42,27 @@ def write_manifest(directory: Path, name: str, count: int, seed: int, rate: int 
     return manifest
 
 
-def speech_config(train: Path, test: Path | None, cache: Path | None) -> dict:
-    data: dict = {"train": str(train), "dev_fraction": 0.2}
-    if test is not None:
-        data["test"] = str(test)
-    data["feature_cache"] = str(cache) if cache else None
-    return {
-        "task": "speech",
-        "data": data,
-        "features": {"sample_rate": 8000, "num_mel_bins": 20},
-        "spec_augment": {"frequency_masks": 1, "max_frequency_width": 3, "time_masks": 0},
-        "model": {
-            "listener": {"conv_channels": 4, "hidden_size": 16, "num_layers": 1, "dropout": 0.0},
-            "embedding_size": 8,
-            "decoder": {
-                "hidden_size": 16,
-                "attention_size": 12,
-                "location_channels": 3,
-                "location_kernel_size": 5,
-                "output_dropout": 0.0,
-            },
-        },
-        "optimizer": {"learning_rate": 0.005, "warmup_steps": 5},
-        "trainer": {
-            "epochs": 2,
-            "batch_tokens": 3000,
-            "max_batch_size": 16,
-            "progress": False,
-            "num_threads": 1,
-            "early_stopping_patience": None,
-        },
-        "search": {"beam_size": 3, "max_length_ratio": 2.0},
-    }
+@pytest.fixture(scope="module")
+def speech_config(tiny_speech_config):
+    """Make the configuration (a plain mapping) of a tiny speech run trained for two epochs
+    on a manifest, with an optional test manifest and feature cache."""
+
+    def make(train: Path, test: Path | None, cache: Path | None) -> dict:
+        data: dict = {} if test is None else {"test": str(test)}
+        data["feature_cache"] = str(cache) if cache else None
+        return tiny_speech_config(
+            train,
+            data=data,
+            spec_augment={"frequency_masks": 1, "max_frequency_width": 3, "time_masks": 0},
+            trainer={"epochs": 2},
+            search={"beam_size": 3, "max_length_ratio": 2.0},
+        )
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def speech_run(tmp_path_factory):
+def speech_run(tmp_path_factory, speech_config):
     directory = tmp_path_factory.mktemp("speech")
     train = write_manifest(directory, "train", 60, seed=1)
     test = write_manifest(directory, "test", 8, seed=2, rate=16000)  # resampled on reading
@@ -217,7 +202,7 @@ def test_bad_audio_is_one_clear_error(speech_run, capsys, tmp_path):
     assert status == 2 and "not found" in err
 
 
-def test_bad_manifest_leaves_no_run(capsys, tmp_path):
+def test_bad_manifest_leaves_no_run(capsys, tmp_path, speech_config):
     manifest = tmp_path / "bad.tsv"
     manifest.write_text("audio\ttext\n" + "missing.wav\thello\n" * 5, encoding="utf-8")
     config = tmp_path / "bad.yaml"
@@ -232,7 +217,7 @@ def test_bad_manifest_leaves_no_run(capsys, tmp_path):
     assert status == 2 and "text" in err and "no_text.tsv" in err
 
 
-def test_too_few_utterances_is_a_clear_error(capsys, tmp_path):
+def test_too_few_utterances_is_a_clear_error(capsys, tmp_path, speech_config):
     manifest = write_manifest(tmp_path, "one", 1, seed=3)
     config = tmp_path / "one.yaml"
     config.write_text(yaml.safe_dump(speech_config(manifest, None, None)))
@@ -241,7 +226,7 @@ def test_too_few_utterances_is_a_clear_error(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_speed_perturbation_adds_training_copies(tmp_path):
+def test_speed_perturbation_adds_training_copies(tmp_path, speech_config):
     from attnrnn.tasks.runs import prepare
     from attnrnn.tasks.speech import SpeechTask
 
@@ -260,7 +245,7 @@ def test_speed_perturbation_adds_training_copies(tmp_path):
     assert len(list((tmp_path / "cache").glob("features-*.safetensors"))) == 4  # + dev
 
 
-def test_bad_speed_perturbation_is_a_clear_error(capsys, tmp_path):
+def test_bad_speed_perturbation_is_a_clear_error(capsys, tmp_path, speech_config):
     manifest = write_manifest(tmp_path, "train", 4, seed=5)
     settings = speech_config(manifest, None, None)
     settings["data"]["speed_perturbation"] = [0.9, 3.0]

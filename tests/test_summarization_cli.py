@@ -218,7 +218,7 @@ def test_malformed_jsonl_names_the_line(capsys, tmp_path):
 
 def test_diagnose_a_summarizer(summary_run, capsys, tmp_path):
     _, run, _ = summary_run
-    status, out, err = run_cli(capsys, "diagnose", run, "--limit", "5", "-o", tmp_path)
+    status, _out, err = run_cli(capsys, "diagnose", run, "--limit", "5", "-o", tmp_path)
     assert status == 0, err
     document = json.loads((tmp_path / "diagnostics.json").read_text())
     names = [section["name"] for section in document["sections"]]

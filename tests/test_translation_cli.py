@@ -67,38 +67,6 @@ def write_pairs(pairs: list[tuple[str, str]], prefix: Path) -> Path:
     return prefix
 
 
-def translation_config(train, dev, test=None, **sections) -> dict:
-    """A small, fast character-level translation configuration (a plain mapping);
-    ``sections`` update its top-level sections (``tokenizer={"type": "word"}``)."""
-    data = {"train": str(train), "dev": str(dev)}
-    if test is not None:
-        data["test"] = str(test)
-    config = {
-        "task": "translation",
-        "data": data,
-        "tokenizer": {"type": "character"},
-        "model": {
-            "embedding_size": 16,
-            "embedding_dropout": 0.0,
-            "encoder": {"hidden_size": 16, "num_layers": 1},
-            "decoder": {"hidden_size": 32, "output_dropout": 0.0},
-        },
-        "optimizer": {"learning_rate": 0.01, "warmup_steps": 2},
-        "trainer": {
-            "epochs": 2,
-            "batch_tokens": 1500,
-            "max_batch_size": 64,
-            "num_threads": 1,
-            "progress": False,
-            "early_stopping_patience": None,
-        },
-        "search": {"beam_size": 2, "max_length_offset": 4},
-    }
-    for name, values in sections.items():
-        config[name] = {**config.get(name, {}), **values}
-    return config
-
-
 def write_config(path: Path, config: dict) -> Path:
     return write(path, yaml.safe_dump(config))
 
@@ -117,11 +85,11 @@ def date_files(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def date_run(tmp_path_factory, date_files) -> tuple[Path, dict, str]:
+def date_run(tmp_path_factory, date_files, tiny_translation_config) -> tuple[Path, dict, str]:
     """A character-level date run trained for two epochs; (run, printed JSON, stderr)."""
     directory = tmp_path_factory.mktemp("date-run")
     # Separate vocabularies: the target side only knows digits and "-".
-    config = translation_config(
+    config = tiny_translation_config(
         date_files / "train",
         date_files / "dev",
         date_files / "test",
@@ -388,9 +356,11 @@ def test_explain_writes_the_alignment(date_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("joint", [True, False])
-def test_sentencepiece_runs_train_and_translate(reversal_files, tmp_path, capsys, joint):
+def test_sentencepiece_runs_train_and_translate(
+    reversal_files, tmp_path, capsys, joint, tiny_translation_config
+):
     tokenizer = {"type": "sentencepiece", "model_type": "bpe", "vocab_size": 60, "joint": joint}
-    config = translation_config(
+    config = tiny_translation_config(
         reversal_files / "train", reversal_files / "dev", tokenizer=tokenizer
     )
     run = tmp_path / "run"
@@ -423,8 +393,8 @@ def test_sentencepiece_runs_train_and_translate(reversal_files, tmp_path, capsys
         assert all(len(row) == len(record["source_tokens"]) for row in record["attention"])
 
 
-def test_resume_continues_a_finished_run(reversal_files, tmp_path, capsys):
-    config = translation_config(reversal_files / "train", reversal_files / "dev")
+def test_resume_continues_a_finished_run(reversal_files, tmp_path, capsys, tiny_translation_config):
+    config = tiny_translation_config(reversal_files / "train", reversal_files / "dev")
     run = tmp_path / "run"
     status, _, err = run_cli(capsys, "train", write_config(tmp_path / "c.yaml", config), "-o", run)
     assert status == 0, err
@@ -441,7 +411,7 @@ def test_resume_continues_a_finished_run(reversal_files, tmp_path, capsys):
         assert len(list(csv.DictReader(metrics))) >= 3
 
 
-def test_tsv_and_jsonl_training_data(tmp_path, capsys):
+def test_tsv_and_jsonl_training_data(tmp_path, capsys, tiny_translation_config):
     pairs = reversal_pairs(120, seed=7)
     tsv = write(tmp_path / "x.tsv", "".join(f"{t}\t{s}\n" for s, t in [("src", "tgt"), *pairs]))
     jsonl = write(
@@ -451,7 +421,7 @@ def test_tsv_and_jsonl_training_data(tmp_path, capsys):
     fields = {"tsv": ("src", "tgt"), "jsonl": ("de", "en")}
     for data in (tsv, jsonl):
         source_field, target_field = fields[data.suffix[1:]]
-        config = translation_config(data, data, data, trainer={"epochs": 1})
+        config = tiny_translation_config(data, data, data, trainer={"epochs": 1})
         config["data"].update(source_field=source_field, target_field=target_field)
         run = tmp_path / f"run-{data.suffix[1:]}"
         path = write_config(tmp_path / f"{data.suffix[1:]}.yaml", config)
@@ -488,28 +458,30 @@ def train_with(tmp_path, capsys, config: dict):
     return status, err
 
 
-def test_mismatched_line_counts(tmp_path, capsys):
+def test_mismatched_line_counts(tmp_path, capsys, tiny_translation_config):
     prefix = write_pairs(reversal_pairs(10, seed=1), tmp_path / "train")
     write(tmp_path / "train.tgt", "".join(f"{s}\n" for s in ["a b"] * 8))
-    status, err = train_with(tmp_path, capsys, translation_config(prefix, prefix))
+    status, err = train_with(tmp_path, capsys, tiny_translation_config(prefix, prefix))
     check_user_error(status, err, f"{tmp_path / 'train.src'}:9:", "ends after line 8", "10 lines")
 
 
-def test_empty_line_in_the_target_file(tmp_path, capsys):
+def test_empty_line_in_the_target_file(tmp_path, capsys, tiny_translation_config):
     prefix = write_pairs(reversal_pairs(5, seed=1), tmp_path / "train")
     write(tmp_path / "train.tgt", "a\nb\n\nc\nd\n")
-    status, err = train_with(tmp_path, capsys, translation_config(prefix, prefix))
+    status, err = train_with(tmp_path, capsys, tiny_translation_config(prefix, prefix))
     check_user_error(status, err, f"{tmp_path / 'train.tgt'}:3:", "line 3 is empty")
 
 
-def test_missing_data_file(tmp_path, capsys, reversal_files):
-    config = translation_config(reversal_files / "train", reversal_files / "dev", tmp_path / "nope")
+def test_missing_data_file(tmp_path, capsys, reversal_files, tiny_translation_config):
+    config = tiny_translation_config(
+        reversal_files / "train", reversal_files / "dev", tmp_path / "nope"
+    )
     status, err = train_with(tmp_path, capsys, config)
     check_user_error(status, err, str(tmp_path / "nope.src"), "no such file")
 
 
-def test_unknown_config_key_has_a_hint(tmp_path, capsys, reversal_files):
-    config = translation_config(reversal_files / "train", reversal_files / "dev")
+def test_unknown_config_key_has_a_hint(tmp_path, capsys, reversal_files, tiny_translation_config):
+    config = tiny_translation_config(reversal_files / "train", reversal_files / "dev")
     config["model"]["decoder"]["hiden_size"] = 8
     status, err = train_with(tmp_path, capsys, config)
     check_user_error(

@@ -4,7 +4,12 @@
 (rank agreement, distances between attention distributions, entropy, alignment error rate);
 :mod:`attnrnn.diagnostics.classifier` the tests of a classifier's attention pooling
 (feature importance by gradient x input, integrated gradients and leave-one-out, and
-its agreement with the attention; permuted attention; erasure).
+its agreement with the attention; permuted attention; erasure) and
+:mod:`attnrnn.diagnostics.baselines` Wiegreffe & Pinter's baselines;
+:mod:`attnrnn.diagnostics.seq2seq` and :mod:`attnrnn.diagnostics.alignment` those of an
+encoder-decoder, :mod:`attnrnn.diagnostics.speech` those of a speech recognizer;
+:mod:`attnrnn.diagnostics.common` what they share (eval mode, the report's sections) and
+:mod:`attnrnn.diagnostics.run` the ``attnrnn diagnose`` command.
 """
 
 from attnrnn.diagnostics.measures import (

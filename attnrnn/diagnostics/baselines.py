@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnrnn.data.batching import pad_sequences
-from attnrnn.diagnostics.classifier import _evaluating, encoder_states, logits_from_weights
+from attnrnn.diagnostics.classifier import encoder_states, logits_from_weights
+from attnrnn.diagnostics.common import evaluating
 from attnrnn.models.classifier import TextClassifier
 from attnrnn.nn.masking import lengths_to_mask
 
@@ -64,7 +65,7 @@ def uniform_pooling(
     own: list[torch.Tensor] = [torch.empty(0)] * len(ids)
     uniform: list[torch.Tensor] = [torch.empty(0)] * len(ids)
     attention: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model, no_grad=True):
         for batch in _batches(ids):
             tokens, lengths = pad_sequences([ids[i] for i in batch], pad)
             tokens, lengths = tokens.to(device), lengths.to(device)  # (B, S), (B,)

@@ -19,14 +19,13 @@ zero: the model's output for "nothing".
 
 from __future__ import annotations
 
-import contextlib
 import statistics
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from attnrnn.diagnostics.common import evaluating
 from attnrnn.diagnostics.measures import jensen_shannon, kendall_tau, top_k_overlap, total_variation
 from attnrnn.extras import require
 from attnrnn.models.classifier import TextClassifier
@@ -36,17 +35,6 @@ ImportanceMethod = Literal["gradient_x_input", "integrated_gradients", "leave_on
 IMPORTANCE_METHODS: tuple[str, ...] = ("gradient_x_input", "integrated_gradients", "leave_one_out")
 ErasureOrder = Literal["attention", "random", "gradient"]
 ERASURE_ORDERS: tuple[str, ...] = ("attention", "random", "gradient")
-
-
-@contextlib.contextmanager
-def _evaluating(model: TextClassifier) -> Iterator[None]:
-    """Run ``model`` in eval mode (no dropout) and restore its mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _valid_tokens(model: TextClassifier, tokens: torch.Tensor, length: int) -> torch.Tensor:
@@ -148,7 +136,7 @@ def importance(
     if method not in IMPORTANCE_METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(IMPORTANCE_METHODS)}")
     text = _valid_tokens(model, tokens, length).unsqueeze(0)  # (1, L)
-    with _evaluating(model):
+    with evaluating(model):
         with torch.no_grad():
             probabilities = _probabilities(model, text)[0]  # (C,)
         predicted = int(probabilities.argmax())
@@ -260,7 +248,7 @@ def permutation_effect(
     if permutations < 1:
         raise ValueError(f"need at least one permutation, got {permutations}")
     text = _valid_tokens(model, tokens, length).unsqueeze(0)  # (1, L)
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model, no_grad=True):
         output = model(text, _lengths(text))
         weights = output.attention  # (1, r, L)
         r, L = weights.shape[1:]
@@ -311,7 +299,7 @@ def erasure(
     if not 1 <= k <= length:
         raise ValueError(f"need 1 <= k <= length ({length}), got k={k}")
     text = _valid_tokens(model, tokens, length)  # (L,)
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model, no_grad=True):
         output = model(text.unsqueeze(0), _lengths(text.unsqueeze(0)))
     if order == "attention":
         scores = output.attention[0].sum(dim=0).cpu()  # (r, L) -> (L,)
@@ -322,7 +310,7 @@ def erasure(
     removed = torch.argsort(-scores, stable=True)[:k]
     keep = torch.ones(length, dtype=torch.bool)
     keep[removed] = False
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model, no_grad=True):
         before = output.logits.softmax(dim=-1)[0]  # (C,)
         after = _probabilities(model, text[keep.to(text.device)].unsqueeze(0))[0]  # (C,)
     predicted = int(before.argmax())
@@ -383,7 +371,7 @@ def adversarial_attention(
     if epsilon <= 0 or restarts < 1 or steps < 1:
         raise ValueError("need epsilon > 0, restarts >= 1 and steps >= 1")
     text = _valid_tokens(model, tokens, length).unsqueeze(0)  # (1, L)
-    with _evaluating(model):
+    with evaluating(model):
         with torch.no_grad():
             output = model(text, _lengths(text))
             original = output.attention[0]  # (r, L)

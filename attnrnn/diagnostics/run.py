@@ -1,19 +1,18 @@
 """``attnrnn diagnose``: run the attention diagnostics of a trained run on labelled data and
 write ``diagnostics.json`` and a self-contained ``diagnostics.html``.
 
-A diagnosis is a list of sections (see :func:`section`), each with headline numbers
-(``summary``), per-example values (``distributions``, drawn as histograms) and notes. The
-classifier sections are made here from :mod:`attnrnn.diagnostics.classifier` and
-:mod:`attnrnn.diagnostics.baselines`; the encoder-decoder and speech sections come from
+A diagnosis is a list of sections (:func:`attnrnn.diagnostics.common.section`), each with
+headline numbers (``summary``), per-example values (``distributions``, drawn as histograms)
+and notes. The classifier sections are made here from :mod:`attnrnn.diagnostics.classifier`
+and :mod:`attnrnn.diagnostics.baselines`; the encoder-decoder and speech sections come from
 :mod:`attnrnn.diagnostics.seq2seq` and :mod:`attnrnn.diagnostics.speech`.
 """
 
 from __future__ import annotations
 
 import random
-import statistics
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -22,6 +21,7 @@ import torch
 
 from attnrnn.diagnostics import classifier as tests
 from attnrnn.diagnostics.baselines import mlp_transfer, uniform_pooling
+from attnrnn.diagnostics.common import evaluating, mean, median, section
 from attnrnn.diagnostics.measures import entropy, jensen_shannon, total_variation
 from attnrnn.errors import ConfigError
 from attnrnn.extras import require
@@ -60,46 +60,6 @@ class DiagnoseOptions:
             raise ConfigError(f"diagnose: mlp_train must not be negative, got {self.mlp_train}")
         if not 0 < self.epsilon < 1:
             raise ConfigError(f"diagnose: epsilon must be in (0, 1), got {self.epsilon}")
-
-
-def _number(value: float | None) -> float | None:
-    """A JSON number rounded to 4 decimals, None for a missing or non-finite value."""
-    if value is None or value != value or value in (float("inf"), float("-inf")):
-        return None
-    return round(float(value), 4)
-
-
-def _median(values: Sequence[float]) -> float | None:
-    return _number(statistics.median(values)) if values else None
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return _number(statistics.fmean(values)) if values else None
-
-
-def section(
-    name: str,
-    title: str,
-    explanation: str,
-    summary: dict[str, float | int | None],
-    distributions: Mapping[str, Sequence[float]] | None = None,
-    notes: Sequence[str] = (),
-) -> dict[str, Any]:
-    """One section of a diagnosis, as diagnostics.json stores it."""
-    return {
-        "name": name,
-        "title": title,
-        "explanation": explanation,
-        "summary": {
-            key: value if isinstance(value, int) else _number(value)
-            for key, value in summary.items()
-        },
-        "distributions": {
-            key: [rounded for value in values if (rounded := _number(value)) is not None]
-            for key, values in (distributions or {}).items()
-        },
-        "notes": list(notes),
-    }
 
 
 def sample(count: int, limit: int, seed: int) -> list[int]:
@@ -204,7 +164,7 @@ def _agreement_section(agreement: dict[str, list[float]]) -> dict[str, Any]:
         "predicted class by gradient × input, integrated gradients (Captum) and "
         "leave-one-out; 1: the same order, 0: unrelated, -1: reversed. Top-k overlap: the "
         "share of the k most attended tokens that are among the k most important.",
-        {f"median_{key}": _median(values) for key, values in agreement.items()},
+        {f"median_{key}": median(values) for key, values in agreement.items()},
         agreement,
         ["texts of one token have no ranking and are left out"],
     )
@@ -230,8 +190,8 @@ def _counterfactual_section(
         "Small TVD under permutation and large adversarial JSD mean the prediction does not "
         "depend on where the attention is.",
         {
-            **{f"median_{key}": _median(values.get(key, [])) for key in keys},
-            "share_adversarial_jsd_above_0.5": _mean([float(v > 0.5) for v in adversarial]),
+            **{f"median_{key}": median(values.get(key, [])) for key in keys},
+            "share_adversarial_jsd_above_0.5": mean([float(v > 0.5) for v in adversarial]),
         },
         {key: values.get(key, []) for key in keys},
     )
@@ -242,7 +202,7 @@ def _erasure_section(erasure: dict[str, list[float]]) -> dict[str, Any]:
     for key, values in erasure.items():
         summary[
             ("flip_rate_" if key.startswith("flip") else "mean_drop_") + key.split("_", 1)[1]
-        ] = _mean(values)
+        ] = mean(values)
     return section(
         "erasure",
         "Does removing the most attended tokens change the decision?",
@@ -263,7 +223,7 @@ def _uniform_section(
     own: torch.Tensor, uniform: torch.Tensor, labels: Sequence[int] | None
 ) -> dict[str, Any]:
     tvd = total_variation(own.numpy(), uniform.numpy()).tolist()
-    summary: dict[str, float | int | None] = {"median_output_tvd": _median(tvd)}
+    summary: dict[str, float | int | None] = {"median_output_tvd": median(tvd)}
     if labels is not None:
         gold = torch.tensor(list(labels))
         accuracy = float((own.argmax(-1) == gold).double().mean())
@@ -290,7 +250,7 @@ def _focus_section(
     from attnrnn.models.classifier import conicity
 
     conicities: list[float] = []
-    with tests._evaluating(model), torch.no_grad():
+    with evaluating(model, no_grad=True):
         for start in range(0, len(ids), 64):
             tokens, lengths = pad_sequences(ids[start : start + 64], pad)
             device = model.embedding.weight.device
@@ -306,10 +266,10 @@ def _focus_section(
         "(mean cosine to their mean; near 1: all states alike, so any weighting pools the "
         "same vector, Mohankumar et al. 2020).",
         {
-            "median_entropy": _median(values.get("entropy", [])),
-            "mean_filler_mass": _mean(values.get("filler_mass", [])),
-            "mean_filler_share": _mean(values.get("filler_share", [])),
-            "median_conicity": _median(conicities),
+            "median_entropy": median(values.get("entropy", [])),
+            "mean_filler_mass": mean(values.get("filler_mass", [])),
+            "mean_filler_share": mean(values.get("filler_share", [])),
+            "median_conicity": median(conicities),
         },
         {
             "entropy": values.get("entropy", []),
@@ -341,7 +301,7 @@ def seed_variance(predictions: Sequence[Any], compare: Sequence[TrainedModel]) -
         f"Jensen-Shannon divergence (bits) between this run's attention and that of "
         f"{len(compare)} run(s) trained the same way with other seeds, text by text. "
         "Attention that changes a lot between equally accurate runs is one of many possible.",
-        {"median_jsd": _median(divergences), "runs_compared": len(compare)},
+        {"median_jsd": median(divergences), "runs_compared": len(compare)},
         {"jsd": divergences},
         notes,
     )
@@ -502,12 +462,12 @@ def _seq2seq(
 def _references(
     trained: TrainedModel, examples: list[Any], chosen: Sequence[int], path: str, units: str
 ) -> list[Any]:
-    """The :class:`~attnrnn.diagnostics.seq2seq.Reference` of each sampled pair from a
+    """The :class:`~attnrnn.diagnostics.alignment.Reference` of each sampled pair from a
     Pharaoh file with one line per pair of the diagnosed data, in ``units`` (words: spread
     over each word's tokens; characters: the character model's tokens). Pairs whose
     tokens cannot be traced to units get None."""
     from attnrnn.data.alignments import read_links
-    from attnrnn.diagnostics.seq2seq import Reference
+    from attnrnn.diagnostics.alignment import Reference
     from attnrnn.errors import DataError
     from attnrnn.tasks.translation import token_units
 

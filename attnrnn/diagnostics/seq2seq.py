@@ -3,10 +3,8 @@ summarization :class:`PointerGenerator`), one source sentence at a time.
 
 Does the attention align, and does the output depend on it?
 
-- Alignment: :func:`forced_attention` on a reference pair, read as links
-  (:func:`alignment_scores`: AER, precision and recall of argmax and threshold links against
-  sure / possible reference links); :func:`word_attention` and :func:`word_index_of_pieces`
-  move subword attention to words, the units of a statistical aligner.
+- Alignment: :func:`forced_attention` on a reference pair, scored against its reference
+  links by :mod:`attnrnn.diagnostics.alignment` (AER, precision and recall).
 - Counterfactual attention (:func:`counterfactual_steps`): at each decoding step the step's
   weights are replaced (randomly permuted, uniform, or all zero, i.e. a zero context) while
   everything else of the step stays as it was; does the next token change?
@@ -26,8 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,16 +33,9 @@ import torch
 
 from attnrnn.decoding.greedy import greedy_search
 from attnrnn.decoding.protocol import SearchConfig
-from attnrnn.diagnostics.measures import (
-    Link,
-    alignment_error_rate,
-    argmax_links,
-    entropy,
-    jensen_shannon,
-    link_precision_recall,
-    threshold_links,
-    total_variation,
-)
+from attnrnn.diagnostics.alignment import Reference, alignment_section, word_map
+from attnrnn.diagnostics.common import evaluating, mean, median, section, share
+from attnrnn.diagnostics.measures import entropy, jensen_shannon, total_variation
 from attnrnn.models.pointer_generator import PointerGenerator
 from attnrnn.models.seq2seq import Seq2Seq
 from attnrnn.nn.attention import Attention
@@ -54,21 +43,8 @@ from attnrnn.tasks.base import TrainedModel
 
 CounterfactualKind = Literal["permuted", "uniform", "zero"]
 COUNTERFACTUAL_KINDS: tuple[CounterfactualKind, ...] = ("permuted", "uniform", "zero")
-WORD_START = "\u2581"  # SentencePiece's mark of a piece that starts a word
 
 # --------------------------------------------------------------------------- running the model
-
-
-@contextlib.contextmanager
-def _inference(model: torch.nn.Module) -> Iterator[None]:
-    """Run ``model`` in eval mode without gradients; restore its mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _device(model: Seq2Seq) -> torch.device:
@@ -139,7 +115,7 @@ def forced_run(
     device = _device(model)
     inputs = torch.tensor([model.bos_index, *target], device=device)  # (T+1,)
     outputs = torch.tensor([*target, model.eos_index], device=device)  # (T+1,)
-    with _inference(model):
+    with evaluating(model, no_grad=True):
         state = _initial_state(model, source_ids, extended)
         states, all_log_probs, weights = [], [], []
         for token in inputs:
@@ -168,178 +144,10 @@ def greedy_output(
     and constraints (its beam size is ignored)."""
     extended = extended_size or _extended_size(model, source_ids)
     config = dataclasses.replace(search, beam_size=1, n_best=1)
-    with _inference(model):
+    with evaluating(model, no_grad=True):
         state = _initial_state(model, source_ids, extended)
         lengths = torch.tensor([len(source_ids)], device=_device(model))  # (1,)
         return greedy_search(model, state, lengths, config)[0][0].tokens
-
-
-# --------------------------------------------------------------------------- alignment
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Reference links of one pair, ``(target_index, source_index)``.
-
-    In token units of the model, or in words when ``source_words`` and ``target_words``
-    (the word index of every source / target token, see :func:`word_index_of_pieces`) are
-    given: the attention is then moved to words by :func:`word_attention`. ``possible``
-    may hold only the ambiguous links; P is taken as ``possible ∪ sure``.
-
-    The date task's character links are token links of its character model:
-    ``Reference(links.sure, links.possible)`` for ``links = date_links(pair)``. A word
-    aligner's Pharaoh output is read by :meth:`from_pharaoh`.
-    """
-
-    sure: frozenset[Link]
-    possible: frozenset[Link] = frozenset()
-    source_words: tuple[int, ...] | None = None
-    target_words: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if (self.source_words is None) != (self.target_words is None):
-            raise ValueError("give both word maps (source_words and target_words) or neither")
-
-    @classmethod
-    def from_pharaoh(
-        cls,
-        text: str,
-        source_words: Sequence[int] | None = None,
-        target_words: Sequence[int] | None = None,
-    ) -> Reference:
-        """The links of one line in Pharaoh format: ``i-j`` a sure and ``i?j`` a possible
-        link of source unit i to target unit j (0-based, source first, as aligners such as
-        eflomal and fast_align write them), separated by spaces."""
-        links: dict[str, set[Link]] = {"-": set(), "?": set()}
-        for item in text.split():
-            separator = "?" if "?" in item else "-"
-            source, _, target = item.partition(separator)
-            if not source.isdigit() or not target.isdigit():
-                raise ValueError(f"not a Pharaoh link (i-j or i?j): {item!r}")
-            links[separator].add((int(target), int(source)))
-        return cls(
-            frozenset(links["-"]),
-            frozenset(links["?"]),
-            None if source_words is None else tuple(source_words),
-            None if target_words is None else tuple(target_words),
-        )
-
-
-@dataclass(frozen=True)
-class _PredictedLinks:
-    """Links read off one attention matrix, and the reference they are scored against."""
-
-    argmax: frozenset[Link]
-    threshold: frozenset[Link]
-    sure: frozenset[Link]
-    possible: frozenset[Link]  # P = possible ∪ sure
-
-
-def _predicted_links(
-    attention: Any,
-    sure: Sequence[Link] | frozenset[Link],
-    possible: Sequence[Link] | frozenset[Link],
-    threshold: float,
-    all_rows: bool,
-) -> _PredictedLinks:
-    sure_set = frozenset(sure)
-    possible_set = sure_set | frozenset(possible)
-    argmax, above = argmax_links(attention), threshold_links(attention, threshold)
-    if not all_rows:
-        rows = {target for target, _ in possible_set}
-        argmax = {link for link in argmax if link[0] in rows}
-        above = {link for link in above if link[0] in rows}
-    return _PredictedLinks(frozenset(argmax), frozenset(above), sure_set, possible_set)
-
-
-_SCORE_NAMES = tuple(
-    f"{measure}_{links}"
-    for links in ("argmax", "threshold")
-    for measure in ("aer", "precision", "recall")
-)
-
-
-def _scores(links: _PredictedLinks) -> dict[str, float]:
-    scores = {}
-    for name, predicted in (("argmax", links.argmax), ("threshold", links.threshold)):
-        scores[f"aer_{name}"] = alignment_error_rate(predicted, links.sure, links.possible)
-        precision = link_precision_recall(predicted, links.possible).precision
-        scores[f"precision_{name}"] = precision
-        scores[f"recall_{name}"] = link_precision_recall(predicted, links.sure).recall
-    return scores
-
-
-def alignment_scores(
-    attention: Any,
-    sure: Sequence[Link] | frozenset[Link],
-    possible: Sequence[Link] | frozenset[Link] = (),
-    threshold: float = 0.5,
-    all_rows: bool = False,
-) -> dict[str, float]:
-    """Alignment quality of attention (T, S) against reference links (target, source).
-
-    Links are read off the attention two ways: the argmax of every row, and every weight
-    of at least ``threshold``. As is standard for AER, only target rows with at least one
-    reference link (sure or possible) get links: a row the reference leaves unaligned (the
-    "-" of a date, a function word) is not counted against precision; ``all_rows=True``
-    links every row. Returns ``aer_``, ``precision_`` (against sure ∪ possible) and
-    ``recall_`` (against sure) for ``argmax`` and ``threshold`` (Och & Ney; see
-    :mod:`attnrnn.diagnostics.measures` for empty sets).
-    """
-    return _scores(_predicted_links(attention, sure, possible, threshold, all_rows))
-
-
-def word_index_of_pieces(pieces: Sequence[str], word_start: str | None = WORD_START) -> list[int]:
-    """The word index (0-based) of every token.
-
-    SentencePiece (``word_start="▁"``): a piece starting with "▁" starts a new word, any
-    other continues the word before it (the first piece always starts word 0); the words
-    are those of the whitespace-split text. ``word_start=None``: every token is a word (word
-    tokenizers).
-    """
-    if word_start is None:
-        return list(range(len(pieces)))
-    words, index = [], -1
-    for position, piece in enumerate(pieces):
-        if position == 0 or piece.startswith(word_start):
-            index += 1
-        words.append(index)
-    return words
-
-
-def _word_map(name: str, words: Sequence[int], size: int) -> torch.Tensor:
-    """A checked word map (size,): every word 0 ... W-1 has at least one token."""
-    if len(words) != size:
-        raise ValueError(f"{name} has {len(words)} entries for {size} tokens")
-    if size and sorted(set(words)) != list(range(max(words) + 1)):
-        raise ValueError(f"{name} must number the words 0, 1, ... without gaps")
-    return torch.tensor(list(words), dtype=torch.long)
-
-
-def word_attention(
-    attention: Any, source_word_of_token: Sequence[int], target_word_of_token: Sequence[int]
-) -> torch.Tensor:
-    """Token attention (T, S) as word attention (T_words, S_words), float64.
-
-    A source word gets the sum of its pieces' weights, a target word the mean of its
-    pieces' rows; rows are renormalised to sum to 1. An attention with one row more than
-    ``target_word_of_token`` has its last row (the EOS step) dropped.
-    """
-    matrix = torch.as_tensor(attention).detach().to("cpu", torch.float64)
-    T = len(target_word_of_token)
-    if matrix.dim() == 2 and matrix.size(0) == T + 1:
-        matrix = matrix[:T]  # the EOS row has no target word
-    if matrix.dim() != 2 or matrix.size(0) != T:
-        raise ValueError(f"need attention (T, S) with T = {T}, got {tuple(matrix.shape)}")
-    source = _word_map("source_word_of_token", source_word_of_token, matrix.size(1))
-    target = _word_map("target_word_of_token", target_word_of_token, T)
-    source_count = int(source.max()) + 1 if source.numel() else 0
-    target_count = int(target.max()) + 1 if target.numel() else 0
-    by_source = matrix.new_zeros(T, source_count).index_add_(1, source, matrix)  # (T, Sw)
-    summed = by_source.new_zeros(target_count, source_count).index_add_(0, target, by_source)
-    counts = torch.bincount(target, minlength=target_count).clamp_min(1)  # (Tw,)
-    mean = summed / counts.unsqueeze(1)  # (Tw, Sw)
-    return mean / mean.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
 
 
 # --------------------------------------------------------------------------- counterfactual steps
@@ -394,7 +202,7 @@ def replaced_step_log_probs(model: Seq2Seq, run: ForcedRun, weights: torch.Tenso
     """Next-token log-probabilities (T+1, V) of every step of ``run`` when step t attends
     with ``weights[t]`` (weights: (T+1, S)). Each step starts from the original run's state
     before it, so a replacement changes that step only."""
-    with _inference(model), attention_replaced(model, weights):
+    with evaluating(model, no_grad=True), attention_replaced(model, weights):
         log_probs, _, _ = model.step(run.inputs, _stacked(run.states))
     return log_probs  # (T+1, V)
 
@@ -504,7 +312,7 @@ def _erasure(
 ) -> SourceErasure:
     """:func:`erase_most_attended` given the forced run of the greedy output."""
     S = len(source_ids)
-    units = _word_map("source_words", source_words or list(range(S)), S)  # (S,)
+    units = word_map("source_words", source_words or list(range(S)), S)  # (S,)
     received = run.attention.sum(dim=0).cpu().double()  # (S,) over all output steps
     by_unit = received.new_zeros(int(units.max()) + 1).index_add_(0, units, received)
     top = int(by_unit.argmax())  # the first of equal maxima
@@ -557,7 +365,7 @@ def copy_attention_hits(
     is the source position it attends to most an occurrence of that token? (Its copy
     probability is ``(1 - p_gen)`` times the attention on all occurrences.)"""
     device = _device(model)
-    with _inference(model):
+    with evaluating(model, no_grad=True):
         result = model.copy_forward(
             torch.tensor([list(source_ids)], device=device),  # (1, S)
             torch.tensor([len(source_ids)], device=device),
@@ -580,127 +388,6 @@ def copy_attention_hits(
 # --------------------------------------------------------------------------- the report
 
 
-def _number(value: float | None) -> float | None:
-    """A JSON number: rounded to 4 decimals, None for NaN, infinity or nothing."""
-    if value is None or not math.isfinite(value):
-        return None
-    return round(float(value), 4)
-
-
-def _numbers(values: Sequence[float]) -> list[float]:
-    return [round(float(value), 4) for value in values if math.isfinite(value)]
-
-
-def _median(values: Sequence[float]) -> float | None:
-    return _number(statistics.median(values)) if values else None
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return _number(statistics.fmean(values)) if values else None
-
-
-def _share(count: int, total: int) -> float | None:
-    return _number(count / total) if total else None
-
-
-def _section(
-    name: str,
-    title: str,
-    explanation: str,
-    summary: dict[str, float | int | None],
-    distributions: dict[str, list[float]],
-    notes: list[str],
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "title": title,
-        "explanation": explanation,
-        "summary": summary,
-        "distributions": distributions,
-        "notes": notes,
-    }
-
-
-def _offset(links: frozenset[Link], targets: int, sources: int) -> set[Link]:
-    return {(target + targets, source + sources) for target, source in links}
-
-
-def _pooled(
-    pairs: Sequence[_PredictedLinks], shapes: Sequence[tuple[int, int]]
-) -> dict[str, float]:
-    """Corpus-level scores: the links of all pairs in one block-diagonal alignment."""
-    pooled: dict[str, set[Link]] = {"argmax": set(), "threshold": set(), "sure": set(), "P": set()}
-    targets = sources = 0
-    for links, (T, S) in zip(pairs, shapes, strict=True):
-        for key, value in (
-            ("argmax", links.argmax),
-            ("threshold", links.threshold),
-            ("sure", links.sure),
-            ("P", links.possible),
-        ):
-            pooled[key] |= _offset(value, targets, sources)
-        targets, sources = targets + T, sources + S
-    frozen = {key: frozenset(value) for key, value in pooled.items()}
-    return _scores(
-        _PredictedLinks(frozen["argmax"], frozen["threshold"], frozen["sure"], frozen["P"])
-    )
-
-
-def _alignment_section(
-    model: Seq2Seq,
-    sources: Sequence[Sequence[int]],
-    targets: Sequence[Sequence[int]],
-    references: Sequence[Reference | None],
-    threshold: float,
-) -> dict[str, Any]:
-    pairs, shapes, per_pair = [], [], []
-    in_words = False
-    for source, target, reference in zip(sources, targets, references, strict=True):
-        if reference is None:
-            continue
-        attention = forced_attention(model, source, target)  # (T+1, S)
-        if reference.source_words is not None and reference.target_words is not None:
-            attention = word_attention(attention, reference.source_words, reference.target_words)
-            in_words = True
-        else:
-            attention = attention[: len(target)]  # (T, S): the EOS row has no reference
-        links = _predicted_links(attention, reference.sure, reference.possible, threshold, False)
-        pairs.append(links)
-        shapes.append((attention.size(0), attention.size(1)))
-        per_pair.append(_scores(links))
-    summary: dict[str, float | int | None] = {"pairs": len(pairs), "threshold": threshold}
-    pooled = _pooled(pairs, shapes) if pairs else dict.fromkeys(_SCORE_NAMES)
-    summary.update({key: _number(value) for key, value in pooled.items()})
-    summary["median_aer_argmax"] = _median([scores["aer_argmax"] for scores in per_pair])
-    notes = [
-        "Links come from the attention of the model teacher-forced on the reference target "
-        "(the EOS step left out); target rows without any reference link are not linked.",
-        "Summary scores pool the links of all pairs (corpus-level AER); the distributions "
-        "are per pair.",
-    ]
-    if in_words:
-        notes.append(
-            "Token attention was moved to words (source pieces summed, target pieces "
-            "averaged); a statistical aligner's links are a silver reference: read the "
-            "numbers as agreement with that aligner."
-        )
-    if len(pairs) < len(sources):
-        notes.append(f"{len(sources) - len(pairs)} pairs without a reference were skipped.")
-    return _section(
-        "alignment",
-        "Alignment with the reference",
-        "Alignment error rate (0 is perfect) and precision / recall of the links read off the "
-        f"attention: each target token's most-attended source token (argmax) and every "
-        f"weight of at least {threshold} (threshold), against sure and possible reference links.",
-        summary,
-        {
-            "aer_argmax_per_pair": _numbers([s["aer_argmax"] for s in per_pair]),
-            "aer_threshold_per_pair": _numbers([s["aer_threshold"] for s in per_pair]),
-        },
-        notes,
-    )
-
-
 @dataclass
 class _ExampleResults:
     """What the per-source diagnostics found for one source."""
@@ -710,6 +397,25 @@ class _ExampleResults:
     effects: dict[str, StepEffects]
     erasure: SourceErasure | None
     copies: CopyHits | None
+
+
+def _alignment_section(
+    model: Seq2Seq,
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    references: Sequence[Reference | None],
+    threshold: float,
+) -> dict[str, Any]:
+    """The ``alignment`` section of the pairs that have a reference, from the attention of
+    the model teacher-forced on their targets."""
+    pairs = [
+        (source, target, reference)
+        for source, target, reference in zip(sources, targets, references, strict=True)
+        if reference is not None
+    ]
+    attentions = [forced_attention(model, source, target) for source, target, _ in pairs]
+    chosen = [reference for _, _, reference in pairs]
+    return alignment_section(attentions, chosen, threshold, skipped=len(sources) - len(pairs))
 
 
 def _diagnose_source(
@@ -741,17 +447,17 @@ def _counterfactual_section(results: Sequence[_ExampleResults], on: str) -> dict
     for kind in COUNTERFACTUAL_KINDS:
         flipped = [flip for r in results for flip in r.effects[kind].flipped]
         tvd = [value for r in results for value in r.effects[kind].output_tvd]
-        summary[f"flip_rate_{kind}"] = _share(sum(flipped), len(flipped))
-        summary[f"median_tvd_{kind}"] = _median(tvd)
-        distributions[f"tvd_{kind}_per_step"] = _numbers(tvd)
-        distributions[f"flip_rate_{kind}_per_sentence"] = _numbers(
-            [r.effects[kind].flip_rate for r in results]
-        )
+        summary[f"flip_rate_{kind}"] = share(sum(flipped), len(flipped))
+        summary[f"median_tvd_{kind}"] = median(tvd)
+        distributions[f"tvd_{kind}_per_step"] = tvd
+        distributions[f"flip_rate_{kind}_per_sentence"] = [
+            r.effects[kind].flip_rate for r in results
+        ]
         if kind != "zero":
             jsd = [value for r in results for value in r.effects[kind].attention_jsd or []]
-            summary[f"median_jsd_{kind}"] = _median(jsd)
-            distributions[f"jsd_{kind}_per_step"] = _numbers(jsd)
-    return _section(
+            summary[f"median_jsd_{kind}"] = median(jsd)
+            distributions[f"jsd_{kind}_per_step"] = jsd
+    return section(
         "counterfactual_steps",
         "Counterfactual attention at each decoding step",
         "At each step of the "
@@ -774,7 +480,7 @@ def _erasure_section(results: Sequence[_ExampleResults], unit: str) -> dict[str,
     notes = []
     if len(erasures) < len(results):
         notes.append(f"{len(results) - len(erasures)} sources of a single {unit} were skipped.")
-    return _section(
+    return section(
         "erasure",
         f"Erasure of the most-attended source {unit}",
         f"The source {unit} with the most attention summed over the output is removed and the "
@@ -782,11 +488,11 @@ def _erasure_section(results: Sequence[_ExampleResults], unit: str) -> dict[str,
         "the original output loses (positive: it became less likely).",
         {
             "sources": len(erasures),
-            "changed_rate": _share(sum(e.changed for e in erasures), len(erasures)),
-            "median_log_prob_drop": _median(drops),
-            "mean_log_prob_drop": _mean(drops),
+            "changed_rate": share(sum(e.changed for e in erasures), len(erasures)),
+            "median_log_prob_drop": median(drops),
+            "mean_log_prob_drop": mean(drops),
         },
-        {"log_prob_drop_per_sentence": _numbers(drops)},
+        {"log_prob_drop_per_sentence": drops},
         notes,
     )
 
@@ -797,7 +503,7 @@ def _copying_section(
     copies = [r.copies for r in results if r.copies is not None]
     copied = sum(len(c.copied) for c in copies)
     hits = sum(sum(c.hits) for c in copies)
-    return _section(
+    return section(
         "copying",
         "Copied words and the attention",
         f"An output word is copied when its generation probability p_gen is below {threshold} "
@@ -806,27 +512,23 @@ def _copying_section(
         {
             "output_tokens": output_tokens,
             "copied_tokens": copied,
-            "copied_share": _share(copied, output_tokens),
-            "most_attended_share": _share(hits, copied),
+            "copied_share": share(copied, output_tokens),
+            "most_attended_share": share(hits, copied),
         },
-        {
-            "most_attended_share_per_document": _numbers(
-                [sum(c.hits) / len(c.hits) for c in copies if c.hits]
-            )
-        },
+        {"most_attended_share_per_document": [sum(c.hits) / len(c.hits) for c in copies if c.hits]},
         [] if copied else ["No output word was copied."],
     )
 
 
 def _entropy_section(results: Sequence[_ExampleResults]) -> dict[str, Any]:
     values = [value for r in results for value in r.entropies]
-    return _section(
+    return section(
         "entropy",
         "Attention entropy",
         "Entropy of each output step's attention divided by its maximum log2(S): 0 when one "
         "source token takes all the weight, 1 when the weight is spread evenly.",
-        {"steps": len(values), "mean": _mean(values), "median": _median(values)},
-        {"normalized_entropy_per_step": _numbers(values)},
+        {"steps": len(values), "mean": mean(values), "median": median(values)},
+        {"normalized_entropy_per_step": values},
         ["Steps of the model's greedy output, the EOS step included."],
     )
 

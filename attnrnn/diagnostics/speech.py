@@ -34,10 +34,8 @@ subsampling), from :func:`forced_attention`. Definitions:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,22 +43,11 @@ import numpy as np
 import torch
 
 from attnrnn.data.batching import teacher_forcing
+from attnrnn.diagnostics.common import evaluating, mean, median, section
 from attnrnn.models.speech import SpeechOutput, SpeechRecognizer
 from attnrnn.tasks.speech import Recognizer, SpeechSplit, pad_features
 
 _CENTRE_TOLERANCE = 1e-6  # frames: centres closer than this have not moved
-
-
-@contextlib.contextmanager
-def _evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Run ``model`` in eval mode (no dropout), without gradients; restore its mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _teacher_forced(
@@ -71,7 +58,7 @@ def _teacher_forced(
     padded, lengths = pad_features([features])  # (1, T, F), (1,)
     target_input, _ = teacher_forcing([list(target_ids)], *_specials(model))  # (1, n + 1)
     device = model.ctc_layer.weight.device
-    with _evaluating(model):
+    with evaluating(model, no_grad=True):
         return model(padded.to(device), lengths.to(device), target_input.to(device))
 
 
@@ -324,22 +311,6 @@ def diagnose_speech(
     ]
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 4)
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return _round(statistics.fmean(values)) if values else None
-
-
-def _median(values: Sequence[float]) -> float | None:
-    return _round(statistics.median(values)) if values else None
-
-
-def _rounded(values: Sequence[float]) -> list[float]:
-    return [round(float(value), 4) for value in values]
-
-
 def _short_notes(checks: list[_Utterance]) -> list[str]:
     short = sum(check.monotonicity.peak_forward_share is None for check in checks)
     if not short:
@@ -353,29 +324,27 @@ def _monotonicity_section(checks: list[_Utterance]) -> dict[str, Any]:
     peak_shares = [share for share in peak if share is not None]
     centre_shares = [share for share in centre if share is not None]
     jumps = [float(jump) for c in checks for jump in c.monotonicity.backward_jumps]
-    return {
-        "name": "monotonicity",
-        "title": "Monotonicity of the attention",
-        "explanation": (
-            "Share of consecutive output steps whose attention peak (argmax frame) or centre "
-            "of mass does not move back in the audio; 1 is a strictly forward alignment. "
-            "Backward jumps are in listener frames."
-        ),
-        "summary": {
+    return section(
+        "monotonicity",
+        "Monotonicity of the attention",
+        "Share of consecutive output steps whose attention peak (argmax frame) or centre "
+        "of mass does not move back in the audio; 1 is a strictly forward alignment. "
+        "Backward jumps are in listener frames.",
+        {
             "utterances": len(checks),
-            "peak_forward_share_mean": _mean(peak_shares),
-            "peak_forward_share_median": _median(peak_shares),
-            "centre_forward_share_mean": _mean(centre_shares),
-            "monotonic_utterances_share": _mean([float(share == 1.0) for share in peak_shares]),
-            "backward_jump_frames_mean": _mean(jumps),
+            "peak_forward_share_mean": mean(peak_shares),
+            "peak_forward_share_median": median(peak_shares),
+            "centre_forward_share_mean": mean(centre_shares),
+            "monotonic_utterances_share": mean([float(share == 1.0) for share in peak_shares]),
+            "backward_jump_frames_mean": mean(jumps),
         },
-        "distributions": {
-            "peak_forward_share": _rounded(peak_shares),
-            "centre_forward_share": _rounded(centre_shares),
-            "backward_jump_frames": _rounded(jumps),
+        {
+            "peak_forward_share": peak_shares,
+            "centre_forward_share": centre_shares,
+            "backward_jump_frames": jumps,
         },
-        "notes": _short_notes(checks),
-    }
+        _short_notes(checks),
+    )
 
 
 def _diagonality_section(checks: list[_Utterance]) -> dict[str, Any]:
@@ -383,45 +352,44 @@ def _diagonality_section(checks: list[_Utterance]) -> dict[str, Any]:
         c.diagonality.peak_correlation for c in checks if c.diagonality.peak_correlation is not None
     ]
     distances = [c.diagonality.diagonal_distance for c in checks]
-    return {
-        "name": "diagonality",
-        "title": "Diagonality of the attention",
-        "explanation": (
-            "Pearson correlation of the output step with its attention peak (1: the peak moves "
-            "steadily forward), and the mean distance of the peak from the straight diagonal "
-            "(each step at the centre of an equal share of the frames) as a fraction of the "
-            "frames (0: on the diagonal). Silence at the ends moves a good alignment off it."
-        ),
-        "summary": {
-            "peak_correlation_mean": _mean(correlations),
-            "peak_correlation_median": _median(correlations),
-            "diagonal_distance_mean": _mean(distances),
-            "diagonal_distance_median": _median(distances),
+    return section(
+        "diagonality",
+        "Diagonality of the attention",
+        "Pearson correlation of the output step with its attention peak (1: the peak moves "
+        "steadily forward), and the mean distance of the peak from the straight diagonal "
+        "(each step at the centre of an equal share of the frames) as a fraction of the "
+        "frames (0: on the diagonal). Silence at the ends moves a good alignment off it.",
+        {
+            "peak_correlation_mean": mean(correlations),
+            "peak_correlation_median": median(correlations),
+            "diagonal_distance_mean": mean(distances),
+            "diagonal_distance_median": median(distances),
         },
-        "distributions": {
-            "peak_correlation": _rounded(correlations),
-            "diagonal_distance": _rounded(distances),
-        },
-        "notes": _short_notes(checks),
-    }
+        {"peak_correlation": correlations, "diagonal_distance": distances},
+        _short_notes(checks),
+    )
 
 
 def _coverage_section(checks: list[_Utterance]) -> dict[str, Any]:
     shares = [c.coverage for c in checks]
-    return {
-        "name": "coverage",
-        "title": "Frames the attention visits",
-        "explanation": (
-            "Share of an utterance's listener frames whose attention, summed over all output "
-            "steps, is at least 1/frames (what one step of uniform attention gives a frame). "
-            "Frames never attended (often leading and trailing silence) are not covered."
-        ),
-        "summary": {"covered_share_mean": _mean(shares), "covered_share_median": _median(shares)},
-        "distributions": {"covered_share": _rounded(shares)},
-        "notes": [],
-    }
+    return section(
+        "coverage",
+        "Frames the attention visits",
+        "Share of an utterance's listener frames whose attention, summed over all output "
+        "steps, is at least 1/frames (what one step of uniform attention gives a frame). "
+        "Frames never attended (often leading and trailing silence) are not covered.",
+        {"covered_share_mean": mean(shares), "covered_share_median": median(shares)},
+        {"covered_share": shares},
+    )
 
 
+_CTC_TITLE = "CTC forced alignment versus attention"
+_CTC_EXPLANATION = (
+    "For each reference unit, the distance in listener frames between the first frame "
+    "where the CTC head's Viterbi alignment emits it and the attention peak of the "
+    "step that outputs it; also as a fraction of the utterance's frames. 0: attention "
+    "and CTC put the unit at the same frame."
+)
 _CTC_SUMMARY = (
     "aligned_utterances",
     "units",
@@ -432,22 +400,12 @@ _CTC_SUMMARY = (
 
 
 def _ctc_section(checks: list[_Utterance], ctc_weight: float) -> dict[str, Any]:
-    section: dict[str, Any] = {
-        "name": "ctc_alignment",
-        "title": "CTC forced alignment versus attention",
-        "explanation": (
-            "For each reference unit, the distance in listener frames between the first frame "
-            "where the CTC head's Viterbi alignment emits it and the attention peak of the "
-            "step that outputs it; also as a fraction of the utterance's frames. 0: attention "
-            "and CTC put the unit at the same frame."
-        ),
-    }
     if ctc_weight == 0.0:
-        summary = dict.fromkeys(_CTC_SUMMARY)
         note = (
             "The model was trained without CTC (model.ctc_weight = 0): its CTC head is untrained."
         )
-        return {**section, "summary": summary, "distributions": {}, "notes": [note]}
+        summary = dict.fromkeys(_CTC_SUMMARY)
+        return section("ctc_alignment", _CTC_TITLE, _CTC_EXPLANATION, summary, {}, [note])
     aligned = [c for c in checks if c.distances is not None]
     frames = [float(d) for c in aligned for d in c.distances or []]
     relative = [d / c.frames for c in aligned for d in c.distances or []]
@@ -457,18 +415,17 @@ def _ctc_section(checks: list[_Utterance], ctc_weight: float) -> dict[str, Any]:
             f"{len(checks) - len(aligned)} utterance(s) have fewer listener frames than CTC "
             "needs for their units and were not aligned."
         )
-    return {
-        **section,
-        "summary": {
+    return section(
+        "ctc_alignment",
+        _CTC_TITLE,
+        _CTC_EXPLANATION,
+        {
             "aligned_utterances": len(aligned),
             "units": len(frames),
-            "frame_distance_mean": _mean(frames),
-            "frame_distance_median": _median(frames),
-            "relative_distance_mean": _mean(relative),
+            "frame_distance_mean": mean(frames),
+            "frame_distance_median": median(frames),
+            "relative_distance_mean": mean(relative),
         },
-        "distributions": {
-            "frame_distance": _rounded(frames),
-            "relative_distance": _rounded(relative),
-        },
-        "notes": notes,
-    }
+        {"frame_distance": frames, "relative_distance": relative},
+        notes,
+    )

@@ -19,9 +19,8 @@ import attnrnn
 from attnrnn.config import EncoderConfig
 from attnrnn.data.dates import DatePair, date_links, split_date_pairs, write_parallel
 from attnrnn.decoding.protocol import SearchConfig
+from attnrnn.diagnostics.alignment import Reference, alignment_scores
 from attnrnn.diagnostics.seq2seq import (
-    Reference,
-    alignment_scores,
     attention_replaced,
     copy_attention_hits,
     counterfactual_steps,
@@ -31,8 +30,6 @@ from attnrnn.diagnostics.seq2seq import (
     forced_run,
     greedy_output,
     replaced_step_log_probs,
-    word_attention,
-    word_index_of_pieces,
 )
 from attnrnn.models.pointer_generator import PointerGenerator
 from attnrnn.models.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -121,67 +118,6 @@ def test_a_diagonal_attention_has_aer_0_against_the_diagonal_and_1_reversed(monk
         assert perfect[f"precision_{name}"] == perfect[f"recall_{name}"] == 1.0
         assert wrong[f"aer_{name}"] == 1.0
         assert wrong[f"recall_{name}"] == 0.0
-
-
-def test_rows_without_reference_links_are_not_linked_unless_asked():
-    attention = torch.eye(3)  # (T, S); row 1 (a "-" separator) has no reference link
-    sure = {(0, 0), (2, 2)}
-    assert alignment_scores(attention, sure)["aer_argmax"] == 0.0
-    every_row = alignment_scores(attention, sure, all_rows=True)
-    assert every_row["aer_argmax"] == pytest.approx(1 - 4 / 5)  # 1 - (2 + 2) / (3 + 2)
-    assert every_row["precision_argmax"] == pytest.approx(2 / 3)
-    assert every_row["recall_argmax"] == 1.0
-
-
-def test_possible_links_count_for_precision_and_threshold_links_can_be_several():
-    attention = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.2, 0.8]])  # (T, S)
-    scores = alignment_scores(attention, sure={(1, 2)}, possible={(0, 0), (0, 1)}, threshold=0.5)
-    # threshold links: (0, 0), (0, 1), (1, 2), all in P; S = {(1, 2)} recalled.
-    assert scores["aer_threshold"] == 0.0
-    assert scores["precision_threshold"] == scores["recall_threshold"] == 1.0
-    # argmax links: (0, 0) (the first of a tie) and (1, 2).
-    assert scores["aer_argmax"] == 0.0
-
-
-def test_pharaoh_links_are_source_target_and_flipped_to_target_source():
-    reference = Reference.from_pharaoh("0-1 2-0 1?1", [0, 1, 2], [0, 1])
-    assert reference.sure == {(1, 0), (0, 2)}
-    assert reference.possible == {(1, 1)}
-    assert reference.source_words == (0, 1, 2)
-    for bad in ("0:1", "0-", "a-1"):
-        with pytest.raises(ValueError, match="Pharaoh"):
-            Reference.from_pharaoh(bad)
-    with pytest.raises(ValueError, match="both word maps"):
-        Reference(frozenset(), source_words=(0,))
-
-
-def test_word_index_of_sentencepiece_pieces_and_of_word_tokens():
-    pieces = ["▁The", "▁cat", "s", "▁", "(", "sat", "▁."]
-    assert word_index_of_pieces(pieces) == [0, 1, 1, 2, 2, 2, 3]
-    assert word_index_of_pieces(["s", "▁a"]) == [0, 1]  # the first piece always starts a word
-    assert word_index_of_pieces(["the", "cat"], word_start=None) == [0, 1]
-
-
-def test_word_attention_sums_source_pieces_and_averages_target_pieces():
-    attention = torch.tensor(
-        [
-            [0.1, 0.2, 0.3, 0.4],
-            [0.4, 0.3, 0.2, 0.1],
-            [0.0, 0.5, 0.5, 0.0],
-            [0.25, 0.25, 0.25, 0.25],  # the EOS row: dropped
-        ]
-    )  # (T+1, S)
-    words = word_attention(attention, [0, 0, 1, 2], [0, 0, 1])
-    expected = torch.tensor(
-        [
-            [0.5, 0.25, 0.25],  # mean of [0.3, 0.3, 0.4] and [0.7, 0.2, 0.1]
-            [0.5, 0.5, 0.0],
-        ],
-        dtype=torch.float64,
-    )
-    torch.testing.assert_close(words, expected)
-    with pytest.raises(ValueError, match="without gaps"):
-        word_attention(attention, [0, 0, 2, 2], [0, 0, 1])
 
 
 # --------------------------------------------------------------------------- counterfactual steps
@@ -323,33 +259,19 @@ def test_the_pointer_generator_report_has_a_copying_section():
 
 
 @pytest.fixture(scope="module")
-def date_run(tmp_path_factory):
+def date_run(tmp_path_factory, tiny_translation_config):
     """A character-level date model trained for a few steps."""
     directory = tmp_path_factory.mktemp("seq2seq-diagnostics")
     splits = split_date_pairs(200, 8, 0, seed=5)
     for name, pairs in zip(("train", "dev"), splits, strict=False):
         write_parallel(pairs, directory / f"{name}.src", directory / f"{name}.tgt")
-    config = {
-        "task": "translation",
-        "data": {"train": str(directory / "train"), "dev": str(directory / "dev")},
-        "tokenizer": {"type": "character", "joint": False},
-        "model": {
-            "embedding_size": 16,
-            "embedding_dropout": 0.0,
-            "encoder": {"hidden_size": 16, "num_layers": 1},
-            "decoder": {"hidden_size": 24, "output_dropout": 0.0},
-        },
-        "optimizer": {"learning_rate": 0.01, "warmup_steps": 2},
-        "trainer": {
-            "epochs": 1,
-            "max_steps": 10,
-            "batch_tokens": 1500,
-            "num_threads": 1,
-            "progress": False,
-            "early_stopping_patience": None,
-        },
-        "search": {"beam_size": 1},
-    }
+    config = tiny_translation_config(
+        directory / "train",
+        directory / "dev",
+        tokenizer={"joint": False},
+        trainer={"epochs": 1, "max_steps": 10},
+        search={"beam_size": 1},
+    )
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     attnrnn.train(path, directory / "RUN")

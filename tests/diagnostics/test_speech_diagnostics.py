@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import attnrnn
+from attnrnn.config import from_dict
 from attnrnn.data.tones import make_tone_utterances
 from attnrnn.diagnostics.speech import (
     CTCAlignment,
@@ -25,8 +26,7 @@ from attnrnn.diagnostics.speech import (
     frame_distances,
     monotonicity,
 )
-from attnrnn.models.speech import ListenerConfig, SpeechModelConfig, SpeechRecognizer
-from attnrnn.models.target_side import DecoderConfig
+from attnrnn.models.speech import SpeechModelConfig, SpeechRecognizer
 from attnrnn.tasks.runs import read_config
 from attnrnn.tasks.speech import Recognizer, SpeechSplit
 
@@ -141,26 +141,10 @@ def test_frame_distances_compare_ctc_starts_with_peaks():
     assert frame_distances(alignment, attention) == [1, 0]
 
 
-def tiny_model_config() -> SpeechModelConfig:
-    return SpeechModelConfig(
-        listener=ListenerConfig(conv_channels=4, hidden_size=16, num_layers=1, dropout=0.0),
-        embedding_size=8,
-        decoder=DecoderConfig(
-            style="bahdanau",
-            cell="lstm",
-            hidden_size=16,
-            attention="location",
-            attention_size=12,
-            location_channels=3,
-            location_kernel_size=5,
-            output_dropout=0.0,
-        ),
-    )
-
-
-def test_forced_attention_has_one_row_per_unit_and_eos():
+def test_forced_attention_has_one_row_per_unit_and_eos(tiny_speech_model):
     torch.manual_seed(0)
-    model = SpeechRecognizer(20, 8, tiny_model_config(), pad_index=0, bos_index=1, eos_index=2)
+    config = from_dict(SpeechModelConfig, tiny_speech_model())
+    model = SpeechRecognizer(20, 8, config, pad_index=0, bos_index=1, eos_index=2)
     attention = forced_attention(model, torch.randn(37, 20), [3, 4, 5])  # features (T, F)
     assert attention.shape == (4, 10)  # T' = ceil(ceil(37 / 2) / 2)
     assert torch.allclose(attention.sum(dim=1), torch.ones(4), atol=1e-5)
@@ -182,31 +166,15 @@ def write_tones(directory: Path, count: int, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tones(tmp_path_factory) -> tuple[Recognizer, SpeechSplit]:
+def tones(tmp_path_factory, tiny_speech_config) -> tuple[Recognizer, SpeechSplit]:
     """A speech run trained for a few steps on tone syllables, and 6 unseen utterances
     read as ``evaluate`` reads them."""
     directory = tmp_path_factory.mktemp("speech-diagnostics")
-    model = dataclasses.asdict(tiny_model_config())
-    config = {
-        "task": "speech",
-        "data": {
-            "train": str(write_tones(directory, 20, seed=1)),
-            "dev_fraction": 0.2,
-            "feature_cache": None,
-        },
-        "features": {"sample_rate": 8000, "num_mel_bins": 20},
-        "model": model,
-        "optimizer": {"learning_rate": 0.005, "warmup_steps": 2},
-        "trainer": {
-            "epochs": 1,
-            "batch_tokens": 3000,
-            "max_batch_size": 16,
-            "progress": False,
-            "num_threads": 1,
-            "early_stopping_patience": None,
-        },
-        "dev_search": {"beam_size": 1, "max_length_ratio": 2.0},
-    }
+    config = tiny_speech_config(
+        write_tones(directory, 20, seed=1),
+        optimizer={"warmup_steps": 2},
+        dev_search={"beam_size": 1, "max_length_ratio": 2.0},
+    )
     path = directory / "config.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     attnrnn.train(read_config(path), directory / "run")
@@ -270,4 +238,4 @@ def test_attnrnn_diagnose_on_a_speech_run(tones, tmp_path, capsys):
     assert status == 0, captured.err
     document = json.loads((tmp_path / "diagnostics.json").read_text())
     assert document["task"] == "speech" and document["examples"] == 3
-    assert [section["name"] for section in document["sections"]][0] == "monotonicity"
+    assert document["sections"][0]["name"] == "monotonicity"

@@ -9,14 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnrnn.config import InferenceConfig, TrainerConfig
+from attnrnn.config import InferenceConfig, TrainerConfig, from_dict
 from attnrnn.data.audio import FeatureConfig, GlobalNormalizer, LogMelFrontEnd
 from attnrnn.data.tokenizers import CharacterTokenizer
 from attnrnn.data.tones import make_tone_utterances
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import SearchConfig, beam_search, greedy_search
 from attnrnn.decoding.ctc import JointCTCAttention
-from attnrnn.models.seq2seq import DecoderConfig
 from attnrnn.models.speech import ListenerConfig, SpeechModelConfig, SpeechRecognizer
 from attnrnn.nn import hand_written
 from attnrnn.tasks.speech import (
@@ -35,33 +34,30 @@ STEPS = 300  # tone-task training steps
 F_BINS, V = 20, 9
 
 
-def tiny_config(listener: str = "conv", ctc_weight: float = 0.3) -> SpeechModelConfig:
-    return SpeechModelConfig(
-        listener=ListenerConfig(
-            type=listener, conv_channels=4, hidden_size=16, num_layers=2, dropout=0.1
-        ),
-        embedding_size=8,
-        decoder=DecoderConfig(
-            style="bahdanau",
-            cell="lstm",
-            hidden_size=16,
-            attention="location",
-            attention_size=12,
-            location_channels=3,
-            location_kernel_size=5,
-        ),
-        ctc_weight=ctc_weight,
+@pytest.fixture(scope="module")
+def model_config(tiny_speech_model) -> SpeechModelConfig:
+    """The tiny speech model with a two-layer listener and dropout (0.1 in the listener,
+    0.3 before the output layer)."""
+    model = tiny_speech_model(
+        listener={"num_layers": 2, "dropout": 0.1}, decoder={"output_dropout": 0.3}
     )
+    return from_dict(SpeechModelConfig, model)
 
 
-def make_model(listener: str = "conv", seed: int = 0) -> SpeechRecognizer:
+def make_model(
+    config: SpeechModelConfig, listener: str = "conv", seed: int = 0
+) -> SpeechRecognizer:
+    """The model of ``config`` with a ``listener`` listener, in float64 and eval mode."""
     torch.manual_seed(seed)
-    return SpeechRecognizer(F_BINS, V, tiny_config(listener), PAD, BOS, EOS).double().eval()
+    config = dataclasses.replace(
+        config, listener=dataclasses.replace(config.listener, type=listener)
+    )
+    return SpeechRecognizer(F_BINS, V, config, PAD, BOS, EOS).double().eval()
 
 
 @pytest.mark.parametrize("listener", ["conv", "pyramidal"])
-def test_listener_is_padding_invariant(listener):
-    model = make_model(listener)
+def test_listener_is_padding_invariant(listener, model_config):
+    model = make_model(model_config, listener)
     generator = torch.Generator().manual_seed(1)
     long, short = torch.randn(1, 37, F_BINS, generator=generator, dtype=torch.float64), None
     short = torch.randn(1, 21, F_BINS, generator=generator, dtype=torch.float64)
@@ -76,8 +72,8 @@ def test_listener_is_padding_invariant(listener):
     torch.testing.assert_close(together.final[0, 1], alone.final[0, 0])
 
 
-def test_step_by_step_equals_teacher_forcing():
-    model = make_model()
+def test_step_by_step_equals_teacher_forcing(model_config):
+    model = make_model(model_config)
     features = torch.randn(2, 30, F_BINS, dtype=torch.float64)
     lengths = torch.tensor([30, 18])
     target_input = torch.tensor([[BOS, 4, 5, 6], [BOS, 7, 8, PAD]])
@@ -115,9 +111,9 @@ def split_of(features, targets):
 
 
 @pytest.mark.parametrize("frames", [1, 3, 4, 9])
-def test_joint_loss_is_finite_on_edge_lengths(frames):
+def test_joint_loss_is_finite_on_edge_lengths(frames, model_config):
     """Very short audio (fewer listener frames than labels) must not give inf / NaN."""
-    model = make_model().float().train()
+    model = make_model(model_config).float().train()
     features = [torch.randn(frames, F_BINS), torch.randn(40, F_BINS)]
     targets = [[4, 5, 6, 7, 8], [4]]
     batch = collate(split_of(features, targets), [0, 1], model)
@@ -128,8 +124,8 @@ def test_joint_loss_is_finite_on_edge_lengths(frames):
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_joint_loss_weights_its_parts():
-    model = make_model().float()
+def test_joint_loss_weights_its_parts(model_config):
+    model = make_model(model_config).float()
     features = [torch.randn(30, F_BINS), torch.randn(25, F_BINS)]
     batch = collate(split_of(features, [[4, 5], [6]]), [0, 1], model)
     losses = {}
@@ -176,11 +172,11 @@ def formula_joint_loss(model, batch, label_smoothing):
 
 
 @pytest.mark.parametrize("hand", [True, False])
-def test_joint_loss_equals_the_formula_in_value_and_gradient(hand):
+def test_joint_loss_equals_the_formula_in_value_and_gradient(hand, model_config):
     """Through ``output_loss`` (fused when ``hand``) the joint loss is the CTC and
     label-smoothed cross-entropy formula, gradients included, with dropout on and one
     utterance too short for its labels."""
-    model = make_model().train()
+    model = make_model(model_config).train()
     features = [torch.randn(n, F_BINS, dtype=torch.float64) for n in (30, 3, 25)]
     batch = collate(split_of(features, [[4, 5], [6, 7, 8, 4, 5], [6]]), [0, 1, 2], model)
     results = []
@@ -210,7 +206,7 @@ def tone_split(count: int, seed: int, side: TextSide, front_end, normalizer=None
     return SpeechSplit(features, targets, [u.text for u in utterances]), normalizer
 
 
-def test_tone_sequences_train_end_to_end():
+def test_tone_sequences_train_end_to_end(model_config):
     """Generated tone "syllables" are recognised after a few seconds of training."""
     torch.manual_seed(0)
     front_end = LogMelFrontEnd(FeatureConfig(sample_rate=8000, num_mel_bins=F_BINS))
@@ -221,7 +217,7 @@ def test_tone_sequences_train_end_to_end():
     train, normalizer = tone_split(300, 1, side, front_end)
     test, _ = tone_split(40, 2, side, front_end, normalizer)
     config = dataclasses.replace(
-        tiny_config(),
+        model_config,
         listener=ListenerConfig(conv_channels=8, hidden_size=32, num_layers=1, dropout=0.0),
     )
     model = SpeechRecognizer(
@@ -267,8 +263,8 @@ def sharpened(model: SpeechRecognizer) -> SpeechRecognizer:
 
 @pytest.mark.parametrize("ctc_weight", [0.0, 0.3, 1.0])
 @pytest.mark.parametrize("listener", ["conv", "pyramidal"])
-def test_speech_beam_one_equals_greedy(listener, ctc_weight):
-    model = sharpened(make_model(listener, seed=2))
+def test_speech_beam_one_equals_greedy(listener, ctc_weight, model_config):
+    model = sharpened(make_model(model_config, listener, seed=2))
     features = random_utterances([40, 23, 31])
     config = SearchConfig(beam_size=1, max_length_ratio=1.0, max_length_offset=4)
     padded, lengths = pad_features(features)
@@ -290,8 +286,8 @@ def test_speech_beam_one_equals_greedy(listener, ctc_weight):
 
 @pytest.mark.parametrize("ctc_weight", [0.0, 0.5])
 @pytest.mark.parametrize("beam_size", [1, 4])
-def test_speech_batch_gives_the_same_transcripts_as_one_by_one(beam_size, ctc_weight):
-    model = sharpened(make_model("conv", seed=4))
+def test_speech_batch_gives_the_same_transcripts_as_one_by_one(beam_size, ctc_weight, model_config):
+    model = sharpened(make_model(model_config, "conv", seed=4))
     features = random_utterances([44, 17, 29, 36, 23], seed=5)
     config = SearchConfig(beam_size=beam_size, n_best=beam_size, max_length_offset=4)
     trainer = TrainerConfig(batch_tokens=10**6, max_batch_size=64)

@@ -53,24 +53,16 @@ def classifier_run(tmp_path_factory, review_files, tiny_config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def dates_run(tmp_path_factory) -> Path:
+def dates_run(tmp_path_factory, tiny_translation_config) -> Path:
     directory = tmp_path_factory.mktemp("dates")
     for split, pairs in zip(("train", "dev"), split_date_pairs(300, 20, 0, seed=3), strict=False):
         write_parallel(pairs, directory / f"{split}.src", directory / f"{split}.tgt")
-    config = {
-        "task": "translation",
-        "data": {"train": str(directory / "train"), "dev": str(directory / "dev")},
-        "tokenizer": {"type": "character", "joint": False},
-        "model": {
-            "embedding_size": 16,
-            "embedding_dropout": 0.0,
-            "encoder": {"hidden_size": 16, "num_layers": 1},
-            "decoder": {"hidden_size": 32, "output_dropout": 0.0},
-        },
-        "optimizer": {"learning_rate": 0.01, "warmup_steps": 2},
-        "trainer": {**FAST_TRAINER, "epochs": 2},
-        "search": {"beam_size": 2, "max_length_offset": 4},
-    }
+    config = tiny_translation_config(
+        directory / "train",
+        directory / "dev",
+        tokenizer={"joint": False},
+        trainer={"batch_tokens": 3000},
+    )
     return train(directory, config)
 
 
@@ -86,32 +78,13 @@ def write_tones(directory: Path, count: int, seed: int, rate: int = 8000) -> Pat
 
 
 @pytest.fixture(scope="session")
-def tones_run(tmp_path_factory) -> Path:
+def tones_run(tmp_path_factory, tiny_speech_config) -> Path:
     directory = tmp_path_factory.mktemp("tones")
-    config = {
-        "task": "speech",
-        "data": {
-            "train": str(write_tones(directory, 30, seed=1)),
-            "dev_fraction": 0.2,
-            "feature_cache": None,
-        },
-        "features": {"sample_rate": 8000, "num_mel_bins": 20},
-        "model": {
-            "listener": {"conv_channels": 4, "hidden_size": 16, "num_layers": 1, "dropout": 0.0},
-            "embedding_size": 8,
-            "decoder": {
-                "hidden_size": 16,
-                "attention_size": 12,
-                "location_channels": 3,
-                "location_kernel_size": 5,
-                "output_dropout": 0.0,
-            },
-        },
-        "optimizer": {"learning_rate": 0.005, "warmup_steps": 5},
-        "trainer": {**FAST_TRAINER, "epochs": 1, "max_batch_size": 16},
-        "search": {"beam_size": 2, "max_length_ratio": 2.0},
-        "dev_search": {"beam_size": 1, "max_length_ratio": 2.0},
-    }
+    config = tiny_speech_config(
+        write_tones(directory, 30, seed=1),
+        search={"beam_size": 2, "max_length_ratio": 2.0},
+        dev_search={"beam_size": 1, "max_length_ratio": 2.0},
+    )
     return train(directory, config)
 
 
