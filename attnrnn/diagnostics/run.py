@@ -108,16 +108,12 @@ def classifier_sections(
         tokens, length = torch.tensor(text_ids), len(text_ids)
         attention = pooled.attention[number].mean(dim=0).double()  # (L,)
         if length >= 2:
-            k = min(5, length - 1)
+            k = max(1, min(5, length // 2))  # top 5, top half of a short text
             for method in tests.IMPORTANCE_METHODS:
                 scores = tests.importance(model, tokens, length, method, options.ig_steps)  # type: ignore[arg-type]
                 result = tests.agreement(attention, scores[:length], k)
                 add(agreement, f"kendall_tau_{method}", result["kendall_tau"])
-                add(
-                    agreement,
-                    f"top{k}_overlap_{method}" if k == 5 else f"topk_overlap_{method}",
-                    result["top_k_overlap"],
-                )
+                add(agreement, f"top_k_overlap_{method}", result["top_k_overlap"])
             permuted = tests.permutation_effect(
                 model, tokens, length, options.permutations, generator
             )
@@ -163,7 +159,8 @@ def _agreement_section(agreement: dict[str, list[float]]) -> dict[str, Any]:
         "Kendall τ between each text's attention and the importance of its tokens for the "
         "predicted class by gradient × input, integrated gradients (Captum) and "
         "leave-one-out; 1: the same order, 0: unrelated, -1: reversed. Top-k overlap: the "
-        "share of the k most attended tokens that are among the k most important.",
+        "share of the k most attended tokens that are among the k most important (k = 5, "
+        "or half the tokens of a text shorter than 10).",
         {f"median_{key}": median(values) for key, values in agreement.items()},
         agreement,
         ["texts of one token have no ranking and are left out"],
