@@ -6,11 +6,13 @@ their predictions, and do the faithfulness options make them explain more?
 Trains (each step cached in benchmarks/cache/diagnostics/, so a stopped run resumes;
 every training runs on one thread):
 - SST-2 classifiers from scratch (configs/sst2.yaml without word vectors), seeds 1-3, and
-  the same with the diversity objective (``model.pooling.diversity_weight``);
-- IMDB classifiers (configs/imdb.yaml, 15-minute budget), without and with diversity;
+  seed 1 with each faithfulness option: the diversity objective
+  (``model.pooling.diversity_weight`` 0.1 and 1.0) and attention pulled towards gradient
+  importance (``model.pooling.importance_weight`` 1.0);
+- IMDB classifiers (configs/imdb.yaml from scratch, 2 epochs), without and with diversity 1.0;
 - the date translator (the demo's data and model), without and with guided alignment
   towards the generator's reference links;
-- Multi30k De->En (configs/multi30k_de_en.yaml, 20-minute budget), without and with guided
+- Multi30k De->En (configs/multi30k_de_en.yaml, 1000 steps), without and with guided
   alignment towards eflomal's symmetrised word alignments of the training data;
 then runs ``attnrnn diagnose`` on each and writes benchmarks/results/diagnostics.json.
 ``--only sst2,dates`` runs only the steps whose names start with those prefixes.
@@ -150,6 +152,11 @@ def multi30k_guided() -> list[str]:
 
 
 DIVERSITY = (0.1, 1.0)
+IMPORTANCE = (1.0,)
+OPTIONS = {
+    **{f"diversity{weight}": f"model.pooling.diversity_weight={weight}" for weight in DIVERSITY},
+    **{f"importance{weight}": f"model.pooling.importance_weight={weight}" for weight in IMPORTANCE},
+}
 
 
 def training_steps(data: Path) -> dict[str, Callable[[], dict[str, Any]]]:
@@ -159,11 +166,9 @@ def training_steps(data: Path) -> dict[str, Callable[[], dict[str, Any]]]:
         steps[f"sst2-train-seed{seed}"] = lambda seed=seed: train(  # type: ignore[misc]
             "configs/sst2.yaml", RUNS / f"sst2-seed{seed}", sst2_overrides(data, seed)
         )
-    for weight in DIVERSITY:
-        steps[f"sst2-train-diversity{weight}"] = lambda weight=weight: train(  # type: ignore[misc]
-            "configs/sst2.yaml",
-            RUNS / f"sst2-diversity{weight}",
-            [*sst2_overrides(data, 1), f"model.pooling.diversity_weight={weight}"],
+    for option, override in OPTIONS.items():
+        steps[f"sst2-train-{option}"] = lambda option=option, override=override: train(  # type: ignore[misc]
+            "configs/sst2.yaml", RUNS / f"sst2-{option}", [*sst2_overrides(data, 1), override]
         )
     steps["imdb-train"] = lambda: train("configs/imdb.yaml", RUNS / "imdb", imdb_overrides(data))
     steps["imdb-train-diversity"] = lambda: train(
@@ -200,9 +205,9 @@ def diagnose_steps(data: Path) -> dict[str, Callable[[], dict[str, Any]]]:
     steps: dict[str, Callable[[], dict[str, Any]]] = {}
     seeds = [str(RUNS / f"sst2-seed{seed}") for seed in (2, 3)]
     steps["sst2-diagnose"] = lambda: diagnose("sst2-seed1", "--compare", *seeds)
-    for weight in DIVERSITY:
-        steps[f"sst2-diagnose-diversity{weight}"] = lambda weight=weight: diagnose(  # type: ignore[misc]
-            f"sst2-diversity{weight}"
+    for option in OPTIONS:
+        steps[f"sst2-diagnose-{option}"] = lambda option=option: diagnose(  # type: ignore[misc]
+            f"sst2-{option}"
         )
     for run in ("imdb", "imdb-diversity"):
         steps[f"{run}-diagnose"] = lambda run=run: diagnose(run, "--limit", "100")  # type: ignore[misc]
@@ -251,7 +256,7 @@ SEQ2SEQ_HEADLINE = {
     "erasure": ("changed_rate",),
 }
 SYSTEMS = {
-    "sst2": ("sst2-seed1", *(f"sst2-diversity{weight}" for weight in DIVERSITY)),
+    "sst2": ("sst2-seed1", *(f"sst2-{option}" for option in OPTIONS)),
     "imdb": ("imdb", "imdb-diversity"),
     "dates": ("dates", "dates-guided"),
     "multi30k_de_en": ("multi30k", "multi30k-guided"),
@@ -328,13 +333,13 @@ def floors(systems: dict[str, Any]) -> dict[str, Any]:
     if "alignment.aer_argmax" in guided:
         result["dates_guided_aer_argmax_at_most_0.10"] = guided["alignment.aer_argmax"] <= 0.10
     base = systems["sst2"]["sst2-seed1"]
-    for weight in DIVERSITY:
-        option = systems["sst2"][f"sst2-diversity{weight}"]
+    for name in OPTIONS:
+        option = systems["sst2"][f"sst2-{name}"]
         key = "importance_agreement.median_kendall_tau_integrated_gradients"
         if key in base.get("diagnostics", {}) and key in option.get("diagnostics", {}):
             gain = option["diagnostics"][key] - base["diagnostics"][key]
             accuracy = option["training"]["test_accuracy"] - base["training"]["test_accuracy"]
-            result[f"sst2_diversity{weight}"] = {
+            result[f"sst2_{name}"] = {
                 "tau_ig_gain": round(gain, 4),
                 "test_accuracy_change": round(accuracy, 4),
                 "passes": gain >= 0.1 and abs(accuracy) <= 0.01,

@@ -31,17 +31,23 @@ class PoolingConfig:
     diversity_weight: weight of the conicity of the attended states in the loss (the
         Diversity LSTM of Mohankumar et al. 2020): pushing the states apart makes each
         weight matter, so the attention explains more of the prediction.
+    importance_weight: weight of the KL divergence from the gradient x input importance of
+        the gold label's log-probability (positive part, normalised over the tokens) to the
+        attention: the attention is pulled towards the tokens that drive the decision
+        (:func:`gradient_importance`; one more forward and backward pass per step).
     """
 
     attention_size: int = 128
     hops: int = 1
     penalty_weight: float = 0.0
     diversity_weight: float = 0.0
+    importance_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive(self, "attention_size", "hops")
-        if self.diversity_weight < 0:
-            raise ConfigError(f"diversity_weight must not be negative, got {self.diversity_weight}")
+        for name in ("diversity_weight", "importance_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,9 +109,13 @@ class TextClassifier(nn.Module):
             tokens: (B, S) token ids, padded.
             lengths: (B,) valid tokens per row, each >= 1.
         """
-        embedded = self.embedding_dropout(self.embedding(tokens))  # (B, S, E)
-        encoded = self.encoder(embedded, lengths).outputs  # (B, S, H')
-        mask = lengths_to_mask(lengths, tokens.size(1)).to(tokens.device)  # (B, S)
+        return self.classify_embedded(self.embedding(tokens), lengths)
+
+    def classify_embedded(self, embedded: torch.Tensor, lengths: torch.Tensor) -> ClassifierOutput:
+        """:meth:`forward` from the token embeddings (B, S, E) on: what gradients with
+        respect to the input are taken of."""
+        encoded = self.encoder(self.embedding_dropout(embedded), lengths).outputs  # (B, S, H')
+        mask = lengths_to_mask(lengths, embedded.size(1)).to(embedded.device)  # (B, S)
         pooling = self.pooling(self.encoder_dropout(encoded), mask)  # pooled (B, r*H')
         logits = self.head(pooling.pooled)  # (B, C)
         diversity = (
@@ -114,6 +124,41 @@ class TextClassifier(nn.Module):
             else logits.new_zeros(())
         )
         return ClassifierOutput(logits, pooling.weights, pooling.penalty, diversity)
+
+
+def gradient_importance(
+    model: TextClassifier, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Where the decision comes from, as a distribution over each text's tokens.
+
+    Gradient x input of the gold label's log-probability at each token's embedding (summed
+    over E); the positive part (the tokens that support the label), normalised to sum to 1
+    over the valid tokens (uniform when no token supports it). Detached: a target.
+
+    Args:
+        tokens: (B, S) token ids; lengths: (B,); labels: (B,) gold class indices.
+    Returns:
+        (B, S) weights, zero on padding.
+    """
+    embedded = model.embedding(tokens).detach().requires_grad_(True)  # (B, S, E)
+    with torch.enable_grad():
+        logits = model.classify_embedded(embedded, lengths).logits  # (B, C)
+        chosen = logits.log_softmax(dim=-1).gather(1, labels.unsqueeze(1)).sum()
+        (gradient,) = torch.autograd.grad(chosen, embedded)
+    mask = lengths_to_mask(lengths, tokens.size(1)).to(tokens.device)  # (B, S)
+    scores = (gradient * embedded).sum(dim=-1).clamp(min=0) * mask  # (B, S)
+    total = scores.sum(dim=-1, keepdim=True)
+    uniform = mask / mask.sum(dim=-1, keepdim=True)
+    return torch.where(total > 0, scores / total.clamp(min=1e-12), uniform).detach()
+
+
+def importance_loss(attention: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean KL(target || attention) over a batch: attention (B, r, S) averaged over the
+    hops against target (B, S) from :func:`gradient_importance`."""
+    weights = attention.mean(dim=1).clamp(min=1e-9)  # (B, S)
+    positive = target > 0
+    terms = torch.where(positive, target * (target.clamp(min=1e-12).log() - weights.log()), 0.0)
+    return terms.sum(dim=-1).mean()
 
 
 def conicity(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,12 @@ from attnrnn.data.readers import TextExample, read_examples
 from attnrnn.data.vectors import load_word_vectors, read_vector_words
 from attnrnn.data.vocab import Vocab
 from attnrnn.errors import ConfigError, DataError, RunError
-from attnrnn.models.classifier import ClassifierConfig, TextClassifier
+from attnrnn.models.classifier import (
+    ClassifierConfig,
+    TextClassifier,
+    gradient_importance,
+    importance_loss,
+)
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
 from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts
 from attnrnn.training.files import write_json_atomic
@@ -430,14 +435,18 @@ class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, Encoded
     ) -> LossOutput:
         assert split.labels is not None
         tokens, lengths = pad_sequences([split.ids[i] for i in indices], split.pad_index)
+        tokens, lengths = tokens.to(device), lengths.to(device)
         labels = torch.tensor([split.labels[i] for i in indices], device=device)
-        output = model(tokens.to(device), lengths.to(device))
+        output = model(tokens, lengths)
         loss = F.cross_entropy(output.logits, labels)
         pooling = config.model.pooling
         if pooling.penalty_weight:
             loss = loss + pooling.penalty_weight * output.penalty
         if pooling.diversity_weight:
             loss = loss + pooling.diversity_weight * output.conicity
+        if pooling.importance_weight:
+            target = gradient_importance(model, tokens, lengths, labels)
+            loss = loss + pooling.importance_weight * importance_loss(output.attention, target)
         return LossOutput(loss, int(lengths.sum()))
 
 

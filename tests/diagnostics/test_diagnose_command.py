@@ -119,3 +119,13 @@ def test_diagnose_user_errors(classifier_runs, capsys, arguments, message):
 def test_diagnose_missing_run(capsys, tmp_path):
     status, _, err = run_cli(capsys, "diagnose", str(tmp_path / "nothing"))
     assert status == 2 and err.startswith("error:")
+
+
+def test_faithfulness_options_train(review_files, tiny_config, tmp_path, capsys):
+    config = tiny_config(review_files, max_steps=4)
+    config["model"]["pooling"].update(diversity_weight=0.5, importance_weight=1.0)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    status, out, err = run_cli(capsys, "train", str(path), "-o", str(tmp_path / "run"))
+    assert status == 0, err
+    assert json.loads(out)["dev_loss"] > 0

@@ -97,3 +97,33 @@ def test_diversity_objective_is_reported_only_when_trained_with():
     assert model.encoder.parameters().__next__().grad is not None
     with pytest.raises(Exception, match="diversity_weight"):
         PoolingConfig(diversity_weight=-1.0)
+
+
+def test_gradient_importance_is_a_distribution_over_the_supporting_tokens():
+    from attnrnn.models.classifier import gradient_importance, importance_loss
+
+    model = make_classifier()
+    tokens, lengths = torch.tensor([[4, 5, 6, 0], [7, 8, 9, 10]]), torch.tensor([3, 4])
+    target = gradient_importance(model, tokens, lengths, torch.tensor([0, 2]))
+    assert target.shape == (2, 4) and torch.all(target >= 0)
+    torch.testing.assert_close(target.sum(-1), torch.ones(2))
+    assert target[0, 3] == 0  # padding
+    assert all(parameter.grad is None for parameter in model.parameters())
+    # Gradient x input by hand for row 1: the same numbers, positive part normalised.
+    embedded = model.embedding(tokens[1:]).detach().requires_grad_(True)
+    model.classify_embedded(embedded, lengths[1:]).logits.log_softmax(-1)[0, 2].backward()
+    scores = (embedded.grad * embedded).sum(-1)[0].clamp(min=0)
+    torch.testing.assert_close(target[1], scores / scores.sum())
+    attention = target.unsqueeze(1)  # attention equal to the target: no loss
+    assert float(importance_loss(attention, target)) == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.full((2, 1, 4), 0.25)
+    assert float(importance_loss(uniform, target)) > 0
+
+
+def test_classify_embedded_is_the_forward_pass():
+    model = make_classifier()
+    tokens, lengths = torch.tensor([[4, 5, 6, 0], [7, 8, 9, 10]]), torch.tensor([3, 4])
+    torch.testing.assert_close(
+        model.classify_embedded(model.embedding(tokens), lengths).logits,
+        model(tokens, lengths).logits,
+    )
