@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,7 @@ def multi30k_guided() -> list[str]:
 
 DIVERSITY = (0.1, 1.0)
 IMPORTANCE = (1.0,)
+SEEDED = tuple(f"importance{IMPORTANCE[0]}-seed{seed}" for seed in (2, 3))
 OPTIONS = {
     **{f"diversity{weight}": f"model.pooling.diversity_weight={weight}" for weight in DIVERSITY},
     **{f"importance{weight}": f"model.pooling.importance_weight={weight}" for weight in IMPORTANCE},
@@ -169,6 +171,13 @@ def training_steps(data: Path) -> dict[str, Callable[[], dict[str, Any]]]:
     for option, override in OPTIONS.items():
         steps[f"sst2-train-{option}"] = lambda option=option, override=override: train(  # type: ignore[misc]
             "configs/sst2.yaml", RUNS / f"sst2-{option}", [*sst2_overrides(data, 1), override]
+        )
+    for seed in (2, 3):  # the option that passed on seed 1, on the other seeds
+        name = f"importance{IMPORTANCE[0]}-seed{seed}"
+        steps[f"sst2-train-{name}"] = lambda name=name, seed=seed: train(  # type: ignore[misc]
+            "configs/sst2.yaml",
+            RUNS / f"sst2-{name}",
+            [*sst2_overrides(data, seed), OPTIONS[f"importance{IMPORTANCE[0]}"]],
         )
     steps["imdb-train"] = lambda: train("configs/imdb.yaml", RUNS / "imdb", imdb_overrides(data))
     steps["imdb-train-diversity"] = lambda: train(
@@ -205,7 +214,7 @@ def diagnose_steps(data: Path) -> dict[str, Callable[[], dict[str, Any]]]:
     steps: dict[str, Callable[[], dict[str, Any]]] = {}
     seeds = [str(RUNS / f"sst2-seed{seed}") for seed in (2, 3)]
     steps["sst2-diagnose"] = lambda: diagnose("sst2-seed1", "--compare", *seeds)
-    for option in OPTIONS:
+    for option in ("seed2", "seed3", *OPTIONS, *SEEDED):
         steps[f"sst2-diagnose-{option}"] = lambda option=option: diagnose(  # type: ignore[misc]
             f"sst2-{option}"
         )
@@ -256,7 +265,7 @@ SEQ2SEQ_HEADLINE = {
     "erasure": ("changed_rate",),
 }
 SYSTEMS = {
-    "sst2": ("sst2-seed1", *(f"sst2-{option}" for option in OPTIONS)),
+    "sst2": tuple(f"sst2-{run}" for run in ("seed1", "seed2", "seed3", *OPTIONS, *SEEDED)),
     "imdb": ("imdb", "imdb-diversity"),
     "dates": ("dates", "dates-guided"),
     "multi30k_de_en": ("multi30k", "multi30k-guided"),
@@ -344,6 +353,30 @@ def floors(systems: dict[str, Any]) -> dict[str, Any]:
                 "test_accuracy_change": round(accuracy, 4),
                 "passes": gain >= 0.1 and abs(accuracy) <= 0.01,
             }
+    seeds = {
+        "baseline": [systems["sst2"][f"sst2-seed{seed}"] for seed in (1, 2, 3)],
+        "importance": [
+            systems["sst2"][f"sst2-{name}"] for name in (f"importance{IMPORTANCE[0]}", *SEEDED)
+        ],
+    }
+    key = "importance_agreement.median_kendall_tau_integrated_gradients"
+    if all(key in run.get("diagnostics", {}) for runs in seeds.values() for run in runs):
+        tau = {
+            name: statistics.fmean(r["diagnostics"][key] for r in runs)
+            for name, runs in seeds.items()
+        }
+        accuracy = {
+            name: statistics.fmean(r["training"]["test_accuracy"] for r in runs)
+            for name, runs in seeds.items()
+        }
+        result[f"sst2_importance{IMPORTANCE[0]}_three_seeds"] = {
+            "mean_tau_ig": {name: round(value, 4) for name, value in tau.items()},
+            "mean_test_accuracy": {name: round(value, 4) for name, value in accuracy.items()},
+            "tau_ig_gain": round(tau["importance"] - tau["baseline"], 4),
+            "test_accuracy_change": round(accuracy["importance"] - accuracy["baseline"], 4),
+            "passes": tau["importance"] - tau["baseline"] >= 0.1
+            and abs(accuracy["importance"] - accuracy["baseline"]) <= 0.01,
+        }
     return result
 
 
