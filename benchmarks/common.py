@@ -167,3 +167,16 @@ def matmul_peak(
         synchronize(device)
         best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best
+
+
+def sst2_scratch_overrides(data: Path) -> list[str]:
+    """``--set`` overrides of configs/sst2.yaml for SST-2 from scratch (no word vectors),
+    the data under ``data`` (the shared data folder)."""
+    return [
+        f"data.train={data}/sst/trees/train.txt",
+        f"data.dev={data}/sst/trees/dev.txt",
+        f"data.test={data}/sst/trees/test.txt",
+        "pretrained.vectors=null",
+        "pretrained.vocab_from_vectors=0",
+        "model.freeze_embeddings=false",
+    ]

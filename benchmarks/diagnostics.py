@@ -28,7 +28,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, WORK, Steps, attnrnn, attnrnn_text, write_results
+from common import (
+    ROOT,
+    WORK,
+    Steps,
+    attnrnn,
+    attnrnn_text,
+    sst2_scratch_overrides,
+    write_results,
+)
 
 RUNS = WORK / "diagnostics" / "runs"
 THREAD = ["--set", "trainer.num_threads=1", "--set", "trainer.progress=false"]
@@ -49,15 +57,7 @@ def train(config: Path | str, run: Path, overrides: list[str]) -> dict[str, Any]
 
 
 def sst2_overrides(data: Path, seed: int) -> list[str]:
-    return [
-        f"data.train={data}/sst/trees/train.txt",
-        f"data.dev={data}/sst/trees/dev.txt",
-        f"data.test={data}/sst/trees/test.txt",
-        "pretrained.vectors=null",
-        "pretrained.vocab_from_vectors=0",
-        "model.freeze_embeddings=false",
-        f"trainer.seed={seed}",
-    ]
+    return [*sst2_scratch_overrides(data), f"trainer.seed={seed}"]
 
 
 def imdb_overrides(data: Path) -> list[str]:

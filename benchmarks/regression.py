@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, ROOT, WORK, Steps, write_results
+from common import RESULTS, ROOT, WORK, Steps, sst2_scratch_overrides, write_results
 
 SYSTEMS = ("dates", "fsdd_isolated", "sst2_scratch")
 # The figure each system is judged by.
@@ -131,14 +131,7 @@ def fsdd_isolated(code: Path, work: Path, data: Path) -> dict[str, Any]:
 
 
 def sst2_scratch(code: Path, work: Path, data: Path) -> dict[str, Any]:
-    overrides = [
-        f"data.train={data}/sst/trees/train.txt",
-        f"data.dev={data}/sst/trees/dev.txt",
-        f"data.test={data}/sst/trees/test.txt",
-        "pretrained.vectors=null",
-        "pretrained.vocab_from_vectors=0",
-        "model.freeze_embeddings=false",
-    ]
+    overrides = sst2_scratch_overrides(data)
     return train(code, code / "configs/sst2.yaml", work / "sst2-run", overrides)
 
 
