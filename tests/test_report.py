@@ -179,7 +179,7 @@ def test_report_shows_the_diagnostics_of_the_run_or_of_a_file(classification_run
     status, _, err = run_cli(capsys, "report", run, "--examples", "0", "--diagnostics", other)
     assert status == 0, err
     page = (run / "report.html").read_text(encoding="utf-8")
-    assert "<h3>entropy</h3>" in page and "importance" not in page
+    assert "<h3>entropy</h3>" in page and "Attention &lt;vs&gt; importance" not in page
     assert "<th>command</th><td>attnrnn diagnose</td>" in page
 
 
