@@ -327,3 +327,20 @@ def test_options_of_another_task_are_refused_with_the_task_named(tmp_path, capsy
     run = trained_run(tmp_path, capsys, config_file)
     status, _, err = run_cli(capsys, "predict", str(run), "-", "--int8")
     assert status == 2 and "--int8 does not apply to classification runs" in err
+
+
+def test_python_dash_m_attnrnn_is_the_command_line():
+    completed = subprocess.run(
+        [sys.executable, "-m", "attnrnn", "diagnose", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0 and "--alignments" in completed.stdout
+    completed = subprocess.run(
+        [sys.executable, "-m", "attnrnn", "evaluate", "no-such-run"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2 and completed.stderr.startswith("error:")

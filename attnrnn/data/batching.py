@@ -6,8 +6,9 @@ padding. A batch holds at most ``batch_tokens`` tokens counted with padding
 
 The order of batches is a pure function of ``(seed, epoch)``, so training can
 resume in the middle of an epoch by skipping the batches already seen. With
-``world_size > 1`` each rank takes every ``world_size``-th batch, which is what
-a distributed sampler needs.
+``world_size > 1`` the shuffle keeps groups of ``world_size`` batches of similar length
+together and each rank takes its batch of every group: at every step the ranks work on
+batches of about the same size.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def make_batches(
     seed: int = 0,
     epoch: int = 0,
     bucket_size_factor: int = 50,
+    world_size: int = 1,
 ) -> list[list[int]]:
     """Group example indices into batches of similar length.
 
@@ -42,6 +44,11 @@ def make_batches(
         seed, epoch: determine the shuffle.
         bucket_size_factor: a bucket holds ``factor x max_batch_size``
             examples before sorting; larger means less padding, less randomness.
+        world_size: (training on several processes) the shuffle moves groups of
+            ``world_size`` neighbouring batches, which are of similar length, together:
+            :func:`shard_batches` then hands the batches of one group to the ranks for
+            the same step, so no rank waits on a much longer batch. One process: the
+            order is the same as without it.
 
     Returns:
         a list of batches, each a list of example indices.
@@ -57,7 +64,11 @@ def make_batches(
         ordered = sorted(indices, key=lambda i: lengths[i])
     batches = _split_by_budget(ordered, lengths, batch_tokens, max_batch_size)
     if shuffle:
-        generator.shuffle(batches)
+        steps = [
+            batches[start : start + world_size] for start in range(0, len(batches), world_size)
+        ]
+        generator.shuffle(steps)
+        batches = [batch for step in steps for batch in step]
     return batches
 
 
@@ -81,7 +92,8 @@ def _split_by_budget(
 
 
 def shard_batches(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
-    """The batches of one rank; every rank gets the same number (extras dropped)."""
+    """The batches of one rank, the ``rank``-th of every group of ``world_size``; every
+    rank gets the same number (extras dropped)."""
     if world_size == 1:
         return batches
     usable = len(batches) - len(batches) % world_size
