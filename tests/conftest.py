@@ -192,3 +192,24 @@ def browser() -> Iterator[Any]:
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     yield driver
     driver.quit()
+
+
+def _write_tones(directory: Path, count: int, seed: int, rate: int = 8000) -> Path:
+    """WAV files of ``count`` tone utterances and their TSV manifest (audio, text)."""
+    import soundfile
+
+    from attnrnn.data.tones import make_tone_utterances
+
+    lines = ["audio\ttext"]
+    for number, utterance in enumerate(make_tone_utterances(count, seed, sample_rate=rate)):
+        soundfile.write(directory / f"{seed}-{number}.wav", utterance.samples, rate)
+        lines.append(f"{seed}-{number}.wav\t{utterance.text}")
+    manifest = directory / f"tones-{seed}.tsv"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def write_tones():
+    """Write generated tone utterances (WAV) and their manifest into a folder."""
+    return _write_tones

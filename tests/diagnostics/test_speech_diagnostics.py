@@ -7,7 +7,6 @@ import dataclasses
 import itertools
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ import torch
 
 import attnrnn
 from attnrnn.config import from_dict
-from attnrnn.data.tones import make_tone_utterances
 from attnrnn.diagnostics.speech import (
     CTCAlignment,
     coverage,
@@ -30,7 +28,7 @@ from attnrnn.models.speech import SpeechModelConfig, SpeechRecognizer
 from attnrnn.tasks.runs import read_config
 from attnrnn.tasks.speech import Recognizer, SpeechSplit
 
-soundfile = pytest.importorskip("soundfile")
+pytest.importorskip("soundfile")
 
 BLANK = 0
 
@@ -154,19 +152,8 @@ def test_forced_attention_has_one_row_per_unit_and_eos(tiny_speech_model):
 # --------------------------------------------------------------------------- the report
 
 
-def write_tones(directory: Path, count: int, seed: int) -> Path:
-    """WAV files of tone utterances (8 kHz) and their TSV manifest."""
-    lines = ["audio\ttext"]
-    for number, utterance in enumerate(make_tone_utterances(count, seed, sample_rate=8000)):
-        soundfile.write(directory / f"{seed}-{number}.wav", utterance.samples, 8000)
-        lines.append(f"{seed}-{number}.wav\t{utterance.text}")
-    manifest = directory / f"tones-{seed}.tsv"
-    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return manifest
-
-
 @pytest.fixture(scope="module")
-def tones(tmp_path_factory, tiny_speech_config) -> tuple[Recognizer, SpeechSplit]:
+def tones(tmp_path_factory, tiny_speech_config, write_tones) -> tuple[Recognizer, SpeechSplit]:
     """A speech run trained for a few steps on tone syllables, and 6 unseen utterances
     read as ``evaluate`` reads them."""
     directory = tmp_path_factory.mktemp("speech-diagnostics")
@@ -228,7 +215,7 @@ def test_diagnose_speech_without_a_ctc_head(tones):
     assert "without CTC" in ctc["notes"][0]
 
 
-def test_attnrnn_diagnose_on_a_speech_run(tones, tmp_path, capsys):
+def test_attnrnn_diagnose_on_a_speech_run(tones, tmp_path, capsys, write_tones):
     from attnrnn.cli import main
 
     trained, _ = tones

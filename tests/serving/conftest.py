@@ -66,19 +66,8 @@ def dates_run(tmp_path_factory, tiny_translation_config) -> Path:
     return train(directory, config)
 
 
-def write_tones(directory: Path, count: int, seed: int, rate: int = 8000) -> Path:
-    """WAV files of tone utterances and their manifest."""
-    lines = ["audio\ttext"]
-    for number, utterance in enumerate(make_tone_utterances(count, seed, sample_rate=rate)):
-        soundfile.write(directory / f"{seed}-{number}.wav", utterance.samples, rate)
-        lines.append(f"{seed}-{number}.wav\t{utterance.text}")
-    manifest = directory / f"tones-{seed}.tsv"
-    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return manifest
-
-
 @pytest.fixture(scope="session")
-def tones_run(tmp_path_factory, tiny_speech_config) -> Path:
+def tones_run(tmp_path_factory, tiny_speech_config, write_tones) -> Path:
     directory = tmp_path_factory.mktemp("tones")
     config = tiny_speech_config(
         write_tones(directory, 30, seed=1),
