@@ -20,6 +20,7 @@ zero: the model's output for "nothing".
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -284,41 +285,62 @@ def erasure(
     order: ErasureOrder,
     generator: torch.Generator | None = None,
 ) -> Erasure:
-    """Remove the top-k tokens of one text by ``order`` and measure the change of decision.
+    """Remove the top-k tokens of one text by ``order`` and measure the change of decision
+    (:func:`erasures` for one k)."""
+    return erasures(model, tokens, length, [k], order, generator)[0]
+
+
+def erasures(
+    model: TextClassifier,
+    tokens: torch.Tensor,
+    length: int,
+    ks: Sequence[int],
+    order: ErasureOrder,
+    generator: torch.Generator | None = None,
+) -> list[Erasure]:
+    """Remove the top-k tokens of one text by ``order``, for each k of ``ks``, and measure
+    the change of decision.
 
     ``attention``: the highest weights (summed over the hops); ``gradient``: the highest
-    gradient x input scores (:func:`importance`); ``random``: k positions drawn by
-    ``generator``. Ties are broken towards the earlier position. Removing all tokens leaves
-    the empty text (one padding token).
+    gradient x input scores (:func:`importance`), computed once for all k; ``random``: k
+    positions drawn by ``generator``, a new draw for each k. Ties are broken towards the
+    earlier position. Removing all tokens leaves the empty text (one padding token).
 
     Args:
         tokens: (S,) token ids of one text; length: its valid tokens; 1 <= k <= length.
     """
     if order not in ERASURE_ORDERS:
         raise ValueError(f"unknown order {order!r}; valid: {', '.join(ERASURE_ORDERS)}")
-    if not 1 <= k <= length:
-        raise ValueError(f"need 1 <= k <= length ({length}), got k={k}")
+    for k in ks:
+        if not 1 <= k <= length:
+            raise ValueError(f"need 1 <= k <= length ({length}), got k={k}")
     text = _valid_tokens(model, tokens, length)  # (L,)
     with evaluating(model, no_grad=True):
         output = model(text.unsqueeze(0), _lengths(text.unsqueeze(0)))
-    if order == "attention":
-        scores = output.attention[0].sum(dim=0).cpu()  # (r, L) -> (L,)
-    elif order == "gradient":
-        scores = importance(model, tokens, length, "gradient_x_input")[:length]
-    else:
-        scores = torch.rand(length, generator=generator)
-    removed = torch.argsort(-scores, stable=True)[:k]
-    keep = torch.ones(length, dtype=torch.bool)
-    keep[removed] = False
-    with evaluating(model, no_grad=True):
-        before = output.logits.softmax(dim=-1)[0]  # (C,)
-        after = _probabilities(model, text[keep.to(text.device)].unsqueeze(0))[0]  # (C,)
+    before = output.logits.softmax(dim=-1)[0]  # (C,)
     predicted = int(before.argmax())
-    return Erasure(
-        removed=removed.tolist(),
-        flipped=int(after.argmax()) != predicted,
-        probability_drop=float(before[predicted] - after[predicted]),
-    )
+    if order == "attention":
+        ranking: torch.Tensor | None = output.attention[0].sum(dim=0).cpu()  # (r, L) -> (L,)
+    elif order == "gradient":
+        ranking = importance(model, tokens, length, "gradient_x_input")[:length]
+    else:
+        ranking = None
+    results = []
+    for k in ks:
+        scores = ranking if ranking is not None else torch.rand(length, generator=generator)
+        removed = torch.argsort(-scores, stable=True)[:k]
+        keep = torch.ones(length, dtype=torch.bool)
+        keep[removed] = False
+        with evaluating(model, no_grad=True):
+            after = _probabilities(model, text[keep.to(text.device)].unsqueeze(0))[0]  # (C,)
+        results.append(
+            Erasure(
+                removed=removed.tolist(),
+                flipped=int(after.argmax()) != predicted,
+                probability_drop=float(before[predicted] - after[predicted]),
+            )
+        )
+    return results
 
 
 @dataclass

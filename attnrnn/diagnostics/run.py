@@ -124,13 +124,12 @@ def classifier_sections(
                 model, tokens, length, options.epsilon, generator=generator
             )
             add(values, "adversarial_jsd", adversarial.attention_jsd)
-        for k in (1, 2, 5):
-            if k > length:
-                continue
-            for order in tests.ERASURE_ORDERS:
-                erased = tests.erasure(model, tokens, length, k, order, generator)  # type: ignore[arg-type]
-                add(erasure, f"flip_{order}_k{k}", float(erased.flipped))
-                add(erasure, f"drop_{order}_k{k}", erased.probability_drop)
+        ks = [k for k in (1, 2, 5) if k <= length]
+        for order in tests.ERASURE_ORDERS:
+            erased = tests.erasures(model, tokens, length, ks, order, generator)  # type: ignore[arg-type]
+            for k, removal in zip(ks, erased, strict=True):
+                add(erasure, f"flip_{order}_k{k}", float(removal.flipped))
+                add(erasure, f"drop_{order}_k{k}", removal.probability_drop)
         words = predictions[number].tokens
         filler = torch.tensor([_is_filler(word, stop_words) for word in words], dtype=torch.double)
         add(values, "entropy", float(entropy(attention.numpy(), normalized=True)))

@@ -334,10 +334,10 @@ def collate(
     )
     alignment = None
     if with_alignment and split.links is not None:
+        links = [(row, *link) for row, i in enumerate(indices) for link in split.links[i] or ()]
         alignment = torch.zeros(len(indices), target_input.size(1), source.size(1))  # (B,T,S)
-        for row, index in enumerate(indices):
-            for target, source_position in split.links[index] or ():
-                alignment[row, target, source_position] = 1.0
+        if links:
+            alignment[tuple(torch.tensor(links).T)] = 1.0  # rows, targets, sources at once
         alignment /= alignment.sum(dim=-1, keepdim=True).clamp(min=1.0)
     return TranslationBatch(source, source_lengths, target_input, target_output, alignment)
 
