@@ -213,3 +213,27 @@ def _write_tones(directory: Path, count: int, seed: int, rate: int = 8000) -> Pa
 def write_tones():
     """Write generated tone utterances (WAV) and their manifest into a folder."""
     return _write_tones
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for a test, and the count it found restored afterwards (training
+    applies its config's ``num_threads`` process-wide)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_summarizer() -> dict[str, Any]:
+    """The tokenizer, model and optimizer sections of a tiny summarization run."""
+    return {
+        "tokenizer": {"min_freq": 1},
+        "model": {
+            "embedding_size": 16,
+            "encoder": {"cell": "lstm", "hidden_size": 16},
+            "decoder": {"cell": "lstm", "hidden_size": 32, "attention_size": 16},
+        },
+        "optimizer": {"learning_rate": 0.01, "warmup_steps": 5},
+    }

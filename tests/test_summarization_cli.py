@@ -54,7 +54,8 @@ def write_jsonl(path: Path, count: int, seed: int, references: int = 1) -> Path:
     return path
 
 
-def config_for(directory: Path, train: Path, dev: Path, test: Path | None) -> Path:
+def config_for(directory: Path, train: Path, dev: Path, test: Path | None, sections: dict) -> Path:
+    """A tiny run's config file; ``sections``: the tiny_summarizer fixture."""
     data = {"train": str(train), "dev": str(dev), "max_source_length": 60}
     if test is not None:
         data["test"] = str(test)
@@ -62,13 +63,7 @@ def config_for(directory: Path, train: Path, dev: Path, test: Path | None) -> Pa
     config = {
         "task": "summarization",
         "data": data,
-        "tokenizer": {"min_freq": 1},
-        "model": {
-            "embedding_size": 16,
-            "encoder": {"cell": "lstm", "hidden_size": 16},
-            "decoder": {"cell": "lstm", "hidden_size": 32, "attention_size": 16},
-        },
-        "optimizer": {"learning_rate": 0.01, "warmup_steps": 5},
+        **sections,
         "trainer": {
             "epochs": 3,
             "batch_tokens": 2000,
@@ -86,12 +81,12 @@ def config_for(directory: Path, train: Path, dev: Path, test: Path | None) -> Pa
 
 
 @pytest.fixture(scope="module")
-def summary_run(tmp_path_factory):
+def summary_run(tmp_path_factory, tiny_summarizer):
     directory = tmp_path_factory.mktemp("summaries")
     train = write_jsonl(directory / "train.jsonl", 200, seed=1)
     dev = write_jsonl(directory / "dev.jsonl", 20, seed=2)
     test = write_jsonl(directory / "test.jsonl", 20, seed=3, references=2)
-    config = config_for(directory, train, dev, test)
+    config = config_for(directory, train, dev, test, tiny_summarizer)
     run = directory / "run"
     assert main(["train", str(config), "--output", str(run)]) == 0
     return directory, run, test
@@ -200,18 +195,18 @@ def test_evaluate_from_elsewhere_reads_the_test_file_with_its_references(
     assert metrics["examples"] == 20 and metrics["data"] == str(directory / "test.jsonl")
 
 
-def test_malformed_jsonl_names_the_line(capsys, tmp_path):
+def test_malformed_jsonl_names_the_line(capsys, tmp_path, tiny_summarizer):
     train = write_jsonl(tmp_path / "train.jsonl", 5, seed=1)
     with train.open("a", encoding="utf-8") as handle:
         handle.write('{"dialogue": "hi", "summary": \n')
-    config = config_for(tmp_path, train, train, None)
+    config = config_for(tmp_path, train, train, None, tiny_summarizer)
     status, out, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
     assert status == 2 and out == ""
     assert "train.jsonl" in err and ":6" in err and "invalid JSON" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
     missing = tmp_path / "missing_field.jsonl"
     missing.write_text(json.dumps({"dialogue": "hi there"}) + "\n", encoding="utf-8")
-    config = config_for(tmp_path, missing, missing, None)
+    config = config_for(tmp_path, missing, missing, None, tiny_summarizer)
     status, _, err = run_cli(capsys, "train", config, "--output", tmp_path / "run")
     assert status == 2 and "summary" in err and "missing_field.jsonl" in err
 

@@ -44,12 +44,7 @@ LANGUAGE_MODEL = task_named("language_model")
 CLASSIFICATION = task_named("classification")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def repetitive_texts(count: int) -> list[str]:

@@ -97,7 +97,7 @@ def dialogue(generator: random.Random) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def dialogues_run(tmp_path_factory) -> Path:
+def dialogues_run(tmp_path_factory, tiny_summarizer) -> Path:
     directory = tmp_path_factory.mktemp("dialogues")
     generator = random.Random(1)
     for split, count in (("train", 100), ("dev", 10)):
@@ -110,13 +110,7 @@ def dialogues_run(tmp_path_factory) -> Path:
             "dev": str(directory / "dev.jsonl"),
             "max_source_length": 60,
         },
-        "tokenizer": {"min_freq": 1},
-        "model": {
-            "embedding_size": 16,
-            "encoder": {"cell": "lstm", "hidden_size": 16},
-            "decoder": {"cell": "lstm", "hidden_size": 32, "attention_size": 16},
-        },
-        "optimizer": {"learning_rate": 0.01, "warmup_steps": 5},
+        **tiny_summarizer,
         "trainer": {**FAST_TRAINER, "epochs": 1},
         "search": {"beam_size": 2, "min_length": 2},
         "dev_search": {"beam_size": 1, "min_length": 2},
