@@ -248,7 +248,11 @@ CLASSIFIER_HEADLINE = {
         "median_kendall_tau_leave_one_out",
         "median_kendall_tau_gradient_x_input",
     ),
-    "counterfactual_attention": ("median_permutation_median_tvd", "median_adversarial_jsd"),
+    "counterfactual_attention": (
+        "median_permutation_median_tvd",
+        "median_adversarial_jsd",
+        "share_adversarial_jsd_above_0.5",
+    ),
     "erasure": tuple(
         f"flip_rate_{order}_k{k}"
         for k in (1, 2, 5)
@@ -261,7 +265,12 @@ CLASSIFIER_HEADLINE = {
 }
 SEQ2SEQ_HEADLINE = {
     "alignment": ("aer_argmax", "precision_argmax", "recall_argmax", "aer_threshold"),
-    "counterfactual_steps": ("flip_rate_permuted", "flip_rate_uniform", "flip_rate_zero"),
+    "counterfactual_steps": (
+        "flip_rate_permuted",
+        "median_tvd_permuted",
+        "flip_rate_uniform",
+        "flip_rate_zero",
+    ),
     "erasure": ("changed_rate",),
 }
 SYSTEMS = {
