@@ -86,7 +86,7 @@ def dates_data() -> dict[str, Any]:
     """The demo's date data (10,000 / 500 / 1,000 pairs) with the generator's reference
     alignment of train and test in Pharaoh format (character positions), and its config."""
     from attnrnn.config import save_yaml
-    from attnrnn.data.alignments import Alignment, write_links
+    from attnrnn.data.alignments import write_links
     from attnrnn.data.dates import date_links, split_date_pairs, write_parallel
     from attnrnn.demo_dates import dates_config
 
@@ -94,16 +94,7 @@ def dates_data() -> dict[str, Any]:
     splits = split_date_pairs(10000, 500, 1000, seed=11)
     for name, pairs in zip(("train", "dev", "test"), splits, strict=True):
         write_parallel(pairs, DATES / f"{name}.human", DATES / f"{name}.iso")
-        alignments = []
-        for pair in pairs:
-            links = date_links(pair)  # (target, source) character links
-            alignments.append(
-                Alignment(
-                    frozenset((s, t) for t, s in links.sure),
-                    frozenset((s, t) for t, s in links.possible),
-                )
-            )
-        write_links(DATES / f"{name}.align", alignments)
+        write_links(DATES / f"{name}.align", [date_links(pair).pharaoh() for pair in pairs])
     save_yaml(dates_config(DATES, quick=False), DATES / "dates.yaml")
     return {"pairs": {"train": 10000, "dev": 500, "test": 1000}}
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from attnrnn.cli import main
-from attnrnn.data.alignments import Alignment, write_links
+from attnrnn.data.alignments import write_links
 from attnrnn.data.dates import date_links, split_date_pairs, write_parallel
 from attnrnn.data.parallel import ParallelExample
 from attnrnn.data.tokenizers import CharacterTokenizer, WordTokenizer
@@ -67,17 +67,7 @@ def date_files(tmp_path_factory):
     splits = split_date_pairs(300, 30, 30, seed=5)
     for name, pairs in zip(("train", "dev", "test"), splits, strict=True):
         write_parallel(pairs, folder / f"{name}.human", folder / f"{name}.iso")
-        links = [date_links(pair) for pair in pairs]
-        write_links(
-            folder / f"{name}.align",
-            [
-                Alignment(
-                    frozenset((s, t) for t, s in link.sure),
-                    frozenset((s, t) for t, s in link.possible),
-                )
-                for link in links
-            ],
-        )
+        write_links(folder / f"{name}.align", [date_links(pair).pharaoh() for pair in pairs])
     return folder
 
 

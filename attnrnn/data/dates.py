@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from attnrnn.data.alignments import Alignment
+
 MONTHS = (
     "January",
     "February",
@@ -129,6 +131,14 @@ class DateLinks:
 
     sure: frozenset[tuple[int, int]]
     possible: frozenset[tuple[int, int]]
+
+    def pharaoh(self) -> Alignment:
+        """The same links in Pharaoh order, (source, target), to write with
+        :func:`attnrnn.data.alignments.write_links`."""
+        return Alignment(
+            frozenset((source, target) for target, source in self.sure),
+            frozenset((source, target) for target, source in self.possible),
+        )
 
 
 # Target character positions of each ISO field: YYYY-MM-DD.

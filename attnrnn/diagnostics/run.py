@@ -462,7 +462,7 @@ def _references(
     Pharaoh file with one line per pair of the diagnosed data, in ``units`` (words: spread
     over each word's tokens; characters: the character model's tokens). Pairs whose
     tokens cannot be traced to units get None."""
-    from attnrnn.data.alignments import read_links
+    from attnrnn.data.alignments import measure_links, read_links
     from attnrnn.diagnostics.alignment import Reference
     from attnrnn.errors import DataError
     from attnrnn.tasks.translation import token_units
@@ -481,12 +481,12 @@ def _references(
         if source_units is None or target_units is None:
             references.append(None)
             continue
-        flip = lambda links: frozenset((target, source) for source, target in links)  # noqa: E731
+        sure, possible = measure_links(alignment)  # (target, source) links
         words = units == "words"
         references.append(
             Reference(
-                flip(alignment.sure),
-                flip(alignment.possible),
+                frozenset(sure),
+                frozenset(possible),
                 tuple(source_units) if words else None,
                 tuple(target_units) if words else None,
             )

@@ -260,3 +260,13 @@ def test_attention_on_the_sure_links_has_no_alignment_error():
 def test_date_links_refuses_a_source_no_format_writes():
     with pytest.raises(ValueError, match="no date format"):
         date_links(DatePair("April 10, 2023", "2023-04-09"))
+
+
+def test_date_links_in_pharaoh_order():
+    from attnrnn.data.dates import DatePair, date_links
+
+    links = date_links(DatePair("17.11.1989", "1989-11-17"))
+    alignment = links.pharaoh()
+    assert alignment.sure == {(source, target) for target, source in links.sure}
+    assert alignment.possible == {(source, target) for target, source in links.possible}
+    assert (6, 0) in alignment.sure  # the year's first digit "1" of the source -> target 0
