@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run exactly (--set may change only how long and how fast "
         "it goes on, the optimizer and decoding)",
     )
+    train.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train data-parallel in N processes on this machine (starts torchrun; for "
+        "several machines run torchrun yourself: docs/distributed.md)",
+    )
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser("evaluate", help="score a trained run on labelled data")
@@ -404,7 +411,10 @@ def _task_option_names() -> set[str]:
 
 def command_train(arguments: argparse.Namespace) -> int:
     from attnrnn.tasks.runs import read_config, resume, train
+    from attnrnn.training.distributed import world_from_environment
 
+    if arguments.nproc is not None:
+        return launch_processes(arguments)
     if arguments.resume:
         run_directory = Path(arguments.resume)
         results = resume(run_directory, arguments.set)
@@ -416,7 +426,51 @@ def command_train(arguments: argparse.Namespace) -> int:
         default = Path("runs") / f"{Path(arguments.config).stem}-{stamp}"
         run_directory = Path(arguments.output) if arguments.output else default
         results = train(config, run_directory)
-    print(json.dumps({"run": str(run_directory), **results}, indent=2))
+    if world_from_environment().is_main:
+        print(json.dumps({"run": str(run_directory), **results}, indent=2))
+    return 0
+
+
+def launch_processes(arguments: argparse.Namespace) -> int:
+    """``train --nproc N``: the same command under ``torchrun --standalone`` with N
+    processes; returns torchrun's exit status."""
+    import os
+    import signal
+
+    if arguments.nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {arguments.nproc}")
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc starts torchrun itself: leave it out under torchrun")
+    if not (arguments.config or arguments.resume):
+        raise ConfigError("train needs a CONFIG file (or --resume RUN)")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
+
+    command = ["--standalone", f"--nproc_per_node={arguments.nproc}", "-m", "attnrnn", "train"]
+    command += [arguments.config] if arguments.config else []
+    for item in arguments.set:
+        command += ["--set", item]
+    if arguments.resume:
+        command += ["--resume", arguments.resume]
+    if arguments.output or arguments.config:  # one name chosen here for every process
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        default = Path("runs") / f"{Path(arguments.config or '').stem}-{stamp}"
+        command += ["--output", arguments.output or str(default)]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # what torchrun sets, without its warning
+    try:
+        torchrun(get_args_parser().parse_args(command))
+    except ChildFailedError as error:
+        # The processes printed their own errors; say which were killed.
+        for rank, failure in sorted(error.failures.items()):
+            if failure.exitcode < 0:
+                name = signal.Signals(-failure.exitcode).name
+                print(f"error: process {rank} was killed ({name})", file=sys.stderr)
+        codes = [failure.exitcode for _, failure in sorted(error.failures.items())]
+        return next((code for code in codes if code > 0), 1)
+    except SignalException:
+        return EXIT_INTERRUPTED
     return 0
 
 

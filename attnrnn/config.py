@@ -86,11 +86,21 @@ class TrainerConfig:
     deterministic: bool = False
     device: str = "auto"
     num_threads: int | None = None
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     progress: bool = True
+    accumulate_steps: int = 1
+    distributed_timeout_seconds: float = 600.0
 
     def __post_init__(self) -> None:
-        check_positive(self, "epochs", "batch_tokens", "max_batch_size", "log_every_steps")
+        check_positive(
+            self,
+            "epochs",
+            "batch_tokens",
+            "max_batch_size",
+            "log_every_steps",
+            "accumulate_steps",
+            "distributed_timeout_seconds",
+        )
         for name in ("max_steps", "eval_every_steps", "early_stopping_patience", "num_threads"):
             value = getattr(self, name)
             if value is not None and value <= 0:

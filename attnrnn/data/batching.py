@@ -31,7 +31,7 @@ def make_batches(
     seed: int = 0,
     epoch: int = 0,
     bucket_size_factor: int = 50,
-    world_size: int = 1,
+    group: int = 1,
 ) -> list[list[int]]:
     """Group example indices into batches of similar length.
 
@@ -44,11 +44,11 @@ def make_batches(
         seed, epoch: determine the shuffle.
         bucket_size_factor: a bucket holds ``factor x max_batch_size``
             examples before sorting; larger means less padding, less randomness.
-        world_size: (training on several processes) the shuffle moves groups of
-            ``world_size`` neighbouring batches, which are of similar length, together:
-            :func:`shard_batches` then hands the batches of one group to the ranks for
-            the same step, so no rank waits on a much longer batch. One process: the
-            order is the same as without it.
+        group: the batches one training step takes (processes x accumulated batches):
+            the shuffle moves groups of ``group`` neighbouring batches, which are of
+            similar length, together, and puts an incomplete last group at the end;
+            :func:`steps` then hands each group to one step, so that no process waits on
+            a much longer batch than the others. With 1 the order is as without it.
 
     Returns:
         a list of batches, each a list of example indices.
@@ -64,11 +64,10 @@ def make_batches(
         ordered = sorted(indices, key=lambda i: lengths[i])
     batches = _split_by_budget(ordered, lengths, batch_tokens, max_batch_size)
     if shuffle:
-        steps = [
-            batches[start : start + world_size] for start in range(0, len(batches), world_size)
-        ]
-        generator.shuffle(steps)
-        batches = [batch for step in steps for batch in step]
+        groups = [batches[start : start + group] for start in range(0, len(batches), group)]
+        incomplete = groups.pop() if groups and len(groups[-1]) < group else []
+        generator.shuffle(groups)
+        batches = [batch for together in groups for batch in together] + incomplete
     return batches
 
 
@@ -91,13 +90,16 @@ def _split_by_budget(
     return batches
 
 
-def shard_batches(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
-    """The batches of one rank, the ``rank``-th of every group of ``world_size``; every
-    rank gets the same number (extras dropped)."""
-    if world_size == 1:
-        return batches
-    usable = len(batches) - len(batches) % world_size
-    return batches[rank:usable:world_size]
+def steps(batches: list[list[int]], group: int) -> list[list[list[int]]]:
+    """The batches of each training step: consecutive groups of ``group`` (an incomplete
+    last group is left out, to be trained on in another epoch's order)."""
+    return [batches[start : start + group] for start in range(0, len(batches) - group + 1, group)]
+
+
+def share(step: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """The batches of one step that process ``rank`` of ``world_size`` trains on: the
+    ``rank``-th, ``rank + world_size``-th... (its accumulated micro-batches)."""
+    return step[rank::world_size]
 
 
 def pad_sequences(

@@ -121,6 +121,10 @@ class Task(ABC, Generic[ConfigT, AssetsT, SplitT]):
     explain_files: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
     supports_int8: ClassVar[bool] = False
+    # Whether a training step may leave some parameters without a gradient (an adaptive
+    # softmax's rare-word clusters): data-parallel training then has DDP look for them
+    # at every step. False only where every step trains every parameter.
+    unused_parameters: ClassVar[bool] = True
 
     def config_from_dict(self, data: dict[str, Any]) -> ConfigT:
         config: ConfigT = from_dict(self.config_class, data)
@@ -197,8 +201,9 @@ class TaskTraining:
         self.trained = trained
         self.prepared = prepared
         self.lengths = task.lengths(prepared.train)
+        self.unused_parameters = task.unused_parameters
 
-    def train_batches(self, epoch: int) -> list[list[int]]:
+    def train_batches(self, epoch: int, group: int = 1) -> list[list[int]]:
         trainer = self.trained.config.trainer
         return make_batches(
             self.lengths,
@@ -207,6 +212,7 @@ class TaskTraining:
             shuffle=True,
             seed=trainer.seed,
             epoch=epoch,
+            group=group,
         )
 
     def compute_loss(self, model: nn.Module, indices: list[int]) -> LossOutput:

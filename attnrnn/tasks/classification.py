@@ -325,6 +325,7 @@ class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, Encoded
     config_class = ClassificationRunConfig
     model_class = Classifier
     explain_files = "explain.html (the interactive explorer) and explain-N.png (a heatmap per text)"
+    unused_parameters = False
 
     def read_split(
         self, config: ClassificationRunConfig, location: str, role: str

@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
+import torch.distributed as dist
 
 import attnrnn
 from attnrnn.config import apply_overrides, load_yaml, save_yaml, to_dict
@@ -34,10 +39,19 @@ from attnrnn.errors import ConfigError, RunError
 from attnrnn.tasks.base import Prepared, Task, TrainedModel
 from attnrnn.tasks.text import split_off_dev
 from attnrnn.training import checkpoint, files
+from attnrnn.training.distributed import (
+    World,
+    backend_for,
+    barrier,
+    device_for,
+    from_rank0,
+    process_group,
+    world_from_environment,
+)
 from attnrnn.training.faults import crash_point
 from attnrnn.training.lock import run_lock
 from attnrnn.training.runtime import configure_runtime, resolve_device
-from attnrnn.training.trainer import Trainer
+from attnrnn.training.trainer import Trainer, seed_process
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -85,6 +99,9 @@ RESUMABLE_KEYS = (
     "trainer.num_threads",
     "trainer.device",
     "trainer.progress",
+    "trainer.accumulate_steps",
+    "trainer.precision",
+    "trainer.distributed_timeout_seconds",
     "optimizer.",
     "inference.",
     "dev_search.",
@@ -140,29 +157,87 @@ def train(
     One process at a time trains a run (:func:`attnrnn.training.lock.run_lock`).
     ``save_config``: write ``config`` to the run's config.yaml once the checkpoint
     has loaded (a resume with changed settings).
+
+    Started by ``torchrun``, every process calls this; they train data-parallel
+    (:mod:`attnrnn.training.distributed`), rank 0 alone writes the run directory, and
+    only rank 0 returns the scores (the others return ``{}``).
     """
+    world = world_from_environment()
+    device = device_for(world, configure_runtime(config.trainer))
+    timeout = config.trainer.distributed_timeout_seconds
+    with process_group(world, device, timeout):
+        try:
+            return _train(config, Path(run_directory), resume, log, save_config, world, device)
+        except RuntimeError as error:  # gloo reports a lost peer as a plain RuntimeError
+            if not world.distributed or not collective_failure(error):
+                raise
+            raise RunError(lost_contact(world, error, Path(run_directory))) from None
+
+
+def collective_failure(error: RuntimeError) -> bool:
+    """Whether ``error`` is a collective that failed (a process died, hung or is
+    unreachable) rather than a fault of this process."""
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(
+        word in text for word in ("gloo", "NCCL", "c10d", "Connection reset", "Connection closed")
+    )
+
+
+def lost_contact(world: World, error: Exception, run_directory: Path) -> str:
+    """The message of a process whose collective failed: another one died or hung."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)  # gloo's source location
+    text = text.split(" This is typically")[0][:300]
+    return (
+        f"process {world.rank} of {world.world_size}: another training process stopped or "
+        f"could not be reached ({text}); the last checkpoint is "
+        f"{run_directory / 'last'} (continue with: attnrnn train --resume {run_directory})"
+    )
+
+
+def _train(
+    config: Any,
+    run_directory: Path,
+    resume: bool,
+    log: Log,
+    save_config: bool,
+    world: World,
+    device: torch.device,
+) -> dict[str, Any]:
     task = task_named(config.task)
-    run_directory = Path(run_directory)
-    device = configure_runtime(config.trainer)
-    run_directory.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(run_directory.parent)
+    run_directory = Path(from_rank0(str(run_directory)))  # one name for all processes
+    if not world.is_main:
+        log = silent
     with contextlib.ExitStack() as stack:
+        if world.is_main:
+            run_directory.parent.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(run_directory.parent)
         if resume:
             read_run_info(run_directory)
-            stack.enter_context(run_lock(run_directory))
-            remove_partial_files(run_directory)
-        assets = task.load_assets(run_directory) if resume else None
+            if world.is_main:
+                stack.enter_context(run_lock(run_directory))
+                remove_partial_files(run_directory)
+        elif not world.is_main:
+            barrier()  # rank 0 fits the assets and writes the run directory first
+            check_shared(run_directory, world)
+        assets = task.load_assets(run_directory) if resume or not world.is_main else None
         workdir = stack.enter_context(
-            tempfile.TemporaryDirectory(dir=run_directory.parent, prefix=leftover_prefix("prepare"))
+            tempfile.TemporaryDirectory(
+                dir=run_directory.parent if world.is_main else None,
+                prefix=leftover_prefix("prepare"),
+            )
         )
         prepared = prepare(task, config, Path(workdir), log, assets)
         model = task.build_model(config, prepared.assets).to(device)
-        if not resume:
+        if not resume and world.is_main:
             task.initialise(model, config, prepared.assets, log)
             with files.staged_run_directory(run_directory) as staging:
                 write_run_files(staging, task, config, prepared.assets)
                 crash_point("staged_run")
                 stack.enter_context(run_lock(staging))  # the lock moves with the folder
+            barrier()  # the others may read it now
+        if world.rank:
+            seed_process(config.trainer.seed, world.rank)  # its own dropout noise
         trained = task.model_class(task, config, prepared.assets, model, device, run_directory)
         metric = task.metric(config)
         trainer = Trainer(
@@ -173,16 +248,22 @@ def train(
             run_directory,
             metric.name,
             higher_is_better=metric.higher_is_better,
+            world=world,
+            log=log,
         )
+        describe_parallelism(config.trainer, world, device, log)
         if resume and checkpoint.has_checkpoint(run_directory / "last"):
             trainer.resume()
             log(f"resumed {run_directory} at step {trainer.state.step}")
         elif resume:
-            trainer.discard_metrics()
+            if world.is_main:
+                trainer.discard_metrics()
             log(f"{run_directory} has no checkpoint yet: training it from the beginning")
-        if save_config:
+        if save_config and world.is_main:
             save_yaml(config, run_directory / CONFIG_FILE)
         trainer.train()
+        if not world.is_main:
+            return {}
         checkpoint.load_weights(run_directory / "best", model, device)
         results: dict[str, Any] = {}
         for name, split in (("dev", prepared.dev), ("test", prepared.test)):
@@ -192,6 +273,34 @@ def train(
                 results.update({f"{name}_{key}": value for key, value in scores.items()})
         files.write_json_atomic(run_directory / RESULTS_FILE, results)
         return results
+
+
+def silent(message: str) -> None:
+    """The log of processes other than rank 0."""
+
+
+def check_shared(run_directory: Path, world: World) -> None:
+    """A process other than rank 0 reads the run directory rank 0 wrote: it must see it."""
+    if not (run_directory / CONFIG_FILE).is_file():
+        raise RunError(
+            f"process {world.rank} cannot see the run directory {run_directory} that process 0 "
+            f"wrote (on {socket.gethostname()}): with several machines, put runs on storage "
+            "every machine shares (docs/distributed.md)"
+        )
+
+
+def describe_parallelism(trainer: Any, world: World, device: torch.device, log: Log) -> None:
+    """One log line about the processes and the batch of one step, when not the default."""
+    processes, accumulate = world.world_size, trainer.accumulate_steps
+    if processes == 1 and accumulate == 1:
+        return
+    group = processes * accumulate
+    how = f"{processes} processes ({backend_for(device)})" if processes > 1 else "1 process"
+    log(
+        f"data-parallel: {how}, each adding up {accumulate} batch(es) of up to "
+        f"{trainer.batch_tokens} padded tokens per step: a step takes {group} batches, up "
+        f"to {group * trainer.batch_tokens} tokens"
+    )
 
 
 def leftover_prefix(kind: str) -> str:

@@ -572,6 +572,7 @@ class TranslationTask(Task[TranslationRunConfig, TranslationAssets, ParallelSpli
     )
     options = SEARCH_OPTIONS
     supports_int8 = True
+    unused_parameters = False
 
     def read_split(
         self, config: TranslationRunConfig, location: str, role: str

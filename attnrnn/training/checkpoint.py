@@ -41,6 +41,8 @@ import json
 import os
 import random
 import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +78,12 @@ def save_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     state: dict[str, Any] | None = None,
+    other_ranks: Sequence[RandomState] = (),
 ) -> None:
     """Write a checkpoint directory atomically (see the module docstring).
+
+    ``other_ranks``: the :func:`random_state` of processes 1, 2... of a data-parallel
+    run (this process is rank 0), so that each can resume its own random numbers.
 
     Raises :class:`RunError` when it cannot be written (a disk error, a symbolic
     link in the way); the newest complete checkpoint then stays loadable.
@@ -88,9 +94,13 @@ def save_checkpoint(
     if optimizer is not None:
         tensors, optimizer_json = _flatten_optimizer(optimizer)
         tensors.update(_rng_tensors())
+        for rank, other in enumerate(other_ranks, start=1):
+            tensors.update({f"rank.{rank}.{name}": value for name, value in other.tensors.items()})
         files[OPTIMIZER_FILE] = safetensors.torch.save(tensors)
         document["optimizer"] = optimizer_json
         document["python_rng"] = _python_rng_to_json(random.getstate())
+        if other_ranks:
+            document["rank_python_rng"] = [other.python for other in other_ranks]
     files[STATE_FILE] = _manifest(document, files)
     try:
         for path in _siblings(directory):
@@ -224,9 +234,12 @@ def load_weights(directory: Path, model: nn.Module, device: str | torch.device =
 
 
 def load_training_state(
-    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0
 ) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG states; return the saved trainer counters."""
+    """Restore weights, optimizer and RNG states; return the saved trainer counters.
+
+    ``rank``: the process of a data-parallel run; it takes its own RNG states when the
+    checkpoint has them (a process the saving run did not have keeps its own)."""
     chosen = checkpoint_path(directory)
     document = _read_document(chosen)
     _load_weights(chosen, document, model)
@@ -236,8 +249,13 @@ def load_training_state(
     tensors = _load_tensors(path, _read_checked(chosen, OPTIMIZER_FILE, document))
     try:
         optimizer.load_state_dict(_unflatten_optimizer(tensors, document["optimizer"]))
-        _restore_rng(tensors)
-        random.setstate(_python_rng_from_json(document["python_rng"]))
+        if rank == 0:
+            _restore_rng(tensors)
+            random.setstate(_python_rng_from_json(document["python_rng"]))
+        elif rank <= len(document.get("rank_python_rng", [])):
+            prefix = f"rank.{rank}."
+            _restore_rng({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            random.setstate(_python_rng_from_json(document["rank_python_rng"][rank - 1]))
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise RunError(f"{path}: the optimizer state does not fit this model ({error})") from None
     return dict(document["state"])
@@ -397,6 +415,20 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], saved: dict[str, Any]
     for parameter_id, values in saved["scalars"].items():
         state.setdefault(int(parameter_id), {}).update(values)
     return {"state": state, "param_groups": saved["param_groups"]}
+
+
+@dataclass(frozen=True)
+class RandomState:
+    """One process's random-number states: torch's (CPU and its CUDA devices) as tensors,
+    Python's as JSON."""
+
+    tensors: dict[str, torch.Tensor]
+    python: list[Any]
+
+
+def random_state() -> RandomState:
+    """This process's random-number states, to save in another process's checkpoint."""
+    return RandomState(_rng_tensors(), _python_rng_to_json(random.getstate()))
 
 
 def _rng_tensors() -> dict[str, torch.Tensor]:

@@ -14,16 +14,19 @@ Gradients are averaged by :class:`torch.nn.parallel.DistributedDataParallel` its
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
 
-from attnrnn.errors import ConfigError
+from attnrnn.errors import ConfigError, RunError
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT_SECONDS = 600
 """How long a collective may wait for a missing rank before the job fails."""
@@ -118,48 +121,120 @@ def process_group(
         dist.destroy_process_group()
 
 
+def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Each value summed over the ranks (float64; the values as they are for one process)."""
+    if not _several():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return [float(value) for value in tensor.tolist()]
+
+
 def mean_over_ranks(values: Mapping[str, float], device: torch.device) -> dict[str, float]:
     """Each value averaged over the ranks (the values as they are for one process)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return dict(values)
     names = sorted(values)
-    tensor = torch.tensor([float(values[name]) for name in names], dtype=torch.float64)
-    tensor = tensor.to(device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    tensor /= dist.get_world_size()
-    return dict(zip(names, tensor.tolist(), strict=True))
+    sums = sum_over_ranks([float(values[name]) for name in names], device)
+    size = dist.get_world_size() if _several() else 1
+    return {name: total / size for name, total in zip(names, sums, strict=True)}
 
 
 def same_as_rank0(decision: bool, device: torch.device) -> bool:
     """Rank 0's ``decision`` on every rank (early stopping, a stop request), so that the
     ranks never disagree about whether to go on."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    if not _several():
         return decision
     flag = torch.tensor([1 if decision else 0], dtype=torch.int64, device=device)
     dist.broadcast(flag, src=0)
     return bool(flag.item())
 
 
-class Replicated(torch.nn.parallel.DistributedDataParallel):
-    """DistributedDataParallel that also answers for the model's own attributes.
+def from_rank0(value: T) -> T:
+    """Rank 0's ``value`` (any picklable object made by this process) on every rank."""
+    if not _several():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return cast(T, holder[0])
 
-    The tasks' losses call the model (its ``forward``, which DDP wraps) and then its other
-    methods and fields (``output_loss``, ``pad_index``...). Those are looked up on the
-    wrapped model; the parameters they use still get their gradients averaged, because
-    DDP's hooks sit on the parameters, not on ``forward``.
+
+def gathered(value: T) -> list[T]:
+    """Every rank's ``value``, in rank order, on every rank."""
+    if not _several():
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing for one process)."""
+    if _several():
+        dist.barrier()
+
+
+def check_replicas_agree(model: torch.nn.Module) -> None:
+    """Raise :class:`RunError` when the ranks' copies of ``model`` differ.
+
+    Compares a SHA-256 of the weights' bytes across ranks: replicas that drifted apart
+    would otherwise go on training silently different models. Called at every
+    checkpoint (hashing costs about a second per GB of weights).
+    """
+    if not _several():
+        return
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    digests = gathered(digest.hexdigest())
+    if len(set(digests)) > 1:
+        differing = [rank for rank, value in enumerate(digests) if value != digests[0]]
+        raise RunError(
+            f"the model on rank(s) {differing} differs from rank 0's: data-parallel training "
+            "went wrong (please report it with the configuration)"
+        )
+
+
+def _several() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class LossOf(torch.nn.Module):
+    """A model with its task's loss as ``forward(batch)``.
+
+    DistributedDataParallel averages the gradients of whatever runs inside its own
+    ``forward``. The tasks' losses call a model's other methods too (``copy_forward``,
+    ``joint_loss``, ``output_loss``...), so it is this module, whose ``forward`` is the
+    whole loss, that DDP wraps: every parameter the loss touches has its gradient
+    averaged, whichever method used it.
     """
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.module, name)
+    def __init__(self, model: torch.nn.Module, loss: Callable[[Any, Any], Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, batch: Any) -> Any:
+        return self.loss(self.model, batch)
 
 
-def replicate(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``model`` wrapped for data-parallel training when a process group is up; the model
-    itself otherwise. DDP broadcasts rank 0's parameters to the others on wrapping."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return model
+def replicate(
+    model: torch.nn.Module,
+    loss: Callable[[Any, Any], Any],
+    device: torch.device,
+    unused_parameters: bool = True,
+) -> torch.nn.Module:
+    """``batch -> loss(model, batch)`` as a module: wrapped in DistributedDataParallel
+    when a process group is up (DDP broadcasts rank 0's parameters to the others on
+    wrapping), plain for one process.
+
+    ``unused_parameters``: a step may leave parameters without a gradient (an
+    adaptive-softmax cluster no target fell in, the CTC head at weight 0); DDP then
+    looks for them after each forward pass and marks them ready instead of waiting for
+    them forever. Tasks where every step trains every parameter skip that search.
+    """
+    module = LossOf(model, loss)
+    if not _several():
+        return module
     device_ids = [device.index] if device.type == "cuda" else None
-    return Replicated(model, device_ids=device_ids)
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=device_ids, find_unused_parameters=unused_parameters
+    )

@@ -6,7 +6,8 @@ first) the process reaches that point it kills itself with SIGKILL, as a power
 cut or the kernel's OOM killer would, with nothing flushed or cleaned up. The
 points sit between the file-system steps of saving a checkpoint and between a
 metrics row and the checkpoint that covers it, so the crash test can show that
-every one of those moments leaves a run that resumes exactly.
+every one of those moments leaves a run that resumes exactly. In a data-parallel
+run, ``ATTNRNN_CRASH_RANK=R`` limits the crash to the process of rank R.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 
 VARIABLE = "ATTNRNN_CRASH_AT"
+RANK_VARIABLE = "ATTNRNN_CRASH_RANK"
 _reached: dict[str, int] = {}
 
 
@@ -25,6 +27,9 @@ def crash_point(name: str) -> None:
         return
     point, _, count = wanted.partition(":")
     if point != name:
+        return
+    rank = os.environ.get(RANK_VARIABLE)
+    if rank is not None and os.environ.get("RANK", "0") != rank:
         return
     _reached[name] = _reached.get(name, 0) + 1
     if _reached[name] == int(count or 1):

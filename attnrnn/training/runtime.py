@@ -7,6 +7,7 @@ import ctypes.util
 import os
 import random
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -77,3 +78,41 @@ def configure_runtime(config: TrainerConfig) -> torch.device:
     seed_everything(config.seed)
     keep_freed_memory()
     return resolve_device(config.device)
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags the CPU reports (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 in hardware: CUDA devices from Ampere on;
+    CPUs with AVX512-BF16 or AMX (without them, bf16 matmuls are emulated and run tens of
+    times slower than fp32)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return False
+
+
+def training_precision(precision: str, device: torch.device, warn: Callable[[str], None]) -> str:
+    """The precision a run trains in on ``device``: ``precision`` (trainer.precision) when the
+    device supports it; bf16 falls back to fp32 with one warning where the hardware has no
+    bf16; fp16 (which needs a gradient scaler and pays only on GPUs) is refused elsewhere."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"trainer.precision fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32"
+        )
+    if precision == "bf16" and not native_bf16(device):
+        what = "this CPU" if device.type == "cpu" else str(device)
+        warn(f"warning: {what} has no native bfloat16: training in fp32 instead of bf16")
+        return "fp32"
+    return precision

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnrnn.data.batching import make_batches, pad_sequences, shard_batches
+from attnrnn.data.batching import make_batches, pad_sequences, share, steps
 
 
 @settings(max_examples=60, deadline=None)
@@ -41,18 +41,30 @@ def test_buckets_keep_padding_low():
     assert sum(lengths) / padded > 0.9
 
 
-def test_shards_are_disjoint_and_equal_sized():
-    batches = [[i] for i in range(10)]
-    shards = [shard_batches(batches, rank, 3) for rank in range(3)]
-    assert all(len(shard) == 3 for shard in shards)
-    assert len({tuple(b) for shard in shards for b in shard}) == 9
+def test_steps_take_whole_groups_and_the_processes_share_them():
+    batches = [[i] for i in range(11)]
+    groups = steps(batches, 4)  # 2 processes x 2 accumulated batches
+    assert groups == [[[0], [1], [2], [3]], [[4], [5], [6], [7]]]  # [8]..[10] wait
+    assert [share(groups[1], rank, 2) for rank in range(2)] == [[[4], [6]], [[5], [7]]]
+    assert steps(batches, 1) == [[batch] for batch in batches]
+
+
+def test_an_incomplete_group_goes_last():
+    lengths = [random.Random(5).randint(1, 30) for _ in range(700)]
+    batches = make_batches(lengths, 100, 16, shuffle=True, seed=1, group=3)
+    # One group larger than the epoch: never shuffled, the order the budget split made.
+    unshuffled = make_batches(lengths, 100, 16, shuffle=True, seed=1, group=10**6)
+    left = len(batches) % 3
+    assert left and len(batches) > 9
+    assert sorted(batches) == sorted(unshuffled)  # the same batches, regrouped
+    assert batches[-left:] == unshuffled[-left:] and batches != unshuffled
 
 
 def test_one_process_order_is_unchanged_by_the_grouping():
     generator = random.Random(2)
     lengths = [generator.randint(1, 60) for _ in range(3000)]
     plain = make_batches(lengths, 1000, 64, shuffle=True, seed=3, epoch=1)
-    assert make_batches(lengths, 1000, 64, shuffle=True, seed=3, epoch=1, world_size=1) == plain
+    assert make_batches(lengths, 1000, 64, shuffle=True, seed=3, epoch=1, group=1) == plain
     # One process's order is what it was before the grouping, so recorded runs stay
     # reproducible: the start of the first batches of this seed, from the earlier code.
     assert [batch[:3] for batch in plain[:3]] == [
@@ -70,8 +82,8 @@ def test_the_ranks_of_one_step_get_batches_of_similar_length():
         return max(lengths[i] for i in batch)
 
     def mean_spread(world_size):
-        batches = make_batches(lengths, 2000, 64, shuffle=True, seed=0, world_size=world_size)
-        shards = [shard_batches(batches, rank, 2) for rank in range(2)]
+        batches = make_batches(lengths, 2000, 64, shuffle=True, seed=0, group=world_size)
+        shards = [[share(group, rank, 2)[0] for group in steps(batches, 2)] for rank in range(2)]
         assert len(shards[0]) == len(shards[1])
         spreads = [abs(longest(a) - longest(b)) for a, b in zip(*shards, strict=True)]
         return sum(spreads) / len(spreads), shards
@@ -81,8 +93,8 @@ def test_the_ranks_of_one_step_get_batches_of_similar_length():
     assert grouped < 5 < 40 < ungrouped
     seen = [i for shard in shards for batch in shard for i in batch]
     assert len(seen) == len(set(seen)) >= len(lengths) - 64  # disjoint, at most one batch dropped
-    again = make_batches(lengths, 2000, 64, shuffle=True, seed=0, world_size=2)
-    assert [shard_batches(again, rank, 2) for rank in range(2)] == shards  # a function of seed
+    again = make_batches(lengths, 2000, 64, shuffle=True, seed=0, group=2)
+    assert steps(again, 2) == [list(pair) for pair in zip(*shards, strict=True)]  # seed's function
 
 
 def test_pad_sequences():

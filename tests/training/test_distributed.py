@@ -45,10 +45,11 @@ WORKER = textwrap.dedent(
     cpu = torch.device("cpu")
     with process_group(world, cpu, timeout_seconds=60):
         for name in BATCHES:
-            model = replicate(build(name), cpu)
-            assert type(model).__name__ == "Replicated"
-            loss_of(name, model, BATCHES[name][world.rank]).backward()
-            gradients = {key: p.grad for key, p in model.module.named_parameters()}
+            model = build(name)
+            replica = replicate(model, lambda m, batch: loss_of(name, m, batch), cpu)
+            assert type(replica).__name__ == "DistributedDataParallel"
+            replica(BATCHES[name][world.rank]).backward()
+            gradients = {key: p.grad for key, p in model.named_parameters()}
             torch.save(gradients, f"{output}/{name}-rank{world.rank}.pt")
         assert mean_over_ranks({"x": world.rank + 1.0, "y": 2.0}, cpu) == {"x": 1.5, "y": 2.0}
         assert same_as_rank0(world.rank == 0, cpu) is True

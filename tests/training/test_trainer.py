@@ -128,7 +128,7 @@ class LinearTask:
         self.targets = self.inputs @ torch.randn(8, 1, generator=generator)
         self.dtypes: list[torch.dtype] = []
 
-    def train_batches(self, epoch: int) -> list[list[int]]:
+    def train_batches(self, epoch: int, group: int = 1) -> list[list[int]]:
         return [list(range(start, start + 16)) for start in range(0, 64, 16)]
 
     def compute_loss(self, model, batch):
