@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -44,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(arguments.handler(arguments) or 0)
     except Interrupted as error:
-        print(f"interrupted: {error}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one process says it
+            print(f"interrupted: {error}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except AttnrnnError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -434,7 +436,6 @@ def command_train(arguments: argparse.Namespace) -> int:
 def launch_processes(arguments: argparse.Namespace) -> int:
     """``train --nproc N``: the same command under ``torchrun --standalone`` with N
     processes; returns torchrun's exit status."""
-    import os
     import signal
 
     if arguments.nproc < 1:

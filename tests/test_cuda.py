@@ -215,3 +215,67 @@ def test_fast_path_switch_on_cuda():
         assert ("_LinearCrossEntropyBackward" in names) is hand
         assert not names & {"GRURecurrenceBackward", "LuongGRUAdditiveBackward"}
     torch.testing.assert_close(losses[True], losses[False])
+
+
+class CudaRegression:
+    """A linear regression on the GPU that records the dtype of its forward pass."""
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.inputs = torch.randn(64, 8, generator=generator).to(CUDA)
+        self.targets = (self.inputs.cpu() @ torch.randn(8, 1, generator=generator)).to(CUDA)
+        self.dtypes: set[torch.dtype] = set()
+
+    def train_batches(self, epoch: int, group: int = 1) -> list[list[int]]:
+        return [list(range(start, start + 16)) for start in range(0, 64, 16)]
+
+    def compute_loss(self, model, batch):
+        from attnrnn.training.trainer import LossOutput
+
+        predictions = model(self.inputs[batch])
+        self.dtypes.add(predictions.dtype)
+        loss = torch.nn.functional.mse_loss(predictions.float(), self.targets[batch])
+        return LossOutput(loss, len(batch))
+
+    def evaluate(self, model) -> dict[str, float]:
+        with torch.no_grad():
+            predictions = model(self.inputs).float()
+        return {"mse": float(torch.nn.functional.mse_loss(predictions, self.targets))}
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_mixed_precision_training_on_cuda(tmp_path, precision, dtype):
+    """fp16 trains through a gradient scaler whose scale the checkpoint keeps; bf16 without."""
+    from attnrnn.config import OptimizerConfig
+    from attnrnn.training.trainer import Trainer
+
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1).to(CUDA)
+    task = CudaRegression()
+
+    def trainer(epochs: int) -> Trainer:
+        return Trainer(
+            model,
+            task,
+            OptimizerConfig(learning_rate=0.05, warmup_steps=0, schedule="constant"),
+            TrainerConfig(
+                epochs=epochs, progress=False, early_stopping_patience=None, precision=precision
+            ),
+            tmp_path / "run",
+            metric="mse",
+            higher_is_better=False,
+        )
+
+    first = trainer(30)
+    first.train()
+    assert task.dtypes == {dtype} and model.weight.dtype == torch.float32
+    assert task.evaluate(model)["mse"] < 0.05
+    if precision == "fp16":
+        assert first.scaler is not None and first.state.loss_scale == first.scaler.get_scale()
+        again = trainer(31)
+        again.resume()
+        assert again.scaler is not None and again.scaler.get_scale() == first.state.loss_scale
+    else:
+        assert first.scaler is None and first.state.loss_scale is None

@@ -295,11 +295,17 @@ def describe_parallelism(trainer: Any, world: World, device: torch.device, log: 
     if processes == 1 and accumulate == 1:
         return
     group = processes * accumulate
-    how = f"{processes} processes ({backend_for(device)})" if processes > 1 else "1 process"
+    if processes == 1:
+        log(
+            f"gradient accumulation: 1 process adding up {accumulate} batches of up to "
+            f"{trainer.batch_tokens} padded tokens per step (up to {group * trainer.batch_tokens} "
+            "tokens)"
+        )
+        return
     log(
-        f"data-parallel: {how}, each adding up {accumulate} batch(es) of up to "
-        f"{trainer.batch_tokens} padded tokens per step: a step takes {group} batches, up "
-        f"to {group * trainer.batch_tokens} tokens"
+        f"data-parallel: {processes} processes ({backend_for(device)}), each adding up "
+        f"{accumulate} batch(es) of up to {trainer.batch_tokens} padded tokens per step: a step "
+        f"takes {group} batches, up to {group * trainer.batch_tokens} tokens"
     )
 
 

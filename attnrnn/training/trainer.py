@@ -260,8 +260,12 @@ class Trainer:
             return
 
         def request_stop(number: int, frame: Any) -> None:
-            if self._stop_signal is not None and number == signal.SIGINT:
-                raise KeyboardInterrupt  # a second Ctrl-C: stop now
+            # A second Ctrl-C stops at once; not under torchrun, which passes the user's
+            # Ctrl-C on to processes that got it already, and kills them itself when
+            # they take too long to stop.
+            again = self._stop_signal is not None and number == signal.SIGINT
+            if again and not self.world.distributed:
+                raise KeyboardInterrupt
             self._stop_signal = number
 
         previous = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -190,7 +191,7 @@ def test_two_processes_train_like_one_accumulating_two_batches(classifier_config
         [sys.executable, "-m", "attnrnn", "train", config, *overrides, "-o", tmp_path / "one"]
     )
     assert one.returncode == 0, one.stderr[-3000:]
-    assert "1 process, each adding up 2 batch(es)" in one.stderr
+    assert "gradient accumulation: 1 process adding up 2 batches" in one.stderr
     # Resumed in two processes without accumulation: the same 2 batches per step.
     resumed = torchrun(
         "train", "--resume", tmp_path / "one", "--set", "trainer.max_steps=8",
@@ -226,28 +227,49 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_two_simulated_machines_on_loopback(classifier_config, tmp_path):
-    config = classifier_config("f", max_steps=4)
+def start_nodes(config: Path, output: str, folders: list[Path]) -> list[tuple[int, str, str]]:
+    """Two simulated machines (one process each) on loopback, machine i started in
+    ``folders[i]``; (exit status, stdout, stderr) of each."""
     port = free_port()
     nodes = []
-    for node in (0, 1):
+    for node, folder in enumerate(folders):
         command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2",
                    f"--node_rank={node}", "--nproc_per_node=1", "--master_addr=127.0.0.1",
                    f"--master_port={port}", "-m", "attnrnn", "train", str(config),
-                   "-o", str(tmp_path / "run")]  # fmt: skip
+                   "-o", output]  # fmt: skip
         environment = {**os.environ, "OMP_NUM_THREADS": "1"}
         nodes.append(
             subprocess.Popen(
-                command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                command,
+                cwd=folder,
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
         )
     outputs = [node.communicate(timeout=TIMEOUT) for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], (
-        outputs[0][1][-2000:] + outputs[1][1][-2000:]
-    )
-    assert json.loads(outputs[0][0])["run"] == str(tmp_path / "run") and outputs[1][0] == ""
+    return [(node.returncode, *output) for node, output in zip(nodes, outputs, strict=True)]
+
+
+def test_two_simulated_machines_on_loopback(classifier_config, tmp_path):
+    config = classifier_config("f", max_steps=4)
+    nodes = start_nodes(config, str(tmp_path / "run"), [tmp_path, tmp_path])
+    assert [code for code, _, _ in nodes] == [0, 0], nodes[0][2][-2000:] + nodes[1][2][-2000:]
+    assert json.loads(nodes[0][1])["run"] == str(tmp_path / "run") and nodes[1][1] == ""
     state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())["state"]
     assert state["step"] == 4 and state["world_size"] == 2
+
+
+def test_machines_that_do_not_share_the_run_directory_are_told_so(classifier_config, tmp_path):
+    config = classifier_config("k", max_steps=4)
+    folders = [tmp_path / "machine0", tmp_path / "machine1"]
+    for folder in folders:
+        folder.mkdir()
+    nodes = start_nodes(config, "run", folders)  # "run" is a different folder on each
+    assert nodes[0][0] != 0 and nodes[1][0] != 0
+    assert "process 1 cannot see the run directory run that process 0 wrote" in nodes[1][2]
+    assert "storage every machine shares" in nodes[1][2]
 
 
 def test_a_killed_process_stops_the_job_and_the_run_stays_loadable(classifier_config, tmp_path):
@@ -265,6 +287,34 @@ def test_a_killed_process_stops_the_job_and_the_run_stays_loadable(classifier_co
     model = attnrnn.load(tmp_path / "run", device="cpu")
     assert len(model.predict(["fine"])) == 1
     resumed = torchrun("train", "--resume", tmp_path / "run", "--set", "trainer.max_steps=8")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def test_ctrl_c_stops_every_process_after_the_same_step_with_a_checkpoint(
+    classifier_config, tmp_path
+):
+    config = classifier_config("j", epochs=1000, max_steps=100_000)
+    command = [sys.executable, "-m", "attnrnn", "train", str(config), "--nproc", "2"]
+    process = subprocess.Popen(
+        [*command, "-o", str(tmp_path / "run")],
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while not (tmp_path / "run" / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: every process gets SIGINT
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 130, stderr[-3000:]
+    assert stderr.count("interrupted: SIGINT at step") == 1  # said once, by rank 0
+    step = json.loads((tmp_path / "run" / "last" / "state.json").read_text())["state"]["step"]
+    assert f"interrupted: SIGINT at step {step}:" in stderr and step >= 4
+    resumed = torchrun(
+        "train", "--resume", tmp_path / "run", "--set", f"trainer.max_steps={step + 2}"
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
