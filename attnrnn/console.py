@@ -25,6 +25,10 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def silent(message: str) -> None:
+    """A log that drops its messages (the processes of a data-parallel run but rank 0)."""
+
+
 def use_color(stream: IO[str] | None = None) -> bool:
     """True when ``stream`` (standard output) is a terminal and ``NO_COLOR`` is not set."""
     stream = stream or sys.stdout

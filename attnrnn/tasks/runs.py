@@ -31,8 +31,8 @@ import torch
 import torch.distributed as dist
 
 import attnrnn
-from attnrnn.config import apply_overrides, load_yaml, save_yaml, to_dict
-from attnrnn.console import Log
+from attnrnn.config import TrainerConfig, apply_overrides, load_yaml, save_yaml, to_dict
+from attnrnn.console import Log, silent
 from attnrnn.console import log as log_stderr
 from attnrnn.data.io import read_run_json
 from attnrnn.errors import ConfigError, RunError
@@ -275,10 +275,6 @@ def _train(
         return results
 
 
-def silent(message: str) -> None:
-    """The log of processes other than rank 0."""
-
-
 def check_shared(run_directory: Path, world: World) -> None:
     """A process other than rank 0 reads the run directory rank 0 wrote: it must see it."""
     if not (run_directory / CONFIG_FILE).is_file():
@@ -289,7 +285,9 @@ def check_shared(run_directory: Path, world: World) -> None:
         )
 
 
-def describe_parallelism(trainer: Any, world: World, device: torch.device, log: Log) -> None:
+def describe_parallelism(
+    trainer: TrainerConfig, world: World, device: torch.device, log: Log
+) -> None:
     """One log line about the processes and the batch of one step, when not the default."""
     processes, accumulate = world.world_size, trainer.accumulate_steps
     if processes == 1 and accumulate == 1:

@@ -49,7 +49,8 @@ from torch import nn
 from tqdm import tqdm
 
 from attnrnn.config import OptimizerConfig, TrainerConfig
-from attnrnn.console import format_duration
+from attnrnn.console import format_duration, silent
+from attnrnn.console import log as console_log
 from attnrnn.data.batching import share, steps
 from attnrnn.errors import AttnrnnError, RunError
 from attnrnn.training import checkpoint, files
@@ -154,7 +155,7 @@ class Trainer:
         self.metric = metric
         self.higher_is_better = higher_is_better
         self.world = world = world or World()
-        self.log = (log or _stderr) if world.is_main else _silent
+        self.log = (log or console_log) if world.is_main else silent
         parameter = next(model.parameters(), None)
         self.device = parameter.device if parameter is not None else torch.device("cpu")
         self.precision = training_precision(trainer_config.precision, self.device, self.log)
@@ -609,14 +610,6 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     """
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype, enabled=precision in ("bf16", "fp16"))
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _silent(message: str) -> None:
-    """The log of processes other than rank 0."""
 
 
 @dataclass(frozen=True)
