@@ -80,7 +80,9 @@ class TrainerConfig:
     batch_tokens: int = 4000
     max_batch_size: int = 128
     eval_every_steps: int | None = None
+    evals_per_epoch: int | None = None
     early_stopping_patience: int | None = 3
+    min_evaluations: int = 3
     log_every_steps: int = 50
     seed: int = 1
     deterministic: bool = False
@@ -101,7 +103,14 @@ class TrainerConfig:
             "accumulate_steps",
             "distributed_timeout_seconds",
         )
-        for name in ("max_steps", "eval_every_steps", "early_stopping_patience", "num_threads"):
+        check_non_negative(self, "min_evaluations")
+        if self.eval_every_steps is not None and self.evals_per_epoch is not None:
+            raise ConfigError(
+                "set eval_every_steps or evals_per_epoch, not both (null both: one dev check at "
+                "the end of every epoch)"
+            )
+        names = ("max_steps", "eval_every_steps", "evals_per_epoch", "early_stopping_patience")
+        for name in (*names, "num_threads"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive or null, got {value}")

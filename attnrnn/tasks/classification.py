@@ -15,7 +15,7 @@ import decimal
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -320,6 +320,11 @@ class Classifier(TrainedModel[ClassificationRunConfig, ClassifierAssets]):
 # --------------------------------------------------------------------------- the task
 
 
+def pretrained_embeddings(config: ClassificationRunConfig) -> bool:
+    """Whether the embedding layer starts from pretrained weights (vectors or an LM)."""
+    return bool(config.pretrained.vectors or config.pretrained.encoder)
+
+
 class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, EncodedSplit]):
     name = "classification"
     config_class = ClassificationRunConfig
@@ -394,13 +399,22 @@ class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, Encoded
         self, config: ClassificationRunConfig, assets: ClassifierAssets
     ) -> TextClassifier:
         vocab = assets.text.vocab
-        return TextClassifier(len(vocab), len(assets.labels), config.model, vocab.pad_index)
+        model = config.model
+        if model.freeze_embeddings and not pretrained_embeddings(config):
+            model = replace(model, freeze_embeddings=False)  # nothing to keep fixed
+        return TextClassifier(len(vocab), len(assets.labels), model, vocab.pad_index)
 
     def initialise(
         self, model: Any, config: ClassificationRunConfig, assets: ClassifierAssets, log: Log
     ) -> None:
         """Copy pretrained word vectors and/or a pretrained LM encoder into the model."""
         pretrained = config.pretrained
+        if config.model.freeze_embeddings and not pretrained_embeddings(config):
+            log(
+                "warning: model.freeze_embeddings is true but no pretrained.vectors or "
+                "pretrained.encoder is loaded: the embeddings train (random embeddings kept "
+                "fixed would stay random); set model.freeze_embeddings: false to silence this"
+            )
         vocab = assets.text.vocab
         if pretrained.vectors:
             generator = torch.Generator().manual_seed(config.trainer.seed)

@@ -118,6 +118,7 @@ class TrainerState:
     train_loss_sum: float = 0.0  # training loss since the last evaluation (metrics.csv)
     train_loss_count: int = 0
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient
+    evaluations: int = 0  # dev checks so far
     plateau: dict[str, Any] = field(default_factory=lambda: asdict(PlateauState()))
     world_size: int = 1  # processes training (torchrun)
     accumulate_steps: int = 1  # batches each process adds up per step
@@ -288,6 +289,7 @@ class Trainer:
         while self.state.epoch < config.epochs and self.state.stop_reason is None:
             # The batches of each step; an incomplete last group waits for another epoch.
             groups = steps(self.task.train_batches(self.state.epoch, group), group)
+            checks = self._checks_in_epoch(len(groups))
             # A run resumed with another group size goes on from the same point of the epoch.
             first = -(-self.state.batch_in_epoch // group)
             progress = tqdm(
@@ -319,7 +321,8 @@ class Trainer:
                 )
                 if progress.disable and config.progress and world.is_main:  # plain log lines
                     self._log_progress(len(groups), units_per_second, started, eta)
-                if config.eval_every_steps and self.state.step % config.eval_every_steps == 0:
+                every = config.eval_every_steps
+                if (every and self.state.step % every == 0) or index + 1 in checks:
                     self._validate(started)
                 if self.state.stop_reason is None and self._out_of_budget():
                     self.state.stop_reason = "budget"
@@ -332,15 +335,44 @@ class Trainer:
                 break
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
-            if not config.eval_every_steps:
+            if not (config.eval_every_steps or config.evals_per_epoch):
                 self._validate(started)
         self.state.stop_reason = self.state.stop_reason or "epochs"
         if self.state.best_metric is None or self.state.train_loss_count:
             self._validate(started)
         self._save_last(started)
+        self.log(self.stop_message())
         if self._tensorboard is not None:
             self._tensorboard.close()
         return self.state
+
+    def _checks_in_epoch(self, steps: int) -> set[int]:
+        """With ``evals_per_epoch``: after which steps of an epoch (1-based) dev is checked,
+        evenly spaced, the last at the end of the epoch."""
+        wanted = self.config.evals_per_epoch
+        if not wanted or not steps:
+            return set()
+        return {max(round(k * steps / wanted), 1) for k in range(1, wanted + 1)}
+
+    def stop_message(self) -> str:
+        """Why training ended, and the best checkpoint it kept."""
+        state, config = self.state, self.config
+        if state.stop_reason == "early_stopping":
+            why = (
+                f"early stopping: no better dev {self.metric} in {state.evaluations_without_gain} "
+                f"dev checks (trainer.early_stopping_patience)"
+            )
+        elif state.stop_reason == "budget" and self._time_up:
+            why = f"trainer.max_minutes ({config.max_minutes:g}) spent"
+        elif state.stop_reason == "budget":
+            why = f"trainer.max_steps ({config.max_steps}) reached"
+        else:
+            why = f"all {config.epochs} epochs (trainer.epochs) done"
+        best = "" if state.best_metric is None else f"{state.best_metric:.4f}"
+        return (
+            f"training stopped after {state.step} steps and {state.evaluations} dev checks: "
+            f"{why}; best dev {self.metric} {best} at step {state.best_step}"
+        )
 
     def _interrupt(self, started: float) -> None:
         self._save_last(started)
@@ -481,9 +513,15 @@ class Trainer:
 
     def _judge(self, value: float, metrics: dict[str, float]) -> None:
         """Best checkpoint, early stopping and the plateau schedule after one evaluation."""
+        self.state.evaluations += 1
         best = self.state.best_metric
         better = best is None or (value > best if self.higher_is_better else value < best)
         improved = math.isfinite(value) and better
+        # A model still warming up, or checked only a few times, is not judged stalled.
+        judged = (
+            self.state.step >= self.optimizer_config.warmup_steps
+            and self.state.evaluations >= self.config.min_evaluations
+        )
         if improved:
             self.state.best_metric = value
             self.state.best_step = self.state.step
@@ -491,11 +529,12 @@ class Trainer:
             checkpoint.save_checkpoint(
                 self.run_directory / "best", self.model, state={"metrics": metrics}
             )
-        else:
+        elif judged:
             self.state.evaluations_without_gain += 1
-        plateau = PlateauState(**self.state.plateau)
-        update_plateau(plateau, improved, self.optimizer_config, self.state.step)
-        self.state.plateau = asdict(plateau)
+        if improved or judged:
+            plateau = PlateauState(**self.state.plateau)
+            update_plateau(plateau, improved, self.optimizer_config, self.state.step)
+            self.state.plateau = asdict(plateau)
         patience = self.config.early_stopping_patience
         if patience is not None and self.state.evaluations_without_gain >= patience:
             self.state.stop_reason = "early_stopping"
@@ -624,6 +663,7 @@ class _Agreed:
 
 # The state rank 0 alone decides, at each evaluation, for every process.
 _DECIDED_BY_RANK0 = (
+    "evaluations",
     "best_metric",
     "best_step",
     "evaluations_without_gain",

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 import attnrnn
 from attnrnn.config import OptimizerConfig, TrainerConfig, from_dict
+from attnrnn.errors import ConfigError
 from attnrnn.tasks import runs
 from attnrnn.tasks.classification import ClassificationRunConfig
 from attnrnn.training.optim import PlateauState, learning_rate_at, update_plateau
@@ -167,3 +168,66 @@ def test_precision_sets_the_forward_dtype_and_keeps_fp32_weights(tmp_path, preci
     assert set(task.dtypes) == {dtype}
     assert model.weight.dtype == torch.float32
     assert task.evaluate(model)["mse"] < 0.05  # it learned, in either precision
+
+
+class StalledTask(LinearTask):
+    """LinearTask whose dev score never improves after the first check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks: list[int] = []
+
+    def evaluate(self, model) -> dict[str, float]:
+        self.checks.append(len(self.dtypes))  # forward passes so far = steps done
+        return {"mse": 1.0}
+
+
+def stalled_trainer(tmp_path, task, optimizer=None, **trainer) -> Trainer:
+    settings = {"epochs": 50, "progress": False, "early_stopping_patience": 1, **trainer}
+    return Trainer(
+        torch.nn.Linear(8, 1),
+        task,
+        optimizer or OptimizerConfig(warmup_steps=0),
+        TrainerConfig(**settings),
+        tmp_path / "run",
+        metric="mse",
+        higher_is_better=False,
+    )
+
+
+def test_evals_per_epoch_spreads_the_dev_checks_over_each_epoch(tmp_path):
+    task = StalledTask()  # 4 steps an epoch
+    trainer = stalled_trainer(
+        tmp_path, task, epochs=2, evals_per_epoch=2, early_stopping_patience=None
+    )
+    trainer.train()
+    assert task.checks == [2, 4, 6, 8]
+    with pytest.raises(ConfigError, match="eval_every_steps or evals_per_epoch"):
+        TrainerConfig(eval_every_steps=10, evals_per_epoch=2)
+
+
+def test_early_stopping_waits_for_warmup_and_a_minimum_of_dev_checks(tmp_path, capsys):
+    task = StalledTask()  # one dev check an epoch (4 steps), never better than the first
+    trainer = stalled_trainer(tmp_path, task, min_evaluations=3)
+    trainer.train()
+    assert task.checks == [4, 8, 12]  # patience 1, but not before the third check
+    assert trainer.state.stop_reason == "early_stopping"
+    message = capsys.readouterr().err
+    assert "training stopped after 12 steps and 3 dev checks: early stopping" in message
+    assert "best dev mse 1.0000 at step 4" in message
+    # Checks during warmup (10 steps) never count as stalled, whatever their number.
+    task = StalledTask()
+    warm = OptimizerConfig(warmup_steps=10)
+    stalled_trainer(tmp_path / "warm", task, warm, min_evaluations=0).train()
+    assert task.checks == [4, 8, 12]  # 4 and 8 are inside the warmup; 12 is judged
+
+
+def test_the_reason_training_stopped_is_logged(tmp_path, capsys):
+    trainer = stalled_trainer(tmp_path, StalledTask(), max_steps=6, early_stopping_patience=None)
+    trainer.train()
+    assert "training stopped after 6 steps and 2 dev checks: trainer.max_steps (6) reached" in (
+        capsys.readouterr().err
+    )
+    trainer = stalled_trainer(tmp_path / "b", StalledTask(), epochs=2, early_stopping_patience=None)
+    trainer.train()
+    assert "all 2 epochs (trainer.epochs) done" in capsys.readouterr().err
