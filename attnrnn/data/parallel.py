@@ -37,6 +37,7 @@ from attnrnn.data.readers import (
     _json_string,
     _table_delimiter,
     _table_rows,
+    format_from_name,
 )
 from attnrnn.errors import ConfigError, DataError
 
@@ -247,11 +248,9 @@ def read_sources(path: PathLike) -> list[ParallelExample]:
 def _guess_parallel_format(path: PathLike) -> str:
     """Returns jsonl or table from the extension of ``path``, or raises explaining what to pass."""
     name = _display_name(path)
-    suffix = name.lower().removesuffix(".gz")
-    if suffix.endswith((".jsonl", ".json")):
-        return "jsonl"
-    if suffix.endswith((".tsv", ".csv")):
-        return "table"
+    named = format_from_name(path)
+    if named is not None:
+        return named
     raise DataError(
         "cannot tell the parallel format from the name; give a target file for two "
         "line-aligned files, or name a .jsonl/.json/.tsv/.csv file, or pass format "
@@ -274,7 +273,8 @@ def read_parallel(
     With a ``target`` path the two are line-aligned files (format ``auto`` or
     ``files``). Otherwise ``auto`` picks jsonl for ``.jsonl``/``.json`` and
     table for ``.tsv``/``.csv`` (optionally ``.gz``); ``plain`` reads sources
-    only. ``source_field``/``target_field`` name table columns or JSON fields.
+    only; a ``.jsonl``... file is read by its extension whatever ``format`` says.
+    ``source_field``/``target_field`` name table columns or JSON fields.
     """
     if format not in PARALLEL_FORMATS:
         raise ConfigError(
@@ -286,7 +286,10 @@ def read_parallel(
         return read_parallel_files(source, target)
     if format == "files":
         raise ConfigError("format 'files' needs a target file beside the source file")
-    chosen = _guess_parallel_format(source) if format == "auto" else format
+    # An extension that says what the file is wins over the configured format.
+    chosen = format_from_name(source) or (
+        _guess_parallel_format(source) if format == "auto" else format
+    )
     if chosen == "table":
         return read_parallel_table(source, source_field, target_field, delimiter, header)
     if chosen == "jsonl":

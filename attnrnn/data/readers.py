@@ -11,7 +11,8 @@ Four formats are understood:
 - ``plain``: one unlabeled text per line (input to ``attnrnn predict``);
   ``-`` reads standard input.
 
-Every file is decoded as strict UTF-8, one physical line at a time, in bounded
+Every file is decoded as strict UTF-8 (or the encoding a run's ``data.encoding`` names,
+see :func:`text_encoding`), one physical line at a time, in bounded
 memory: a line longer than :data:`MAX_LINE_BYTES` (1 MiB; the environment variable
 ``ATTNRNN_MAX_LINE_BYTES`` sets another limit) is an error, found after reading at
 most that many bytes of it, so an unterminated stream or a one-line gzip bomb cannot
@@ -21,7 +22,9 @@ that names the file and, where it applies, the 1-based physical line.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import contextvars
 import csv
 import gzip
 import json
@@ -90,16 +93,60 @@ def _open_binary(path: PathLike) -> contextlib.AbstractContextManager[BinaryIO]:
         raise DataError(f"cannot be opened: {error.strerror}", name) from None
 
 
-def _decode_line(raw: bytes, number: int, file_offset: int, name: str) -> str:
-    """Returns one physical line decoded as strict UTF-8, without its line ending."""
-    content = raw.removesuffix(b"\n").removesuffix(b"\r")
+_ENCODING: contextvars.ContextVar[str] = contextvars.ContextVar("encoding", default="utf-8")
+
+
+def check_encoding(name: str) -> str:
+    """``name`` if Python knows that text encoding (``utf-8``, ``cp1252``, ``latin-1``...);
+    a :class:`ConfigError` otherwise."""
     try:
-        text = content.decode("utf-8", errors="strict")
+        info = codecs.lookup(name)
+    except (LookupError, TypeError):
+        raise ConfigError(
+            f"unknown text encoding {name!r} (for example utf-8, cp1252, latin-1)"
+        ) from None
+    if not info._is_text_encoding:  # base64, zlib...: bytes-to-bytes codecs
+        raise ConfigError(f"{name!r} is not a text encoding")
+    if "\n".encode(info.name) != b"\n":
+        raise ConfigError(
+            f"files in {name} cannot be read line by line (a newline is not the byte 0x0a): "
+            f"convert them to UTF-8, e.g. iconv -f {name} -t utf-8 FILE > FILE.utf8"
+        )
+    return name
+
+
+@contextlib.contextmanager
+def text_encoding(name: str) -> Iterator[None]:
+    """Read text files in encoding ``name`` instead of UTF-8 inside this block (a run's
+    ``data.encoding``; only line-oriented encodings, where a newline is the byte 0x0a)."""
+    token = _ENCODING.set(check_encoding(name))
+    try:
+        yield
+    finally:
+        _ENCODING.reset(token)
+
+
+def _decode_line(raw: bytes, number: int, file_offset: int, name: str) -> str:
+    """Returns one physical line decoded strictly (UTF-8 unless :func:`text_encoding` says
+    otherwise), without its line ending."""
+    content = raw.removesuffix(b"\n").removesuffix(b"\r")
+    encoding = _ENCODING.get()
+    try:
+        text = content.decode(encoding, errors="strict")
     except UnicodeDecodeError as error:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+        if not utf8:
+            hint = f"the file is not {encoding} (data.encoding)"
+        else:
+            hint = (
+                "the file must be UTF-8: set data.encoding to its encoding (cp1252 and "
+                "latin-1 are common for Western European text) or convert it, e.g. "
+                "iconv -f cp1252 -t utf-8 FILE > FILE.utf8"
+            )
         raise DataError(
-            f"invalid UTF-8 byte 0x{content[error.start]:02x} at byte offset {error.start} "
-            f"of line {number} (byte {file_offset + error.start} of the file); "
-            "the file must be UTF-8",
+            f"invalid {'UTF-8' if utf8 else encoding} byte 0x{content[error.start]:02x} at byte "
+            f"offset {error.start} "
+            f"of line {number} (byte {file_offset + error.start} of the file); {hint}",
             name,
             number,
         ) from None
@@ -497,6 +544,17 @@ def read_plain(path: PathLike, skip_empty_lines: bool = False) -> list[TextExamp
     return _require_examples(examples, name)
 
 
+def format_from_name(path: PathLike) -> str | None:
+    """``jsonl`` for ``.jsonl``/``.json`` and ``table`` for ``.tsv``/``.csv`` (optionally
+    ``.gz``): the extensions that say what a file is; None for others (``.txt``...)."""
+    suffix = str(path).lower().removesuffix(".gz")
+    if suffix.endswith((".jsonl", ".json")):
+        return "jsonl"
+    if suffix.endswith((".tsv", ".csv")):
+        return "table"
+    return None
+
+
 def guess_format(path: PathLike) -> str:
     """Returns the format of ``path`` from its extension, looking inside ``.txt`` files.
 
@@ -506,11 +564,9 @@ def guess_format(path: PathLike) -> str:
     """
     if str(path) == STDIN:
         return "plain"
-    suffix = str(path).lower().removesuffix(".gz")
-    if suffix.endswith((".jsonl", ".json")):
-        return "jsonl"
-    if suffix.endswith((".tsv", ".csv")):
-        return "table"
+    named = format_from_name(path)
+    if named is not None:
+        return named
     for _, line in _decoded_lines(path):
         if line.strip():
             return "sst" if _TREE_START.match(line.lstrip()) else "plain"
@@ -529,12 +585,15 @@ def read_examples(
 ) -> list[TextExample]:
     """Returns the examples of ``path`` read as ``format`` (see :data:`FORMATS`).
 
+    A file whose extension says what it is (``.jsonl``, ``.tsv``... see
+    :func:`format_from_name`) is read that way whatever ``format`` says: a run
+    configured for TSV files still reads the JSONL file given to ``evaluate``.
     ``text_field``/``label_field`` name the table columns or JSON fields; sst
     and plain files ignore them (plain files are always unlabeled).
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown data format {format!r}; valid formats: {', '.join(FORMATS)}")
-    chosen = guess_format(path) if format == "auto" else format
+    chosen = format_from_name(path) or (guess_format(path) if format == "auto" else format)
     if chosen == "table":
         return read_table(path, text_field, label_field, delimiter, header)
     if chosen == "jsonl":

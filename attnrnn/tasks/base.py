@@ -33,6 +33,7 @@ from torch import nn
 from attnrnn.config import InferenceConfig, OptimizerConfig, TrainerConfig, from_dict
 from attnrnn.console import Log, ProgressFactory, silent_progress
 from attnrnn.data.batching import make_batches
+from attnrnn.data.readers import text_encoding
 from attnrnn.errors import ConfigError
 from attnrnn.training.trainer import LossOutput
 
@@ -305,7 +306,8 @@ class TrainedModel(ABC, Generic[ConfigT, AssetsT]):
         if data is None:
             location = self.resolve(location)
         role = "test" if data is None or data == self.config.data.test else "evaluate"
-        examples = self.task.read_split(self.config, location, role)
+        with text_encoding(data_encoding(self.config)):
+            examples = self.task.read_split(self.config, location, role)
         examples = self.task.prepare_examples(self.config, examples, role, lambda message: None)
         return location, role, examples
 
@@ -373,6 +375,12 @@ class TrainedModel(ABC, Generic[ConfigT, AssetsT]):
                     results[index] = result
                 advance(len(indices))
         return results
+
+
+def data_encoding(config: Any) -> str:
+    """The encoding of a run's text files: its ``data.encoding`` (tasks whose data section
+    has none read UTF-8)."""
+    return str(getattr(config.data, "encoding", "utf-8"))
 
 
 def as_list(inputs: Any) -> tuple[list[Any], bool]:

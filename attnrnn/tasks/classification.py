@@ -31,7 +31,7 @@ from attnrnn.config import (
 from attnrnn.console import Log
 from attnrnn.data.batching import pad_sequences
 from attnrnn.data.io import read_run_json
-from attnrnn.data.readers import TextExample, read_examples
+from attnrnn.data.readers import TextExample, check_encoding, read_examples
 from attnrnn.data.vectors import load_word_vectors, read_vector_words
 from attnrnn.data.vocab import Vocab
 from attnrnn.errors import ConfigError, DataError, RunError
@@ -73,8 +73,10 @@ class DataConfig:
     dev_fraction: float = 0.1
     max_length: int = 400
     truncate: Literal["head", "tail", "head_tail"] = "head_tail"
+    encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
+        check_encoding(self.encoding)
         check_positive(self, "max_length")
         if not 0.0 < self.dev_fraction < 1.0:
             raise ConfigError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")

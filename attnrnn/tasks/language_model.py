@@ -35,7 +35,7 @@ from attnrnn.config import (
     TrainerConfig,
     check_positive,
 )
-from attnrnn.data.readers import guess_format, read_examples, read_plain
+from attnrnn.data.readers import check_encoding, guess_format, read_examples, read_plain
 from attnrnn.data.tokenizers import WordTokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.errors import ConfigError, DataError
@@ -64,8 +64,10 @@ class DataConfig:
     text_field: str = "text"
     dev_fraction: float = 0.01
     max_length: int = 256
+    encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
+        check_encoding(self.encoding)
         if not self.train:
             raise ConfigError("train must name one or more text files")
         if not 0.0 < self.dev_fraction < 1.0:

@@ -35,8 +35,9 @@ from attnrnn.config import TrainerConfig, apply_overrides, load_yaml, save_yaml,
 from attnrnn.console import Log, silent
 from attnrnn.console import log as log_stderr
 from attnrnn.data.io import read_run_json
+from attnrnn.data.readers import text_encoding
 from attnrnn.errors import ConfigError, RunError
-from attnrnn.tasks.base import Prepared, Task, TrainedModel
+from attnrnn.tasks.base import Prepared, Task, TrainedModel, data_encoding
 from attnrnn.tasks.text import split_off_dev
 from attnrnn.training import checkpoint, files
 from attnrnn.training.distributed import (
@@ -346,14 +347,14 @@ def prepare(
     """Read the splits (holding out ``data.dev_fraction`` of train when there is no dev
     file), fit the assets unless given (a resumed run has its own), encode."""
     data = config.data
-    train_examples = task.read_split(config, data.train, "train")
-    if data.dev:
-        dev_examples = task.read_split(config, data.dev, "dev")
-    else:
+    with text_encoding(data_encoding(config)):
+        train_examples = task.read_split(config, data.train, "train")
+        dev_examples = task.read_split(config, data.dev, "dev") if data.dev else None
+        test_examples = task.read_split(config, data.test, "test") if data.test else None
+    if dev_examples is None:
         train_examples, dev_examples = split_off_dev(
             train_examples, data.dev_fraction, config.trainer.seed, data.train
         )
-    test_examples = task.read_split(config, data.test, "test") if data.test else None
     train_examples = task.prepare_examples(config, train_examples, "train", log)
     dev_examples = task.prepare_examples(config, dev_examples, "dev", log)
     if test_examples is not None:

@@ -40,6 +40,7 @@ from attnrnn.data.audio import (
 from attnrnn.data.batching import DeviceBatch, teacher_forcing
 from attnrnn.data.io import read_run_json
 from attnrnn.data.parallel import read_parallel
+from attnrnn.data.readers import check_encoding
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.decoding.ctc import JointCTCAttention
@@ -78,8 +79,10 @@ class SpeechDataConfig:
     feature_cache: str | None = ".attnrnn-cache/features"
     max_target_length: int = 400
     speed_perturbation: tuple[float, ...] = (1.0,)
+    encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
+        check_encoding(self.encoding)
         check_positive(self, "max_target_length")
         if not 0.0 < self.dev_fraction < 1.0:
             raise ConfigError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")

@@ -39,6 +39,7 @@ from attnrnn.data.documents import (
     read_documents,
 )
 from attnrnn.data.io import InvalidJSON, parse_json
+from attnrnn.data.readers import check_encoding
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.errors import ConfigError, DataError
@@ -81,8 +82,10 @@ class SummarizationDataConfig:
     max_source_length: int = 400
     max_target_length: int = 100
     dev_fraction: float = 0.1
+    encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
+        check_encoding(self.encoding)
         check_positive(self, "max_source_length", "max_target_length")
         if not 0.0 < self.dev_fraction < 1.0:
             raise ConfigError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")

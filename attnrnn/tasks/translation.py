@@ -22,6 +22,7 @@ import torch
 from attnrnn.config import InferenceConfig, OptimizerConfig, TrainerConfig, check_positive
 from attnrnn.data.batching import DeviceBatch, pad_sequences, teacher_forcing
 from attnrnn.data.parallel import ParallelExample, read_parallel
+from attnrnn.data.readers import check_encoding
 from attnrnn.data.tokenizers import Tokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
@@ -69,8 +70,10 @@ class TranslationDataConfig:
     max_target_length: int = 100
     alignments: str | None = None
     alignment_units: Literal["words", "characters"] = "words"
+    encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
+        check_encoding(self.encoding)
         check_positive(self, "max_source_length", "max_target_length")
 
 
