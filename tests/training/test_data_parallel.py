@@ -207,6 +207,20 @@ def test_two_processes_train_like_one_accumulating_two_batches(classifier_config
     assert again == pytest.approx(losses, rel=1e-5)
 
 
+def test_rank0s_dev_checks_decide_early_stopping_and_the_schedule_for_all(
+    classifier_config, tmp_path
+):
+    config = classifier_config("l", max_steps=40, early_stopping_patience=2, min_evaluations=1)
+    frozen = ["--set", "optimizer.learning_rate=1e-9", "--set", "optimizer.warmup_steps=0"]
+    plateau = ["--set", "optimizer.schedule=plateau", "--set", "optimizer.plateau_patience=1"]
+    completed = torchrun("train", config, *frozen, *plateau, "-o", tmp_path / "run")
+    assert completed.returncode == 0, completed.stderr[-3000:]  # no process left waiting
+    assert "early stopping" in completed.stderr
+    state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())["state"]
+    assert state["stop_reason"] == "early_stopping" and state["step"] == 12  # checks at 4, 8, 12
+    assert state["plateau"]["factor"] < 1.0  # the rate was halved on every process alike
+
+
 def test_resuming_with_another_step_size_says_what_changes(classifier_config, tmp_path):
     first = torchrun("train", classifier_config("e", max_steps=4), "-o", tmp_path / "run")
     assert first.returncode == 0, first.stderr[-3000:]
