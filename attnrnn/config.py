@@ -48,13 +48,19 @@ class EncoderConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """AdamW with warmup and a decay schedule (see :mod:`attnrnn.training.optim`)."""
+    """AdamW with warmup and a decay schedule (see :mod:`attnrnn.training.optim`).
+
+    ``warmup_ratio`` > 0 sets the warmup as that fraction of the run's updates (all
+    epochs, or ``max_steps``) instead of ``warmup_steps``: a schedule that fits small and
+    large training sets alike.
+    """
 
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.999
     warmup_steps: int = 100
+    warmup_ratio: float = 0.0
     schedule: Literal["constant", "linear", "cosine", "plateau"] = "linear"
     min_learning_rate_ratio: float = 0.0
     plateau_factor: float = 0.5
@@ -66,6 +72,8 @@ class OptimizerConfig:
         check_positive(self, "learning_rate")
         check_non_negative(self, "weight_decay", "warmup_steps", "plateau_start_step", "clip_norm")
         check_probability(self, "min_learning_rate_ratio", "beta1", "beta2")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0.0 < self.plateau_factor < 1.0:
             raise ConfigError(f"plateau_factor must be in (0, 1), got {self.plateau_factor}")
 

@@ -51,32 +51,45 @@ class PlateauState:
     bad_evaluations: int = 0
 
 
+def warmup_length(config: OptimizerConfig, total_steps: int | None) -> int:
+    """The updates of linear warmup: ``warmup_ratio`` of ``total_steps`` when set (and the
+    total is known), else ``warmup_steps``."""
+    if config.warmup_ratio and total_steps:
+        return max(round(config.warmup_ratio * total_steps), 1)
+    return config.warmup_steps
+
+
 def learning_rate_at(
     step: int, total_steps: int | None, config: OptimizerConfig, plateau: PlateauState
 ) -> float:
     """The learning rate for optimizer step ``step`` (0-based).
 
-    Linear warmup over ``warmup_steps``, then constant, linear or cosine decay
-    to ``min_learning_rate_ratio x learning_rate`` at ``total_steps``, or decay
+    Linear warmup over :func:`warmup_length` updates, then constant, linear or cosine
+    decay to ``min_learning_rate_ratio x learning_rate`` at ``total_steps``, or decay
     by ``plateau_factor`` whenever the dev metric stalls.
     """
     peak = config.learning_rate
-    if config.warmup_steps and step < config.warmup_steps:
-        return peak * (step + 1) / config.warmup_steps
+    warmup = warmup_length(config, total_steps)
+    if warmup and step < warmup:
+        return peak * (step + 1) / warmup
     if config.schedule == "plateau":
         return peak * plateau.factor
     if config.schedule == "constant" or not total_steps:
         return peak
     floor = peak * config.min_learning_rate_ratio
-    span = max(total_steps - config.warmup_steps, 1)
-    progress = min(max(step - config.warmup_steps, 0) / span, 1.0)
+    span = max(total_steps - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
     if config.schedule == "linear":
         return floor + (peak - floor) * (1.0 - progress)
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def update_plateau(
-    plateau: PlateauState, improved: bool, config: OptimizerConfig, step: int
+    plateau: PlateauState,
+    improved: bool,
+    config: OptimizerConfig,
+    step: int,
+    total_steps: int | None = None,
 ) -> None:
     """Record one evaluation; decay the factor after ``plateau_patience`` without gain.
 
@@ -84,7 +97,7 @@ def update_plateau(
     a model that has not started to learn (a speech model before its attention
     locks on, say) must not have its rate halved away.
     """
-    if step < max(config.warmup_steps, config.plateau_start_step):
+    if step < max(warmup_length(config, total_steps), config.plateau_start_step):
         return
     if improved:
         plateau.bad_evaluations = 0

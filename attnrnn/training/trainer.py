@@ -69,6 +69,7 @@ from attnrnn.training.optim import (
     learning_rate_at,
     set_learning_rate,
     update_plateau,
+    warmup_length,
 )
 from attnrnn.training.runtime import training_precision
 
@@ -177,6 +178,7 @@ class Trainer:
             _open_tensorboard(self.run_directory / "tensorboard") if world.is_main else None
         )
         self._session = (time.monotonic(), 0)  # (start, step) of this process's training
+        self.total_steps: int | None = None  # the run's updates, known once training starts
 
     # ------------------------------------------------------------------ public
 
@@ -283,7 +285,7 @@ class Trainer:
     def _train(self) -> TrainerState:
         config = self.config
         started = time.monotonic() - self.state.elapsed_seconds
-        total_steps = self._estimate_total_steps()
+        self.total_steps = total_steps = self._estimate_total_steps()
         self._session = (time.monotonic(), self.state.step)
         group, world = self.group, self.world
         while self.state.epoch < config.epochs and self.state.stop_reason is None:
@@ -519,7 +521,7 @@ class Trainer:
         improved = math.isfinite(value) and better
         # A model still warming up, or checked only a few times, is not judged stalled.
         judged = (
-            self.state.step >= self.optimizer_config.warmup_steps
+            self.state.step >= warmup_length(self.optimizer_config, self.total_steps)
             and self.state.evaluations >= self.config.min_evaluations
         )
         if improved:
@@ -533,7 +535,8 @@ class Trainer:
             self.state.evaluations_without_gain += 1
         if improved or judged:
             plateau = PlateauState(**self.state.plateau)
-            update_plateau(plateau, improved, self.optimizer_config, self.state.step)
+            optimizer, step = self.optimizer_config, self.state.step
+            update_plateau(plateau, improved, optimizer, step, self.total_steps)
             self.state.plateau = asdict(plateau)
         patience = self.config.early_stopping_patience
         if patience is not None and self.state.evaluations_without_gain >= patience:

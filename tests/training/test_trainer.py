@@ -231,3 +231,16 @@ def test_the_reason_training_stopped_is_logged(tmp_path, capsys):
     trainer = stalled_trainer(tmp_path / "b", StalledTask(), epochs=2, early_stopping_patience=None)
     trainer.train()
     assert "all 2 epochs (trainer.epochs) done" in capsys.readouterr().err
+
+
+def test_warmup_ratio_sizes_the_warmup_by_the_run():
+    config = OptimizerConfig(learning_rate=1.0, warmup_steps=500, warmup_ratio=0.1)
+    plateau = PlateauState()
+    for total in (200, 4000):  # a small and a large training set: a tenth of each run
+        warmup = total // 10
+        assert learning_rate_at(0, total, config, plateau) == pytest.approx(1 / warmup)
+        assert learning_rate_at(warmup - 1, total, config, plateau) == pytest.approx(1.0)
+        assert learning_rate_at(warmup, total, config, plateau) == pytest.approx(1.0)
+    assert learning_rate_at(0, None, config, plateau) == pytest.approx(1 / 500)  # unknown total
+    with pytest.raises(ConfigError, match="warmup_ratio"):
+        OptimizerConfig(warmup_ratio=1.0)
