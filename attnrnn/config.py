@@ -53,6 +53,15 @@ class OptimizerConfig:
     ``warmup_ratio`` > 0 sets the warmup as that fraction of the run's updates (all
     epochs, or ``max_steps``) instead of ``warmup_steps``: a schedule that fits small and
     large training sets alike.
+
+    Fine-tuning a pretrained model (ULMFiT, Howard & Ruder 2018), for models that name
+    their layer groups from the input up (``layer_groups()``; the classifier: embedding,
+    each encoder layer, attention and MLP):
+
+    - ``layer_lr_decay``: each group learns at this factor of the rate of the group
+      above it (discriminative learning rates; ULMFiT divides by 2.6: 0.385);
+    - ``gradual_unfreezing``: the top group alone trains in the first epoch, one more
+      group joins in each epoch after, from the top down.
     """
 
     learning_rate: float = 1e-3
@@ -67,9 +76,13 @@ class OptimizerConfig:
     plateau_patience: int = 1
     plateau_start_step: int = 0
     clip_norm: float = 5.0
+    layer_lr_decay: float = 1.0
+    gradual_unfreezing: bool = False
 
     def __post_init__(self) -> None:
         check_positive(self, "learning_rate")
+        if not 0.0 < self.layer_lr_decay <= 1.0:
+            raise ConfigError(f"layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}")
         check_non_negative(self, "weight_decay", "warmup_steps", "plateau_start_step", "clip_norm")
         check_probability(self, "min_learning_rate_ratio", "beta1", "beta2")
         if not 0.0 <= self.warmup_ratio < 1.0:

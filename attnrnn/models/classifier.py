@@ -102,6 +102,14 @@ class TextClassifier(nn.Module):
         else:
             self.head = nn.Sequential(Dropout(config.dropout), nn.Linear(pooled_size, num_classes))
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters from the input up, for fine-tuning (discriminative learning rates,
+        gradual unfreezing): the embedding, each encoder layer, then attention and MLP."""
+        groups = [list(self.embedding.parameters())]
+        groups += [list(layer.parameters()) for layer in self.encoder.layers]
+        groups.append([*self.pooling.parameters(), *self.head.parameters()])
+        return groups
+
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> ClassifierOutput:
         """Classify a padded batch.
 

@@ -8,28 +8,57 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from attnrnn.config import OptimizerConfig
+from attnrnn.errors import ConfigError
+
+
+def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """The model's parameters in layer groups from the input up, as the model's own
+    ``layer_groups()`` gives them (the classifier's); a :class:`ConfigError` for models
+    without (the fine-tuning options need them)."""
+    groups = getattr(model, "layer_groups", None)
+    if not callable(groups):
+        raise ConfigError(
+            "optimizer.layer_lr_decay and optimizer.gradual_unfreezing fine-tune models with "
+            f"layer groups (text classifiers); a {type(model).__name__} has none"
+        )
+    named: list[list[nn.Parameter]] = groups()
+    return named
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; no weight decay on biases, norms and embeddings."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if parameter.dim() < 2 or "embedding" in name:
-            no_decay.append(parameter)
-        else:
-            decay.append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    parameters = decay + no_decay
+    """AdamW over trainable parameters; no weight decay on biases, norms and embeddings.
+
+    Parameter groups carry ``layer`` (the model's layer group, 0 at the input) and
+    ``lr_scale`` (``layer_lr_decay`` to the power of the groups above it), which
+    :func:`set_learning_rate` applies.
+    """
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    fine_tuning = config.layer_lr_decay < 1 or config.gradual_unfreezing
+    layers = layer_groups(model) if fine_tuning else [list(model.parameters())]
+    top = len(layers) - 1
+    groups: list[dict[str, Any]] = []
+    parameters: list[nn.Parameter] = []
+    for layer, members in enumerate(layers):
+        decay, no_decay = [], []
+        for parameter in members:
+            if not parameter.requires_grad:
+                continue
+            if parameter.dim() < 2 or "embedding" in names[id(parameter)]:
+                no_decay.append(parameter)
+            else:
+                decay.append(parameter)
+        scale = config.layer_lr_decay ** (top - layer)
+        for chosen, weight_decay in ((decay, config.weight_decay), (no_decay, 0.0)):
+            groups.append(
+                {"params": chosen, "weight_decay": weight_decay, "layer": layer, "lr_scale": scale}
+            )
+            parameters += chosen
     # The fused update (one kernel over all tensors) where PyTorch has one: CPU and
     # CUDA floating-point parameters.
     fused = bool(parameters) and all(
@@ -41,6 +70,22 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Ad
         betas=(config.beta1, config.beta2),
         fused=fused or None,
     )
+
+
+def frozen_layers(optimizer: torch.optim.Optimizer, epoch: int) -> int:
+    """Gradual unfreezing: how many layer groups from the input up stay frozen in
+    ``epoch`` (0-based): all but the top ``epoch + 1``."""
+    layers = 1 + max((group.get("layer", 0) for group in optimizer.param_groups), default=0)
+    return max(layers - (epoch + 1), 0)
+
+
+def drop_frozen_gradients(optimizer: torch.optim.Optimizer, frozen: int) -> None:
+    """Forget the gradients of the ``frozen`` lowest layer groups, so that the update
+    leaves them (and their Adam moments) as they are."""
+    for group in optimizer.param_groups:
+        if group.get("layer", 0) < frozen:
+            for parameter in group["params"]:
+                parameter.grad = None
 
 
 @dataclass
@@ -109,5 +154,6 @@ def update_plateau(
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
+    """The schedule's rate, times each group's ``lr_scale`` (discriminative rates)."""
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate
+        group["lr"] = learning_rate * group.get("lr_scale", 1.0)

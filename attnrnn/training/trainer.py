@@ -66,6 +66,8 @@ from attnrnn.training.faults import crash_point
 from attnrnn.training.optim import (
     PlateauState,
     build_optimizer,
+    drop_frozen_gradients,
+    frozen_layers,
     learning_rate_at,
     set_learning_rate,
     update_plateau,
@@ -418,6 +420,8 @@ class Trainer:
             self._skip_step(math.nan, learning_rate, diverging=True)
             return None
         self._backward(output.loss / len(batches))
+        if self.optimizer_config.gradual_unfreezing:  # the lower layers wait their epoch
+            drop_frozen_gradients(self.optimizer, frozen_layers(self.optimizer, self.state.epoch))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         # The norm is computed anyway (clip_norm 0: an infinite bound clips nothing).
@@ -613,7 +617,7 @@ class Trainer:
             "step": self.state.step,
             "epoch": self.state.epoch,
             "elapsed_seconds": round(time.monotonic() - started, 2),
-            "learning_rate": self.optimizer.param_groups[0]["lr"],
+            "learning_rate": self.optimizer.param_groups[-1]["lr"],  # the top layer's
             "train_loss": self._mean_train_loss() if self.state.train_loss_count else math.nan,
             **{f"dev_{name}": value for name, value in sorted(metrics.items())},
         }
