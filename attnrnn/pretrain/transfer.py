@@ -60,8 +60,9 @@ def load_pretrained_encoder(
         )
 
 
-def read_language_model(run_directory: Path) -> LanguageModel:
-    """The trained language model of a run directory (its best checkpoint, on the CPU)."""
+def read_language_model(run_directory: Path, option: str = "pretrained.encoder") -> LanguageModel:
+    """The trained language model of a run directory (its best checkpoint, on the CPU);
+    ``option`` names the setting that gave it, in errors."""
     from attnrnn.tasks.language_model import LanguageModel
     from attnrnn.tasks.runs import CONFIG_FILE, load, run_task
 
@@ -73,9 +74,7 @@ def read_language_model(run_directory: Path) -> LanguageModel:
         )
     task = run_task(run_directory)
     if task.name != "language_model":
-        raise RunError(
-            f"{run_directory} is a {task.name} run; pretrained.encoder needs a language_model run"
-        )
+        raise RunError(f"{run_directory} is a {task.name} run; {option} needs a language_model run")
     language_model = load(run_directory, device="cpu")
     assert isinstance(language_model, LanguageModel)
     return language_model

@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -34,7 +34,9 @@ from attnrnn.config import (
     OptimizerConfig,
     TrainerConfig,
     check_positive,
+    to_dict,
 )
+from attnrnn.console import Log
 from attnrnn.data.readers import check_encoding, guess_format, read_examples, read_plain
 from attnrnn.data.tokenizers import WordTokenizer
 from attnrnn.data.vocab import Vocab
@@ -92,10 +94,18 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class LanguageModelRunConfig:
-    """Everything a language-model run needs; stored as the run's config.yaml."""
+    """Everything a language-model run needs; stored as the run's config.yaml.
+
+    ``continue_from``: a language-model run to go on from, on this run's text
+    (domain-adaptive pretraining: a general language model first, then a short
+    continuation on the target task's own unlabelled text). Its tokenizer, vocabulary
+    and weights are taken as they are, so ``tokenizer`` is not used and ``model`` must
+    be that run's.
+    """
 
     data: DataConfig
     task: Literal["language_model"] = "language_model"
+    continue_from: str | None = None
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: LanguageModelConfig = LanguageModelConfig()
     # The language model's own defaults; a section given in part keeps the others.
@@ -412,6 +422,11 @@ class LanguageModelTask(Task[LanguageModelRunConfig, LanguageModelAssets, Encode
         """The word tokenizer and the vocabulary of the training texts (each text is
         tokenized here and again in :meth:`encode` rather than kept as token lists,
         which would take about 60 bytes a token)."""
+        if config.continue_from:  # the vocabulary its weights were trained with
+            from attnrnn.pretrain.transfer import read_language_model
+
+            source = read_language_model(Path(config.continue_from), "continue_from")
+            return cast(LanguageModelAssets, source.assets)
         settings = config.tokenizer
         tokenizer = WordTokenizer(lowercase=settings.lowercase)
         vocab = Vocab.build(
@@ -458,6 +473,29 @@ class LanguageModelTask(Task[LanguageModelRunConfig, LanguageModelAssets, Encode
     ) -> BidirectionalLanguageModel:
         vocab = assets.text.vocab
         return BidirectionalLanguageModel(len(vocab), config.model, vocab.pad_index)
+
+    def initialise(
+        self, model: Any, config: LanguageModelRunConfig, assets: LanguageModelAssets, log: Log
+    ) -> None:
+        """With ``continue_from``: start from that run's weights."""
+        if not config.continue_from:
+            return
+        from attnrnn.pretrain.transfer import read_language_model
+        from attnrnn.tasks.runs import changed_keys
+
+        run = Path(config.continue_from)
+        source = read_language_model(run, "continue_from")
+        if source.config.model != config.model:
+            differing = changed_keys(to_dict(source.config.model), to_dict(config.model))
+            raise ConfigError(
+                f"continue_from {run}: model.{', model.'.join(differing)} differ from that run's; "
+                "a continued language model keeps its model section"
+            )
+        model.load_state_dict(source.model.state_dict())
+        log(
+            f"continuing the language model {run} on this run's text: its vocabulary "
+            f"({len(assets.text.vocab)} words) and weights"
+        )
 
     def metric(self, config: LanguageModelRunConfig) -> Metric:
         return Metric("perplexity", higher_is_better=False)
