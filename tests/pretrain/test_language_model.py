@@ -324,9 +324,10 @@ def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
     )
     train_run(config, tmp_path / "run", log=lambda _: None)
     state = read_state(tmp_path / "run" / "last")
-    assert state["stop_reason"] == "early_stopping" and state["step"] == 2
+    # Not before the 5 warmup steps are over (dev is checked after every step).
+    assert state["stop_reason"] == "early_stopping" and state["step"] == 5
     rows = read_metrics(tmp_path / "run")
-    assert len(rows) == 2 and rows[0]["dev_perplexity"] == rows[1]["dev_perplexity"]
+    assert len(rows) == 5 and len({row["dev_perplexity"] for row in rows}) == 1
 
 
 def test_time_budget_stops_training(tmp_path):
