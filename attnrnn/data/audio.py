@@ -382,7 +382,9 @@ class FeatureCache:
         lengths = [0] + [len(f) for f in features]
         offsets = torch.tensor(np.cumsum(lengths), dtype=torch.long)
         self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
+        # A name of this process's own: the processes of a data-parallel run may fill
+        # the same cache entry at once, and each must rename a complete file.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         save_file(
             {"features": torch.cat(features).contiguous(), "offsets": offsets}, str(temporary)
         )
