@@ -75,3 +75,31 @@ def test_a_file_is_read_by_its_extension_whatever_the_run_was_trained_on(
     )
     assert main(["evaluate", str(tmp_path / "run"), "--data", str(other)]) == 0
     assert json.loads(capsys.readouterr().out)["examples"] == len(rows)
+
+
+def test_a_speech_model_whose_attention_does_not_align_is_warned_about(
+    write_tones, tiny_speech_config, tmp_path, one_thread
+):
+    from attnrnn.tasks.speech import alignment_warnings
+
+    manifest = write_tones(tmp_path, 20, 3)
+    settings = tiny_speech_config(manifest, trainer={"max_steps": 2})
+    config = runs.task_named("speech").config_from_dict(settings)
+    messages: list[str] = []
+    results = runs.train(config, tmp_path / "run", log=messages.append)
+    # Two steps in, the attention has learned nothing: it does not follow the audio.
+    assert results["dev_attention_diagonality"] < 0.5 or results["dev_attention_early_share"] > 0.5
+    warnings = [message for message in messages if message.startswith("warning: ")]
+    assert len(warnings) == 1 and "sequence prior rather than an alignment" in warnings[0]
+    assert "model.ctc_weight" in warnings[0]
+    # A model that aligns (the demo's tone recognizer: diagonality 0.99, 5% early) is not.
+    assert (
+        alignment_warnings({"dev_attention_diagonality": 0.99, "dev_attention_early_share": 0.05})
+        == []
+    )
+    assert (
+        len(
+            alignment_warnings({"dev_attention_diagonality": 0.9, "dev_attention_early_share": 0.8})
+        )
+        == 1
+    )

@@ -185,6 +185,11 @@ class Task(ABC, Generic[ConfigT, AssetsT, SplitT]):
     ) -> LossOutput:
         """The training loss of the examples ``indices`` of ``split``."""
 
+    def warnings(self, config: ConfigT, results: dict[str, Any]) -> list[str]:
+        """What a finished run's scores (``dev_...``, ``test_...``) say is wrong with the
+        model beyond its metric; logged after training as ``warning:`` lines."""
+        return []
+
     def dev_scores(self, trained: TrainedModel, split: SplitT) -> dict[str, float]:
         """Dev metrics during training (by default what :meth:`TrainedModel.score` gives)."""
         return trained.score(split)

@@ -273,6 +273,8 @@ def _train(
                     scores = trained.score(split)
                 results.update({f"{name}_{key}": value for key, value in scores.items()})
         files.write_json_atomic(run_directory / RESULTS_FILE, results)
+        for message in task.warnings(config, results):
+            log(f"warning: {message}")
         return results
 
 

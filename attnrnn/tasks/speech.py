@@ -17,11 +17,12 @@ A speech run directory holds, besides what every run has
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -364,7 +365,9 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
         config = search_config(search or self.config.search, **options)
         hypotheses = self.hypotheses(split.features, config)
         outputs = [self.assets.target.decode(n_best[0].tokens) for n_best in hypotheses]
-        return error_rates(outputs, split.references)
+        with self.lock:
+            alignment = alignment_scores(cast(SpeechRecognizer, self.model), split)
+        return {**error_rates(outputs, split.references), **alignment}
 
     def explain(
         self,
@@ -530,6 +533,65 @@ class SpeechTask(Task[SpeechRunConfig, SpeechAssets, SpeechSplit]):
 
     def dev_scores(self, trained: TrainedModel, split: SpeechSplit) -> dict[str, float]:
         return trained.score(split, search=trained.config.dev_search)
+
+    def warnings(self, config: SpeechRunConfig, results: dict[str, Any]) -> list[str]:
+        return alignment_warnings(results)
+
+
+ALIGNMENT_SAMPLE = 50
+"""Utterances whose attention alignment is checked when a split is scored."""
+DEGENERATE_DIAGONALITY = 0.5
+DEGENERATE_EARLY_SHARE = 0.5
+
+
+def alignment_scores(
+    model: SpeechRecognizer, split: SpeechSplit, count: int = ALIGNMENT_SAMPLE
+) -> dict[str, float]:
+    """Whether the attention follows the audio, from the teacher-forced attention of the
+    first ``count`` utterances of ``split`` (:mod:`attnrnn.diagnostics.speech`):
+
+    - ``attention_diagonality``: the median over utterances of the correlation of the
+      output step with the frame it attends to most (1: straight through the audio);
+    - ``attention_early_share``: the share of output steps whose most-attended frame lies
+      in the first tenth of the utterance (a model that attends to the leading silence
+      whatever it outputs has learned a sequence prior, not an alignment).
+    """
+    from attnrnn.diagnostics.common import mean, median
+    from attnrnn.diagnostics.speech import diagonality, forced_attention
+
+    correlations, early = [], []
+    for index in range(min(count, len(split))):
+        attention = forced_attention(model, split.features[index], split.targets[index])
+        correlation = diagonality(attention).peak_correlation
+        if correlation is not None:
+            correlations.append(correlation)
+        first_tenth = max(round(0.1 * attention.size(1)), 1)
+        early.append(float((attention.argmax(dim=1) < first_tenth).float().mean()))
+    middle, average = median(correlations), mean(early)
+    return {
+        "attention_diagonality": math.nan if middle is None else middle,
+        "attention_early_share": math.nan if average is None else average,
+    }
+
+
+def alignment_warnings(scores: dict[str, Any], split: str = "dev") -> list[str]:
+    """Warnings for scores (``dev_attention_*``...) that say the attention does not align."""
+    diagonality = scores.get(f"{split}_attention_diagonality")
+    early = scores.get(f"{split}_attention_early_share")
+    problems = []
+    if isinstance(diagonality, float) and diagonality < DEGENERATE_DIAGONALITY:
+        problems.append(f"the attention does not move through the audio ({split} diagonality "
+                        f"{diagonality:.2f}; 1 is a straight path)")  # fmt: skip
+    if isinstance(early, float) and early > DEGENERATE_EARLY_SHARE:
+        problems.append(f"{early:.0%} of the output steps attend to the first tenth of the audio")
+    if not problems:
+        return []
+    return [
+        f"{' and '.join(problems)}: the model learned a sequence prior rather than an "
+        "alignment, and will not generalise. With little data: raise model.ctc_weight "
+        "(e.g. 0.5), train longer, or add data.speed_perturbation (docs/speech.md); "
+        "`attnrnn explain RUN AUDIO` shows the alignment"
+    ]
 
 
 def features_of(utterance: Utterance) -> torch.Tensor:
