@@ -55,13 +55,16 @@ def write_tsv(examples: list[TextExample], path: Path) -> Path:
     return path
 
 
-def run_recipe(train: Path, test: Path, run: Path, seed: int) -> dict[str, Any]:
+def run_recipe(
+    train: Path, test: Path, run: Path, seed: int, overrides: list[str]
+) -> dict[str, Any]:
     shutil.rmtree(run, ignore_errors=True)
+    extra = [item for override in overrides for item in ("--set", override)]
     results = attnrnn(
         "train", "configs/sentences.yaml", "--output", str(run),
         "--set", f"data.train={train}", "--set", f"data.test={test}",
         "--set", "trainer.num_threads=1", "--set", "trainer.progress=false",
-        "--set", f"trainer.seed={seed}",
+        "--set", f"trainer.seed={seed}", *extra,
     )  # fmt: skip
     state = json.loads((run / "last" / "state.json").read_text())["state"]
     return {
@@ -81,7 +84,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,3000,6920")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument(
+        "--variant", default="", help="name of a variant of the recipe (its own cached steps)"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="the variant's settings"
+    )
     arguments = parser.parse_args()
+    tag = f"{arguments.variant}-" if arguments.variant else ""
     steps = Steps("small_data", force=arguments.force)
     sentences = arguments.data / "sst" / "sentences"
     train = read_examples(str(sentences / "sst2_train.tsv"), text_field="sentence")
@@ -100,9 +110,9 @@ def main() -> None:
             fit, held_out = split_off_dev(subset, 0.1, seed, str(path))
             name = f"{size}-seed{seed}"
             recipe = steps.run(
-                f"recipe-{name}",
+                f"recipe-{tag}{name}",
                 lambda path=path, seed=seed, name=name: run_recipe(
-                    path, test_tsv, FOLDER / "runs" / name, seed
+                    path, test_tsv, FOLDER / "runs" / f"{tag}{name}", seed, arguments.set
                 ),
             )
             baseline = steps.run(
@@ -120,8 +130,9 @@ def main() -> None:
             "tfidf_lr_std": round(statistics.pstdev(baseline_accuracy), 4),
         }
     write_results(
-        "small_data",
+        f"small_data{'-' + arguments.variant if arguments.variant else ''}",
         {
+            "variant": {"name": arguments.variant, "settings": arguments.set},
             "data": "SST-2 whole training sentences (no phrases), label-stratified samples",
             "recipe": "configs/sentences.yaml from scratch (10% of each sample held out for dev)",
             "baseline": "TF-IDF 1-2-grams + logistic regression, C picked on the same 10%",
