@@ -6,9 +6,10 @@ tells each, through environment variables, who it is (``RANK``, ``WORLD_SIZE``,
 them (:func:`world_from_environment`), joins PyTorch's process group with the backend the
 device needs (gloo on the CPU, NCCL on CUDA) and a timeout on every collective, so that a
 dead rank stops the others with an error instead of a hang (:func:`process_group`), and
-gives the trainer the few collectives it needs: averaging numbers over the ranks and
-making every rank take rank 0's decision (:func:`mean_over_ranks`, :func:`same_as_rank0`).
-Gradients are averaged by :class:`torch.nn.parallel.DistributedDataParallel` itself.
+gives the trainer the few collectives it needs: summing numbers over the ranks
+(:func:`sum_over_ranks`), rank 0's decisions on every rank (:func:`from_rank0`) and every
+rank's random state on rank 0 (:func:`gathered`). Gradients are averaged by
+:class:`torch.nn.parallel.DistributedDataParallel` around the task's loss (:func:`replicate`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ import torch.distributed as dist
 from attnrnn.errors import ConfigError, RunError
 
 T = TypeVar("T")
-
-DEFAULT_TIMEOUT_SECONDS = 600
-"""How long a collective may wait for a missing rank before the job fails."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +94,7 @@ def backend_for(device: torch.device) -> str:
 
 
 @contextlib.contextmanager
-def process_group(
-    world: World, device: torch.device, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-) -> Iterator[World]:
+def process_group(world: World, device: torch.device, timeout_seconds: float) -> Iterator[World]:
     """Join the process group for the duration of a run (nothing to do for one process).
 
     Every collective fails after ``timeout_seconds`` without the other ranks, so a rank
@@ -128,24 +124,6 @@ def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return [float(value) for value in tensor.tolist()]
-
-
-def mean_over_ranks(values: Mapping[str, float], device: torch.device) -> dict[str, float]:
-    """Each value averaged over the ranks (the values as they are for one process)."""
-    names = sorted(values)
-    sums = sum_over_ranks([float(values[name]) for name in names], device)
-    size = dist.get_world_size() if _several() else 1
-    return {name: total / size for name, total in zip(names, sums, strict=True)}
-
-
-def same_as_rank0(decision: bool, device: torch.device) -> bool:
-    """Rank 0's ``decision`` on every rank (early stopping, a stop request), so that the
-    ranks never disagree about whether to go on."""
-    if not _several():
-        return decision
-    flag = torch.tensor([1 if decision else 0], dtype=torch.int64, device=device)
-    dist.broadcast(flag, src=0)
-    return bool(flag.item())
 
 
 def from_rank0(value: T) -> T:

@@ -35,7 +35,7 @@ WORKER = textwrap.dedent(
     import torch
 
     from attnrnn.training.distributed import (
-        mean_over_ranks, process_group, replicate, same_as_rank0, world_from_environment,
+        from_rank0, gathered, process_group, replicate, sum_over_ranks, world_from_environment,
     )
     from models import BATCHES, build, loss_of
 
@@ -51,8 +51,9 @@ WORKER = textwrap.dedent(
             replica(BATCHES[name][world.rank]).backward()
             gradients = {key: p.grad for key, p in model.named_parameters()}
             torch.save(gradients, f"{output}/{name}-rank{world.rank}.pt")
-        assert mean_over_ranks({"x": world.rank + 1.0, "y": 2.0}, cpu) == {"x": 1.5, "y": 2.0}
-        assert same_as_rank0(world.rank == 0, cpu) is True
+        assert sum_over_ranks([world.rank + 1.0, 2.0], cpu) == [3.0, 4.0]
+        assert from_rank0(world.rank == 0) is True
+        assert gathered(world.rank) == [0, 1]
     """
 )
 
