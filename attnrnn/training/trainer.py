@@ -73,7 +73,7 @@ from attnrnn.training.optim import (
     update_plateau,
     warmup_length,
 )
-from attnrnn.training.runtime import training_precision
+from attnrnn.training.runtime import seed_everything, training_precision
 
 MAX_NON_FINITE_STEPS = 5
 METRICS_FILE = "metrics.csv"
@@ -682,6 +682,4 @@ _DECIDED_BY_RANK0 = (
 def seed_process(seed: int, rank: int, step: int = 0) -> None:
     """Seed the random numbers (dropout...) of process ``rank`` of a data-parallel run,
     different for every rank and, after a resume that adds processes, every step."""
-    from attnrnn.training.runtime import seed_everything
-
     seed_everything(seed + 1_000_003 * rank + 7_919 * step)
