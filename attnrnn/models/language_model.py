@@ -28,8 +28,10 @@ from torch import nn
 
 from attnrnn.config import EncoderConfig, check_positive, check_probability
 from attnrnn.errors import ConfigError
+from attnrnn.nn import fast_paths
 from attnrnn.nn.dropout import Dropout
 from attnrnn.nn.encoders import RNNEncoder
+from attnrnn.nn.losses import adaptive_cross_entropy
 from attnrnn.nn.masking import lengths_to_mask
 
 # Each rarer word cluster of the adaptive softmax gets a projection this many times smaller.
@@ -155,24 +157,47 @@ class BidirectionalLanguageModel(nn.Module):
         backward_states = outputs[..., H:] if self.encoder.bidirectional else None  # (B, S, H)
         return forward_states, backward_states
 
+    def _predictions(
+        self, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The N (state, target) pairs of each direction, row by row: forward state t
+        with token t + 1, backward state t + 1 with token t.
+
+        Returns:
+            forward_states: (N, H); next_tokens: (N,);
+            backward_states: (N, H), None for a unidirectional encoder;
+            previous_tokens: (N,).
+        """
+        forward_states, backward_states = self.encode(tokens, lengths)
+        pairs = lengths_to_mask(lengths - 1, tokens.size(1) - 1).to(tokens.device)  # (B, S-1)
+        backward = None if backward_states is None else backward_states[:, 1:][pairs]
+        return (
+            forward_states[:, :-1][pairs],
+            tokens[:, 1:][pairs],
+            backward,
+            tokens[:, :-1][pairs],
+        )
+
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> LanguageModelOutput:
-        """Language-model losses of a padded batch.
+        """Language-model losses and per-prediction log-probabilities of a padded batch.
 
         Args:
             tokens: (B, S) token ids, padded; S >= 2.
             lengths: (B,) valid tokens per row, each >= 2.
         """
-        forward_states, backward_states = self.encode(tokens, lengths)
-        # Forward state t predicts token t + 1; backward state t + 1 predicts token t.
-        pairs = lengths_to_mask(lengths - 1, tokens.size(1) - 1).to(tokens.device)  # (B, S-1)
-        next_tokens = tokens[:, 1:][pairs]  # (N,)
-        forward = self.forward_head(forward_states[:, :-1][pairs], next_tokens)
-        if backward_states is None or self.backward_head is None:
-            return LanguageModelOutput(
-                forward.loss, forward.loss, None, next_tokens.numel(), forward.output, None
-            )
-        previous_tokens = tokens[:, :-1][pairs]  # (N,)
-        backward = self.backward_head(backward_states[:, 1:][pairs], previous_tokens)
+        forward_states, next_tokens, backward_states, previous_tokens = self._predictions(
+            tokens, lengths
+        )
+        # torch's adaptive softmax mixes dtypes under autocast: the heads run in their
+        # weights' dtype.
+        dtype = self.forward_head.head.weight.dtype
+        with torch.autocast(tokens.device.type, enabled=False):
+            forward = self.forward_head(forward_states.to(dtype), next_tokens)
+            if backward_states is None or self.backward_head is None:
+                return LanguageModelOutput(
+                    forward.loss, forward.loss, None, next_tokens.numel(), forward.output, None
+                )
+            backward = self.backward_head(backward_states.to(dtype), previous_tokens)
         loss = (forward.loss + backward.loss) / 2
         return LanguageModelOutput(
             loss,
@@ -182,3 +207,19 @@ class BidirectionalLanguageModel(nn.Module):
             forward.output,
             backward.output,
         )
+
+    def training_loss(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``forward(tokens, lengths).loss`` for a training step: when the fast paths
+        are wanted (:mod:`attnrnn.nn.fast_paths`), each head's loss comes through
+        :func:`~attnrnn.nn.losses.adaptive_cross_entropy`, which keeps no per-token
+        log-probabilities (half the step time of a 50,000-word model on a CPU)."""
+        if not fast_paths.gradients_wanted():
+            return self(tokens, lengths).loss
+        forward_states, next_tokens, backward_states, previous_tokens = self._predictions(
+            tokens, lengths
+        )
+        loss = adaptive_cross_entropy(self.forward_head, forward_states, next_tokens)
+        if backward_states is None or self.backward_head is None:
+            return loss
+        backward = adaptive_cross_entropy(self.backward_head, backward_states, previous_tokens)
+        return (loss + backward) / 2

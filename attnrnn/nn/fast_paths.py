@@ -1,12 +1,14 @@
 """The one switch for the hand-written training fast paths.
 
-Three places train through code written by hand instead of through autograd:
+Four places train through code written by hand instead of through autograd:
 
 - :func:`attnrnn.nn.gru.gru_states`: the encoder's one-layer GRUs (CPU);
 - :class:`attnrnn.nn.fused_decoder.LuongGRUAdditive`: the one-layer Luong GRU
   decoder with input feeding and additive attention (CPU);
 - :func:`attnrnn.nn.losses.linear_cross_entropy`: the output layer fused with
-  the label-smoothed loss (CPU and CUDA).
+  the label-smoothed loss (CPU and CUDA);
+- :func:`attnrnn.nn.losses.adaptive_cross_entropy`: the language model's adaptive
+  softmax, each cluster through ``linear_cross_entropy`` (CPU and CUDA).
 
 Each gives the values and gradients of the autograd computation it replaces
 (the tests compare the two), so the switch changes speed, not results (up to
@@ -16,7 +18,7 @@ and a backward pass may follow: :func:`gradients_wanted`; in a dtype the
 hand-written code computes in exactly: :func:`runs_in`), and keeps only its
 own structural condition (cell type, layers, attention, device).
 
-``with hand_written(False):`` routes all three through autograd: to compare
+``with hand_written(False):`` routes all four through autograd: to compare
 the paths, to time the difference, or to rule the fast paths out when
 debugging. The switch is thread-local, like ``torch.no_grad``: a block affects
 only the thread that enters it, and every thread starts with the switch on.

@@ -512,7 +512,7 @@ class LanguageModelTask(Task[LanguageModelRunConfig, LanguageModelAssets, Encode
         device: Any,
     ) -> LossOutput:
         tokens, lengths = collate([split.chunks[i] for i in indices], split.pad_index, device)
-        return LossOutput(model(tokens, lengths).loss, int(lengths.sum()))
+        return LossOutput(model.training_loss(tokens, lengths), int(lengths.sum()))
 
     def dev_scores(self, trained: TrainedModel, split: EncodedSplit) -> dict[str, float]:
         """Loss and perplexities (the prediction count is for results.json only)."""

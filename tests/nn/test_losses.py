@@ -6,7 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnrnn.nn.losses import linear_cross_entropy, smoothed_cross_entropy
+from attnrnn.nn.losses import (
+    adaptive_cross_entropy,
+    linear_cross_entropy,
+    smoothed_cross_entropy,
+)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3, 1.0])
@@ -117,3 +121,41 @@ def test_fused_linear_cross_entropy_trains_tied_weights_like_the_plain_path():
     hidden = torch.tanh(embedding(tokens))
     F.cross_entropy(layer(hidden), targets, label_smoothing=0.1).backward()
     torch.testing.assert_close(fused, embedding.weight.grad)
+
+
+def adaptive_head_and_batch(head_bias: bool) -> tuple[torch.nn.AdaptiveLogSoftmaxWithLoss, ...]:
+    """A 60-word adaptive softmax with three clusters, 50 rows whose targets fall in
+    the shortlist and the first two clusters only (the last one stays empty)."""
+    generator = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    head = torch.nn.AdaptiveLogSoftmaxWithLoss(16, 60, [10, 25, 40], 2.0, head_bias=head_bias)
+    head.double()
+    inputs = torch.randn(50, 16, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, 40, (50,), generator=generator)
+    return head, inputs, targets
+
+
+@pytest.mark.parametrize("head_bias", [False, True])
+def test_adaptive_cross_entropy_equals_the_adaptive_softmax_loss_and_gradients(head_bias):
+    head, inputs, targets = adaptive_head_and_batch(head_bias)
+    inputs.requires_grad_()
+    fused = adaptive_cross_entropy(head, inputs, targets)
+    (3 * fused).backward()
+    fused_grads = [inputs.grad.clone(), *(p.grad for p in head.parameters())]
+    inputs.grad = None
+    head.zero_grad(set_to_none=True)
+    expected = head(inputs, targets).loss
+    (3 * expected).backward()
+    expected_grads = [inputs.grad, *(p.grad for p in head.parameters())]
+    torch.testing.assert_close(fused, expected)
+    for got, want in zip(fused_grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want)  # both None for the empty cluster
+    assert head.tail[2][1].weight.grad is None and head.tail[0][1].weight.grad is not None
+
+
+def test_adaptive_cross_entropy_of_an_empty_batch_is_zero_and_differentiable():
+    head, inputs, _ = adaptive_head_and_batch(False)
+    empty = inputs[:0].clone().requires_grad_()
+    loss = adaptive_cross_entropy(head, empty, torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    assert loss.item() == 0.0 and empty.grad is not None

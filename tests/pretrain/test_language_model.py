@@ -20,6 +20,7 @@ from attnrnn.data.vocab import Vocab
 from attnrnn.errors import ConfigError, DataError, RunError
 from attnrnn.models.classifier import ClassifierConfig, TextClassifier
 from attnrnn.models.language_model import BidirectionalLanguageModel, LanguageModelConfig
+from attnrnn.nn import fast_paths
 from attnrnn.tasks.language_model import LanguageModelRunConfig, chunk_spans, read_texts
 from attnrnn.tasks.runs import read_config, task_named
 from attnrnn.tasks.runs import train as train_run
@@ -158,6 +159,39 @@ def test_log_probabilities_average_to_the_losses():
     assert bool((output.forward_log_probs < 0).all())
     torch.testing.assert_close(-output.forward_log_probs.mean(), output.forward_loss)
     torch.testing.assert_close(-output.backward_log_probs.mean(), output.backward_loss)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_training_loss_through_the_fused_heads_equals_the_module_loss(bidirectional):
+    model = tiny_model("lstm", bidirectional=bidirectional).double()
+    tokens = torch.tensor([[3, 4, 5, 6, 7, 15, 19], [8, 9, 17, 11, 0, 0, 0]])
+    lengths = torch.tensor([7, 4])
+
+    def loss_and_gradients(fused: bool) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        with fast_paths.hand_written(fused):
+            loss = model.training_loss(tokens, lengths)
+        loss.backward()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+        return [loss.detach(), *grads]
+
+    fused, plain = loss_and_gradients(True), loss_and_gradients(False)
+    torch.testing.assert_close(plain[0], model(tokens, lengths).loss.detach())
+    for got, want in zip(fused, plain, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_bf16_autocast_forward_and_training_loss():
+    model = tiny_model("lstm")
+    tokens, lengths = torch.tensor([[3, 4, 5, 6, 17]]), torch.tensor([5])
+    expected = model(tokens, lengths).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(tokens, lengths)
+        loss = model.training_loss(tokens, lengths)
+    assert output.forward_log_probs.dtype == torch.float32
+    torch.testing.assert_close(output.loss, expected, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(loss, expected, rtol=0.05, atol=0.05)
+    loss.backward()
 
 
 def test_unidirectional_model_trains_only_the_forward_direction():
