@@ -20,6 +20,7 @@ needed.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,6 +107,27 @@ class LanguageModelOutput:
     predicted_tokens: int
     forward_log_probs: torch.Tensor
     backward_log_probs: torch.Tensor | None
+
+
+RNNState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class LanguageModelState:
+    """The forward RNN's state after a prefix, one entry per layer: (1, N, H), or the
+    (hidden, cell) pair of an LSTM. Selecting rows is a beam-search step."""
+
+    layers: list[RNNState]
+
+    def select(self, indices: torch.Tensor) -> LanguageModelState:
+        """The state of rows ``indices`` (N',)."""
+
+        def rows(state: RNNState) -> RNNState:
+            if isinstance(state, tuple):
+                return (state[0].index_select(1, indices), state[1].index_select(1, indices))
+            return state.index_select(1, indices)
+
+        return LanguageModelState([rows(layer) for layer in self.layers])
 
 
 class BidirectionalLanguageModel(nn.Module):
@@ -223,3 +245,19 @@ class BidirectionalLanguageModel(nn.Module):
             return loss
         backward = adaptive_cross_entropy(self.backward_head, backward_states, previous_tokens)
         return (loss + backward) / 2
+
+    def step(
+        self, previous_tokens: torch.Tensor, state: LanguageModelState | None
+    ) -> tuple[torch.Tensor, LanguageModelState]:
+        """One step of the forward language model, for decoding: the log-probabilities
+        (N, V) of the token after ``previous_tokens`` (N,) given the prefix read so far
+        (``state``; None: the empty prefix). Equals row t of :meth:`forward`'s forward
+        predictions, one token at a time (in eval mode)."""
+        inputs = self.embedding(previous_tokens).unsqueeze(1)  # (N, 1, E)
+        layers: list[RNNState] = []
+        for layer, directions in enumerate(self.encoder.layers):
+            rnn = typing.cast(nn.ModuleList, directions)[0]  # the forward direction
+            inputs, layer_state = rnn(inputs, None if state is None else state.layers[layer])
+            layers.append(layer_state)
+        states = inputs.squeeze(1).to(self.forward_head.head.weight.dtype)  # (N, H)
+        return self.forward_head.log_prob(states), LanguageModelState(layers)

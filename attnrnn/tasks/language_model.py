@@ -43,7 +43,7 @@ from attnrnn.data.vocab import Vocab
 from attnrnn.errors import ConfigError, DataError
 from attnrnn.models.language_model import BidirectionalLanguageModel, LanguageModelConfig
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
-from attnrnn.tasks.text import TextSide
+from attnrnn.tasks.text import BOS, EOS, TextSide
 from attnrnn.training.trainer import LossOutput
 from attnrnn.viz import printable_token
 
@@ -101,11 +101,18 @@ class LanguageModelRunConfig:
     continuation on the target task's own unlabelled text). Its tokenizer, vocabulary
     and weights are taken as they are, so ``tokenizer`` is not used and ``model`` must
     be that run's.
+
+    ``units_from``: a speech, translation or summarization run whose output units
+    (tokenizer and vocabulary) this language model predicts, so that it can score
+    that model's outputs as they are decoded (shallow fusion: ``lm`` in a speech
+    run's config). ``tokenizer`` is then not used, and every text is framed by
+    ``<s>`` and ``</s>``: the model learns how outputs start and end.
     """
 
     data: DataConfig
     task: Literal["language_model"] = "language_model"
     continue_from: str | None = None
+    units_from: str | None = None
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: LanguageModelConfig = LanguageModelConfig()
     # The language model's own defaults; a section given in part keeps the others.
@@ -114,6 +121,13 @@ class LanguageModelRunConfig:
     )
     trainer: TrainerConfig = TrainerConfig(epochs=1, batch_tokens=8000, log_every_steps=100)
     inference: InferenceConfig = InferenceConfig(batch_tokens=8000, max_batch_size=128)
+
+    def __post_init__(self) -> None:
+        if self.continue_from and self.units_from:
+            raise ConfigError(
+                "give continue_from or units_from, not both: a continued language model "
+                "keeps the units of the run it continues"
+            )
 
 
 # --------------------------------------------------------------------------- data
@@ -270,7 +284,8 @@ class LanguageModel(TrainedModel[LanguageModelRunConfig, LanguageModelAssets]):
         texts = list(inputs)
         side = self.assets.text
         max_length = self.config.data.max_length
-        tokens = [side.tokenizer.tokenize(text) for text in texts]
+        opening, closing = ([BOS], [EOS]) if framing(side.vocab)[0] else ([], [])
+        tokens = [[*opening, *side.tokenizer.tokenize(text), *closing] for text in texts]
         spans = [chunk_spans(len(words), max_length) for words in tokens]
         chunks = [
             torch.tensor(side.vocab.encode(words[start:end]), dtype=torch.int32)
@@ -405,6 +420,31 @@ def describe_perplexity(result: Perplexity) -> str:
 # --------------------------------------------------------------------------- the task
 
 
+def framing(vocab: Vocab) -> tuple[list[int], list[int]]:
+    """The ids put before and after every text: ``<s>`` and ``</s>`` for the output units
+    of a sequence model (``units_from``), whose vocabularies have them; none for word
+    vocabularies."""
+    if BOS in vocab and EOS in vocab:
+        return [vocab.index(BOS)], [vocab.index(EOS)]
+    return [], []
+
+
+def output_units(run_directory: Path) -> TextSide:
+    """The tokenizer and vocabulary a sequence model's outputs are written in (a speech or
+    translation run's target side, a summarization run's shared one)."""
+    from attnrnn.tasks.runs import run_task
+
+    task = run_task(run_directory)
+    assets = task.load_assets(run_directory)
+    side = getattr(assets, "target", None) if task.name != "summarization" else assets.text
+    if not isinstance(side, TextSide):
+        raise ConfigError(
+            f"units_from {run_directory}: a {task.name} run writes no output text; give a "
+            "speech, translation or summarization run"
+        )
+    return side
+
+
 class LanguageModelTask(Task[LanguageModelRunConfig, LanguageModelAssets, EncodedSplit]):
     name = "language_model"
     config_class = LanguageModelRunConfig
@@ -427,6 +467,8 @@ class LanguageModelTask(Task[LanguageModelRunConfig, LanguageModelAssets, Encode
 
             source = read_language_model(Path(config.continue_from), "continue_from")
             return cast(LanguageModelAssets, source.assets)
+        if config.units_from:
+            return LanguageModelAssets(output_units(Path(config.units_from)))
         settings = config.tokenizer
         tokenizer = WordTokenizer(lowercase=settings.lowercase)
         vocab = Vocab.build(
@@ -446,12 +488,14 @@ class LanguageModelTask(Task[LanguageModelRunConfig, LanguageModelAssets, Encode
         examples: list[str],
         role: str,
     ) -> EncodedSplit:
-        """The texts' token ids cut into chunks of at most ``data.max_length``."""
+        """The texts' token ids (framed by ``<s>`` and ``</s>`` when the vocabulary has
+        them: :func:`framing`) cut into chunks of at most ``data.max_length``."""
         max_length = config.data.max_length
+        start, end = framing(assets.text.vocab)
         chunks = [
             chunk
             for text in examples
-            for chunk in cut_into_chunks(assets.text.encode(text), max_length)
+            for chunk in cut_into_chunks(start + assets.text.encode(text) + end, max_length)
         ]
         if not chunks:
             raise DataError(

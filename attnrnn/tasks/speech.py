@@ -45,10 +45,20 @@ from attnrnn.data.readers import check_encoding
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
 from attnrnn.decoding.ctc import JointCTCAttention
+from attnrnn.decoding.fusion import ShallowFusion
 from attnrnn.errors import ConfigError, RunError
 from attnrnn.metrics import error_rates
+from attnrnn.models.language_model import BidirectionalLanguageModel
 from attnrnn.models.speech import SpeechModelConfig, SpeechRecognizer
-from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
+from attnrnn.tasks.base import (
+    Explanation,
+    Metric,
+    Option,
+    Task,
+    TrainedModel,
+    as_list,
+    output_folder,
+)
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.files import write_json_atomic
@@ -113,6 +123,9 @@ class SpeechRunConfig:
 
     ctc_weight (decoding): lambda of joint CTC / attention scoring at search
         time (0: attention alone); the training weight is ``model.ctc_weight``.
+    lm: a language_model run over this run's output units (``units_from`` in its
+        config), added to the search scores at ``lm_weight`` (shallow fusion; see
+        :mod:`attnrnn.decoding.fusion`). Null: no language model.
     inference: batching of transcription, evaluation and dev scoring (frames).
     """
 
@@ -130,12 +143,57 @@ class SpeechRunConfig:
     dev_search: SearchConfig = SearchConfig(beam_size=1, max_length_ratio=2.0)
     search: SearchConfig = SearchConfig(beam_size=5, max_length_ratio=2.0)
     ctc_weight: float = 0.3
+    lm: str | None = None
+    lm_weight: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0.0 <= self.ctc_weight <= 1.0:
-            raise ConfigError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        check_scoring(self.ctc_weight, self.lm_weight)
+
+
+def check_scoring(ctc_weight: float, lm_weight: float) -> None:
+    """ConfigError unless ``ctc_weight`` is in [0, 1] and ``lm_weight`` >= 0."""
+    if not 0.0 <= ctc_weight <= 1.0:
+        raise ConfigError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
+    if lm_weight < 0.0:
+        raise ConfigError(f"lm_weight must be >= 0, got {lm_weight}")
+
+
+# Options of transcribe / evaluate / explain that set how candidates are scored.
+SCORING_OPTIONS = ("ctc_weight", "lm", "lm_weight")
+
+SPEECH_OPTIONS = (
+    *SEARCH_OPTIONS,
+    Option(
+        ("--ctc-weight",),
+        "ctc_weight",
+        "lambda of joint CTC / attention scoring (default: the run's ctc_weight)",
+        type=float,
+    ),
+    Option(
+        ("--lm",),
+        "lm",
+        "a language_model run over this run's output units for shallow fusion "
+        "(default: the run's lm)",
+    ),
+    Option(
+        ("--lm-weight",),
+        "lm_weight",
+        "weight of the language model's log-probabilities (default: the run's lm_weight)",
+        type=float,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How search scores a candidate besides the attention decoder: joint CTC at
+    ``ctc_weight``; the language model run ``lm`` at ``lm_weight`` (None: none)."""
+
+    ctc_weight: float
+    lm: str | None
+    lm_weight: float
 
 
 # --------------------------------------------------------------------------- data
@@ -275,6 +333,10 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
     """A trained speech recognizer: :meth:`transcribe` (= :meth:`predict`),
     :meth:`evaluate`, :meth:`explain`."""
 
+    def __init__(self, *arguments: Any, **keywords: Any) -> None:
+        super().__init__(*arguments, **keywords)
+        self._language_models: dict[str, BidirectionalLanguageModel] = {}
+
     def features(self, inputs: Sequence[Any], sample_rate: int | None) -> list[torch.Tensor]:
         """Normalized features (T, F) of audio files (any rate; resampled) and of
         sample arrays or tensors at ``sample_rate`` Hz (:func:`array_samples`)."""
@@ -296,13 +358,56 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
             features.append(self.assets.normalizer(raw))
         return features
 
+    def scoring(self, options: dict[str, Any]) -> Scoring:
+        """The run's scoring with the :data:`SCORING_OPTIONS` of ``options`` (taken out
+        of it; None values keep the run's setting)."""
+        given = {key: options.pop(key) for key in SCORING_OPTIONS if key in options}
+        changes = {key: value for key, value in given.items() if value is not None}
+        config = self.config
+        scoring = Scoring(
+            float(changes.get("ctc_weight", config.ctc_weight)),
+            changes.get("lm", config.lm) or None,
+            float(changes.get("lm_weight", config.lm_weight)),
+        )
+        check_scoring(scoring.ctc_weight, scoring.lm_weight)
+        return scoring
+
+    def language_model(self, run: str) -> BidirectionalLanguageModel:
+        """The model of the language_model run ``run`` (resolved like the run's data
+        paths), loaded once, checked to predict this run's output units."""
+        location = self.resolve(run)
+        cached = self._language_models.get(location)
+        if cached is not None:
+            return cached
+        from attnrnn.tasks.language_model import LanguageModel
+        from attnrnn.tasks.runs import load, run_task
+
+        task = run_task(location)
+        if task.name != "language_model":
+            raise ConfigError(f"lm {location} is a {task.name} run; lm needs a language_model run")
+        trained = load(location, device=str(self.device))
+        assert isinstance(trained, LanguageModel)
+        if trained.assets.text.vocab != self.assets.target.vocab:
+            raise ConfigError(
+                f"lm {location}: its vocabulary is not this run's output units; train it "
+                f"with units_from: {self.name} (see configs/an4_lm.yaml)"
+            )
+        model = cast(BidirectionalLanguageModel, trained.model)
+        self._language_models[location] = model
+        return model
+
     def hypotheses(
-        self, features: Sequence[torch.Tensor], search: SearchConfig
+        self,
+        features: Sequence[torch.Tensor],
+        search: SearchConfig,
+        scoring: Scoring | None = None,
     ) -> list[list[Hypothesis]]:
         """N-best lists of normalized features (T_i, F), in input order, with joint CTC
-        scoring at weight ``config.ctc_weight``."""
+        scoring and language-model fusion as ``scoring`` says (default: the run's)."""
         model: SpeechRecognizer = self.model  # type: ignore[assignment]
-        weight = self.config.ctc_weight
+        scoring = scoring or self.scoring({})
+        weight = scoring.ctc_weight
+        language_model = self.language_model(scoring.lm) if scoring.lm else None
 
         def start(indices: list[int]) -> tuple[Any, Any, torch.Tensor]:
             padded, lengths = pad_features([features[i] for i in indices])  # (B, T, F)
@@ -313,6 +418,8 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
                 step_model = JointCTCAttention(
                     model, ctc_log_probs, ctc_lengths, weight, blank=model.pad_index
                 )
+            if language_model is not None and scoring.lm_weight > 0.0:
+                step_model = ShallowFusion(step_model, language_model, scoring.lm_weight)
             return step_model, step_model.init_state(encoded), encoded.memory_mask.sum(dim=1)
 
         return decode(self, [len(f) for f in features], start, search, "transcribe")
@@ -328,15 +435,17 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
                 a single one is a list of one.
             sample_rate: the rate of the arrays and tensors in Hz (they are resampled to
                 ``features.sample_rate``); needed when there are any.
-            options: search options (``beam=5``, ``n_best=2``, ``length_penalty=...``).
+            options: search options (``beam=5``, ``n_best=2``, ``length_penalty=...``)
+                and scoring options (``ctc_weight``, ``lm``, ``lm_weight``).
         """
         items, _ = as_list(inputs)
+        scoring = self.scoring(options)
         search = search_config(self.config.search, **options)
         features = self.features(items, sample_rate)
         target = self.assets.target
         transcripts = []
         for number, (item, feature, n_best) in enumerate(
-            zip(items, features, self.hypotheses(features, search), strict=True)
+            zip(items, features, self.hypotheses(features, search, scoring), strict=True)
         ):
             best = n_best[0]
             tokens = target.vocab.decode(best.tokens)
@@ -361,9 +470,10 @@ class Recognizer(TrainedModel[SpeechRunConfig, SpeechAssets]):
         self, split: SpeechSplit, search: SearchConfig | None = None, **options: Any
     ) -> dict[str, float]:
         """WER and CER on an encoded split, decoded with ``search`` (default: the run's
-        ``search``) changed by the search options."""
+        ``search``) changed by the search and scoring options."""
+        scoring = self.scoring(options)
         config = search_config(search or self.config.search, **options)
-        hypotheses = self.hypotheses(split.features, config)
+        hypotheses = self.hypotheses(split.features, config, scoring)
         outputs = [self.assets.target.decode(n_best[0].tokens) for n_best in hypotheses]
         with self.lock:
             alignment = alignment_scores(cast(SpeechRecognizer, self.model), split)
@@ -441,7 +551,7 @@ class SpeechTask(Task[SpeechRunConfig, SpeechAssets, SpeechSplit]):
         "explain.html (the interactive explorer) and alignment-N.png (the attention under the "
         "spectrogram, per recording)"
     )
-    options = SEARCH_OPTIONS
+    options = SPEECH_OPTIONS
 
     def read_split(self, config: SpeechRunConfig, location: str, role: str) -> list[Utterance]:
         return read_manifest(location, config.data)

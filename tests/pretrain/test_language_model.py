@@ -194,6 +194,27 @@ def test_bf16_autocast_forward_and_training_loss():
     loss.backward()
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize(("bidirectional", "num_layers"), [(True, 1), (False, 2)])
+def test_one_step_at_a_time_equals_the_forward_predictions(cell, bidirectional, num_layers):
+    encoder = {"cell": cell, "hidden_size": 12, "bidirectional": bidirectional}
+    encoder["num_layers"] = num_layers
+    config = from_dict(LanguageModelConfig, {**TINY_MODEL, "embedding_size": 6, "encoder": encoder})
+    torch.manual_seed(0)
+    model = BidirectionalLanguageModel(20, config, pad_index=0).eval()
+    tokens, lengths = torch.tensor([[3, 4, 5, 6, 7], [8, 9, 10, 0, 0]]), torch.tensor([5, 3])
+    expected = model(tokens, lengths).forward_log_probs  # (N,), row by row
+    state, steps = None, []
+    for position in range(4):
+        log_probs, state = model.step(tokens[:, position], state)  # (2, V)
+        steps.append(log_probs.gather(1, tokens[:, position + 1 : position + 2]))
+        # a beam reorders rows: selecting them twice in turn is the identity
+        state = state.select(torch.tensor([1, 0])).select(torch.tensor([1, 0]))
+    stepped = torch.cat(steps, dim=1)  # (2, 4)
+    valid = torch.arange(4).unsqueeze(0) < (lengths - 1).unsqueeze(1)
+    torch.testing.assert_close(stepped[valid], expected)
+
+
 def test_unidirectional_model_trains_only_the_forward_direction():
     model = tiny_model("lstm", bidirectional=False)
     output = model(torch.tensor([[3, 4, 5, 6]]), torch.tensor([4]))
