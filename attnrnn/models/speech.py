@@ -65,6 +65,14 @@ class SpeechModelConfig:
     """Hyperparameters of :class:`SpeechRecognizer`.
 
     ctc_weight: lambda of the joint loss (0: attention only; 1: CTC only).
+    diagonal_weight: weight of the guided-attention loss (Tachibana et al. 2017),
+        which charges attention far from the diagonal of (output step, frame): a
+        prior that speech is read from left to right at a roughly even pace. With
+        little data the attention otherwise settles on a few frames (the leading
+        silence) and the decoder learns a sequence prior instead of listening.
+        0: off.
+    diagonal_width: g, how far (as a share of the lengths) attention may stray
+        from the diagonal cheaply: the charge is ``1 - exp(-d^2 / 2g^2)``.
     """
 
     listener: ListenerConfig = ListenerConfig()
@@ -74,12 +82,16 @@ class SpeechModelConfig:
         style="bahdanau", cell="lstm", hidden_size=256, attention="location", output_dropout=0.2
     )
     ctc_weight: float = 0.3
+    diagonal_weight: float = 0.0
+    diagonal_width: float = 0.3
 
     def __post_init__(self) -> None:
-        check_positive(self, "embedding_size")
+        check_positive(self, "embedding_size", "diagonal_width")
         check_probability(self, "embedding_dropout")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ConfigError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.diagonal_weight < 0.0:
+            raise ConfigError(f"diagonal_weight must be >= 0, got {self.diagonal_weight}")
 
 
 class ConvSubsampling(nn.Module):
@@ -244,8 +256,9 @@ class SpeechRecognizer(TargetSide):
         label_smoothing: float,
     ) -> tuple[torch.Tensor, int]:
         """The training loss ``lambda * CTC + (1 - lambda) * cross-entropy``
-        (lambda = ``config.ctc_weight``), both per target token, and the number of
-        target tokens (EOS included).
+        (lambda = ``config.ctc_weight``), both per target token, plus
+        ``config.diagonal_weight`` times :func:`diagonal_attention_loss`, and the
+        number of target tokens (EOS included).
 
         The cross-entropy is the label-smoothed one every task model trains with
         (:meth:`~attnrnn.models.target_side.TargetSide.output_loss`), over the valid
@@ -265,10 +278,15 @@ class SpeechRecognizer(TargetSide):
             output.attentional[valid], target_output[valid], label_smoothing
         )  # (N, A) rows against (N,) targets
         weight = self.config.ctc_weight
-        if weight == 0.0:
-            return attention_loss, tokens
-        ctc = self.ctc_loss(output, target_output)
-        return weight * ctc + (1.0 - weight) * attention_loss, tokens
+        loss = attention_loss
+        if weight > 0.0:
+            loss = weight * self.ctc_loss(output, target_output) + (1.0 - weight) * loss
+        if self.config.diagonal_weight > 0.0:
+            diagonal = diagonal_attention_loss(
+                output.attention, valid, output.ctc_lengths, self.config.diagonal_width
+            )
+            loss = loss + self.config.diagonal_weight * diagonal
+        return loss, tokens
 
     def ctc_loss(self, output: SpeechOutput, target_output: torch.Tensor) -> torch.Tensor:
         """CTC loss of a teacher-forced pass per label: summed over the utterances,
@@ -286,3 +304,26 @@ class SpeechRecognizer(TargetSide):
             zero_infinity=True,
         )
         return loss / max(int(label_lengths.sum()), 1)
+
+
+def diagonal_attention_loss(
+    attention: torch.Tensor, valid: torch.Tensor, frames: torch.Tensor, width: float
+) -> torch.Tensor:
+    """The guided-attention loss of Tachibana et al. (2017): the mean, over the valid
+    output steps, of the attention's expected charge ``1 - exp(-(s/S - u/U)^2 / 2g^2)``,
+    with u/U and s/S the step's and the frame's relative positions (their centres).
+
+    Args:
+        attention: (B, U, T') weights over the frames.
+        valid: (B, U) the output steps that count (tokens and EOS).
+        frames: (B,) valid frames T'_b (the attention is zero beyond them).
+        width: g.
+    """
+    steps = valid.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1)
+    U, T = attention.shape[1:]
+    step_position = (torch.arange(U, device=attention.device) + 0.5) / steps  # (B, U)
+    frame_position = (torch.arange(T, device=attention.device) + 0.5) / frames.unsqueeze(1)
+    distance = frame_position.unsqueeze(1) - step_position.unsqueeze(2)  # (B, U, T')
+    charge = 1.0 - torch.exp(-(distance**2) / (2 * width**2))
+    expected = (attention * charge.to(attention.dtype)).sum(dim=-1)  # (B, U)
+    return expected[valid].mean() if bool(valid.any()) else expected.sum() * 0.0

@@ -698,8 +698,9 @@ def alignment_warnings(scores: dict[str, Any], split: str = "dev") -> list[str]:
         return []
     return [
         f"{' and '.join(problems)}: the model learned a sequence prior rather than an "
-        "alignment, and will not generalise. With little data: raise model.ctc_weight "
-        "(e.g. 0.5), train longer, or add data.speed_perturbation (docs/speech.md); "
+        "alignment, and will not generalise. With little data: set model.diagonal_weight "
+        "(e.g. 1.0; a left-to-right prior), raise model.ctc_weight (e.g. 0.5), train longer "
+        "or add data.speed_perturbation (docs/speech.md); "
         "`attnrnn explain RUN AUDIO` shows the alignment"
     ]
 

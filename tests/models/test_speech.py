@@ -16,7 +16,13 @@ from attnrnn.data.tones import make_tone_utterances
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import SearchConfig, beam_search, greedy_search
 from attnrnn.decoding.ctc import JointCTCAttention
-from attnrnn.models.speech import ListenerConfig, SpeechModelConfig, SpeechRecognizer
+from attnrnn.errors import ConfigError
+from attnrnn.models.speech import (
+    ListenerConfig,
+    SpeechModelConfig,
+    SpeechRecognizer,
+    diagonal_attention_loss,
+)
 from attnrnn.nn import hand_written
 from attnrnn.tasks.speech import (
     Recognizer,
@@ -133,6 +139,52 @@ def test_joint_loss_weights_its_parts(model_config):
         model.config = dataclasses.replace(model.config, ctc_weight=weight)
         losses[weight], _ = batch_loss(model, batch, label_smoothing=0.0)
     torch.testing.assert_close(losses[0.5], (losses[0.0] + losses[1.0]) / 2)
+
+
+def one_hot_attention(rows: list[int], frames: int) -> torch.Tensor:
+    """(1, U, frames) attention on frame ``rows[u]`` at step u."""
+    return F.one_hot(torch.tensor([rows]), frames).double()
+
+
+def test_diagonal_loss_charges_attention_off_the_diagonal():
+    valid, frames = torch.ones(1, 4, dtype=torch.bool), torch.tensor([8])
+    diagonal = one_hot_attention([0, 2, 5, 7], 8)  # the centres of 4 steps over 8 frames
+    stuck = one_hot_attention([0, 0, 0, 0], 8)  # the collapse onto the leading frames
+    backwards = one_hot_attention([7, 5, 2, 0], 8)
+    losses = [diagonal_attention_loss(a, valid, frames, 0.3) for a in (diagonal, stuck, backwards)]
+    assert float(losses[0]) < 0.05 < 0.3 < float(losses[1]) < float(losses[2]) < 1.0
+    # a narrower band charges the same misalignment more
+    assert float(diagonal_attention_loss(stuck, valid, frames, 0.1)) > float(losses[1])
+
+
+def test_diagonal_loss_ignores_padding():
+    attention = torch.softmax(torch.randn(1, 3, 6, dtype=torch.float64), dim=-1)
+    alone = diagonal_attention_loss(
+        attention, torch.ones(1, 3, dtype=torch.bool), torch.tensor([6]), 0.3
+    )
+    padded = torch.zeros(2, 5, 9, dtype=torch.float64)
+    padded[1, :3, :6] = attention[0]
+    padded[0, :2, :4] = torch.softmax(torch.randn(2, 4, dtype=torch.float64), dim=-1)
+    valid = torch.zeros(2, 5, dtype=torch.bool)
+    valid[1, :3] = valid[0, :2] = True
+    other = diagonal_attention_loss(padded[:1, :2, :4], valid[:1, :2], torch.tensor([4]), 0.3)
+    together = diagonal_attention_loss(padded, valid, torch.tensor([4, 6]), 0.3)
+    torch.testing.assert_close(together, (2 * other + 3 * alone) / 5)
+
+
+def test_joint_loss_adds_the_weighted_diagonal_loss(model_config):
+    model = make_model(model_config).float()
+    features = [torch.randn(30, F_BINS), torch.randn(25, F_BINS)]
+    batch = collate(split_of(features, [[4, 5], [6]]), [0, 1], model)
+    plain, _ = batch_loss(model, batch, label_smoothing=0.0)
+    model.config = dataclasses.replace(model.config, diagonal_weight=2.0, diagonal_width=0.2)
+    guided, _ = batch_loss(model, batch, label_smoothing=0.0)
+    output = model(batch.features, batch.lengths, batch.target_input)
+    valid = batch.target_output != PAD
+    expected = diagonal_attention_loss(output.attention, valid, output.ctc_lengths, 0.2)
+    torch.testing.assert_close(guided, plain + 2.0 * expected)
+    with pytest.raises(ConfigError, match="diagonal_weight must be >= 0"):
+        dataclasses.replace(model.config, diagonal_weight=-1.0)
 
 
 def graph_nodes(tensor: torch.Tensor) -> set[str]:
