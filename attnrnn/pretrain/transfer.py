@@ -80,6 +80,19 @@ def read_language_model(run_directory: Path, option: str = "pretrained.encoder")
     return language_model
 
 
+def language_model_vocab(run_directory: Path) -> Vocab:
+    """The vocabulary of a language-model run, without loading its weights."""
+    from attnrnn.tasks.runs import run_task
+    from attnrnn.tasks.text import TextSide
+
+    task = run_task(run_directory)
+    if task.name != "language_model":
+        raise RunError(
+            f"{run_directory} is a {task.name} run; pretrained.encoder needs a language_model run"
+        )
+    return TextSide.load(run_directory).vocab
+
+
 def check_compatible(
     run_directory: Path, pretrained: LanguageModelConfig, model: TextClassifier
 ) -> None:

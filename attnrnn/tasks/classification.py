@@ -107,11 +107,15 @@ class PretrainedConfig:
         their pretrained vector.
     encoder: a language-model run (task ``language_model``) whose embedding and
         RNN encoder initialise the classifier's.
+    vocab_from_encoder: with ``encoder``, also add every word of the language
+        model's vocabulary (each has a pretrained embedding): with a few hundred
+        labelled texts, most words of new texts would otherwise be unknown.
     """
 
     vectors: str | None = None
     vocab_from_vectors: int = 0
     encoder: str | None = None
+    vocab_from_encoder: bool = True
 
 
 @dataclass(frozen=True)
@@ -373,6 +377,11 @@ class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, Encoded
         extra = config.pretrained.vocab_from_vectors
         if config.pretrained.vectors and extra:
             words = read_vector_words(config.pretrained.vectors, extra)
+            vocab = vocab.extended([word for word in words if word not in vocab])
+        if config.pretrained.encoder and config.pretrained.vocab_from_encoder:
+            from attnrnn.pretrain.transfer import language_model_vocab
+
+            words = language_model_vocab(Path(config.pretrained.encoder)).tokens
             vocab = vocab.extended([word for word in words if word not in vocab])
         return ClassifierAssets(TextSide(tokenizer, vocab), labels)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -571,3 +572,26 @@ def test_a_classifier_trains_from_the_language_model(
     with pytest.raises(ConfigError, match=r"model\.encoder\.hidden_size"):
         train_run(mismatched, tmp_path / "mismatched", log=lambda _: None)
     assert not (tmp_path / "mismatched").exists()
+
+
+def test_the_classifier_vocabulary_takes_the_language_models_words(
+    pretrained_run, tmp_path, review_files, tiny_config
+):
+    output, _ = pretrained_run
+    vocabularies, logs = {}, {}
+    for extend in (True, False):
+        setting = f"pretrained.vocab_from_encoder={str(extend).lower()}"
+        config = classifier_config(review_files, tiny_config, output, setting)
+        logs[extend] = []
+        train_run(config, tmp_path / f"run-{extend}", log=logs[extend].append)
+        vocabularies[extend] = attnrnn.load(tmp_path / f"run-{extend}").assets.text.vocab
+    language_model = Vocab.load(output / "vocab.json")
+    unseen = [word for word in language_model.tokens if word not in vocabularies[False]]
+    assert unseen, "the test needs words of the language model the reviews do not have"
+    assert vocabularies[True].tokens == [*vocabularies[False].tokens, *unseen]
+    # every added word starts from its pretrained embedding row
+    covered = {
+        extend: int(re.search(r"embedding rows for (\d+) of", "\n".join(lines)).group(1))
+        for extend, lines in logs.items()
+    }
+    assert covered[True] == covered[False] + len(unseen)
