@@ -184,3 +184,30 @@ def sst2_scratch_overrides(data: Path) -> list[str]:
         "pretrained.vocab_from_vectors=0",
         "model.freeze_embeddings=false",
     ]
+
+
+# The language model of benchmarks/pretrained.py (step "lm"), which the classifier
+# benchmarks fine-tune from.
+LANGUAGE_MODEL = WORK / "pretrained" / "runs" / "lm"
+
+
+def language_model_step() -> dict[str, Any]:
+    """The cached result of benchmarks/pretrained.py's language model; exits with a
+    message when it has not finished."""
+    path = WORK / "pretrained" / "lm.json"
+    if not path.exists() or not (LANGUAGE_MODEL / "best").exists():
+        raise SystemExit(
+            f"{LANGUAGE_MODEL} is not trained yet: run python benchmarks/pretrained.py first"
+        )
+    return json.loads(path.read_text())
+
+
+def from_language_model() -> list[str]:
+    """``--set`` overrides that start a classifier config from the language model instead
+    of word vectors."""
+    return [
+        "pretrained.vectors=null",
+        "pretrained.vocab_from_vectors=0",
+        f"pretrained.encoder={LANGUAGE_MODEL}",
+        "model.freeze_embeddings=false",
+    ]

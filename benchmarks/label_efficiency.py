@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from baselines import tfidf_logistic_regression
-from common import RESULTS, ROOT, WORK, Steps, attnrnn, write_results
+from common import LANGUAGE_MODEL, RESULTS, ROOT, WORK, Steps, attnrnn, write_results
 from small_data import sample
 
 from attnrnn.data.readers import TextExample, read_examples
 from attnrnn.tasks.text import split_off_dev
 
 FOLDER = WORK / "label_efficiency"
-LANGUAGE_MODEL = WORK / "pretrained" / "runs" / "lm"
 VECTORS = WORK / "vectors" / "imdb-w2v-300.txt"
 STARTS: dict[str, tuple[str, list[str]]] = {
     "scratch": (
