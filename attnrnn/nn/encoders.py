@@ -139,6 +139,7 @@ class RNNEncoder(nn.Module):
         rnns = [rnn for layer in self.layers for rnn in typing.cast(nn.ModuleList, layer)]
         if all(runs_hand_written(rnn, inputs) for rnn in rnns):
             return self._forward_time_major(inputs, lengths)
+        exporting = torch.compiler.is_exporting()
         last = (lengths - 1).view(B, 1, 1).expand(B, 1, self.hidden_size)  # (B, 1, H)
         mask = lengths_to_mask(lengths, S).unsqueeze(-1).to(inputs.dtype)  # (B, S, 1)
         layer_input, finals = inputs, []
@@ -147,7 +148,9 @@ class RNNEncoder(nn.Module):
                 layer_input = self.dropout(layer_input)
             outputs = []
             for direction, rnn in enumerate(typing.cast(nn.ModuleList, directions)):
-                if direction == 0:
+                if exporting:  # a loop over time that the exported graph keeps
+                    states = scanned_states(rnn, layer_input, lengths, reverse=direction == 1)
+                elif direction == 0:
                     states = rnn(layer_input)[0]  # (B, S, H)
                 else:
                     reversed_states = rnn(reverse_within_lengths(layer_input, lengths))[0]
@@ -180,3 +183,62 @@ class RNNEncoder(nn.Module):
         # batch-first again for the attention: the concatenation writes it so
         joined = torch.cat([states.transpose(0, 1) for states in outputs], dim=-1)
         return EncoderOutput(joined * valid.transpose(0, 1), torch.stack(finals))
+
+
+def scanned_states(
+    rnn: nn.Module, inputs: torch.Tensor, lengths: torch.Tensor, reverse: bool = False
+) -> torch.Tensor:
+    """The states (B, S, H) of a one-layer ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` (its
+    weights only) over ``inputs`` (B, S, E) from the zero state, as a ``scan`` over
+    time: what :func:`torch.export` (and so the ONNX export) keeps as a loop with a
+    dynamic length, where the RNN modules would be unrolled for the example's length.
+    ``reverse``: read each row backwards within its length (the backward direction).
+
+    The same equations as PyTorch's cells (gate order i, f, g, o and r, z, n)."""
+    from torch._higher_order_ops.scan import scan
+
+    module = typing.cast(nn.RNNBase, rnn)
+    weight_hh = typing.cast(torch.Tensor, module.weight_hh_l0)
+    bias_hh = typing.cast(torch.Tensor | None, getattr(module, "bias_hh_l0", None))
+    x = reverse_within_lengths(inputs, lengths) if reverse else inputs
+    projected = torch.nn.functional.linear(
+        x, typing.cast(torch.Tensor, module.weight_ih_l0), getattr(module, "bias_ih_l0", None)
+    ).transpose(0, 1)  # (S, B, G * H)
+    H = module.hidden_size
+    zeros = inputs.new_zeros(inputs.size(0), H)  # (B, H)
+
+    def recurrent(hidden: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(hidden, weight_hh, bias_hh)  # (B, G * H)
+
+    if isinstance(module, nn.LSTM):
+
+        def lstm_step(
+            carry: tuple[torch.Tensor, torch.Tensor], step: torch.Tensor
+        ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+            hidden, cell = carry
+            i, f, g, o = (step + recurrent(hidden)).chunk(4, dim=-1)
+            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+            hidden = torch.sigmoid(o) * torch.tanh(cell)
+            return (hidden, cell), hidden.clone()
+
+        _, states = scan(lstm_step, (zeros, zeros.clone()), projected)
+    elif isinstance(module, nn.GRU):
+
+        def gru_step(hidden: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            gates = recurrent(hidden)
+            reset, update = torch.sigmoid(step[:, : 2 * H] + gates[:, : 2 * H]).chunk(2, dim=-1)
+            candidate = torch.tanh(step[:, 2 * H :] + reset * gates[:, 2 * H :])
+            hidden = (1 - update) * candidate + update * hidden
+            return hidden, hidden.clone()
+
+        _, states = scan(gru_step, zeros, projected)
+    else:
+        activation = torch.tanh if module.nonlinearity == "tanh" else torch.relu
+
+        def rnn_step(hidden: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            hidden = activation(step + recurrent(hidden))
+            return hidden, hidden.clone()
+
+        _, states = scan(rnn_step, zeros, projected)
+    states = states.transpose(0, 1)  # (B, S, H)
+    return reverse_within_lengths(states, lengths) if reverse else states

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,11 +42,9 @@ from attnrnn.models.classifier import (
     importance_loss,
 )
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
-from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts
+from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts, truncate
 from attnrnn.training.files import write_json_atomic
 from attnrnn.training.trainer import LossOutput
-
-Item = TypeVar("Item")
 
 # --------------------------------------------------------------------------- configuration
 
@@ -133,18 +131,6 @@ class ClassificationRunConfig:
 
 
 # --------------------------------------------------------------------------- data
-
-
-def truncate(ids: Sequence[Item], max_length: int, policy: str) -> list[Item]:
-    """Cut a token (id) list to ``max_length`` by the policy of :class:`DataConfig`."""
-    if len(ids) <= max_length:
-        return list(ids)
-    if policy == "head":
-        return list(ids[:max_length])
-    if policy == "tail":
-        return list(ids[-max_length:])
-    head = max_length // 4
-    return list(ids[:head]) + list(ids[len(ids) - (max_length - head) :])
 
 
 def sort_labels(labels: set[str]) -> list[str]:

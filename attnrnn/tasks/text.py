@@ -136,3 +136,15 @@ def origin_parts(origin: str) -> tuple[str, int | None]:
     if path and line.isdigit():
         return path, int(line)
     return origin, None
+
+
+def truncate(ids: Sequence[Item], max_length: int, policy: str) -> list[Item]:
+    """Cut a token (id) list to ``max_length`` by the policy of :class:`DataConfig`."""
+    if len(ids) <= max_length:
+        return list(ids)
+    if policy == "head":
+        return list(ids[:max_length])
+    if policy == "tail":
+        return list(ids[-max_length:])
+    head = max_length // 4
+    return list(ids[:head]) + list(ids[len(ids) - (max_length - head) :])
