@@ -122,9 +122,7 @@ class Prefixes:
 
 
 class FinishedHypotheses:
-    def __init__(
-        self, config: SearchSettings, eos_index: int, source_lengths: list[int]
-    ) -> None:
+    def __init__(self, config: SearchSettings, eos_index: int, source_lengths: list[int]) -> None:
         self.config = config
         self.eos_index = eos_index
         self.source_lengths = source_lengths

@@ -1,0 +1,305 @@
+"""``attnrnn export RUN --format onnx``: a run's model as ONNX graphs.
+
+- classification: ``classifier.onnx``, (tokens (B, S), lengths (B,)) -> (class
+  probabilities (B, C), attention (B, r, S));
+- translation: ``encoder.onnx``, (source (B, S), lengths (B,)) -> the decoder's
+  first state, and ``step.onnx``, (previous tokens (N,), state...) ->
+  (log-probabilities (N, V), attention (N, S), the new state...). Search runs
+  outside the graphs (:mod:`attnrnn.onnx.search`), as in PyTorch, where every
+  step is a function of tensors.
+
+The graphs come from :func:`torch.onnx.export` (the torch.export-based exporter)
+of the model's own ``forward`` / ``encode`` / ``step``: nothing is rewritten for
+the export but the RNN over time, which runs as a scan under export
+(:func:`attnrnn.nn.encoders.scanned_states`) so that the graph keeps a loop of
+dynamic length. Batch and length axes are dynamic. Every graph is checked with
+the ONNX checker, and the export runs each graph once with ONNX Runtime on the
+example and compares it with PyTorch before it writes anything.
+
+The folder also holds the run's config, tokenizer and vocabulary files and
+``onnx.json``, which :mod:`attnrnn.onnx` reads (no PyTorch needed there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+import attnrnn
+from attnrnn.errors import ConfigError, RunError
+from attnrnn.extras import require
+from attnrnn.nn.decoders import DecoderState
+from attnrnn.tasks.base import TrainedModel
+from attnrnn.training import files
+
+FORMAT = "attnrnn-onnx"
+VERSION = 1
+OPSET = 18
+MANIFEST = "onnx.json"
+# The ONNX outputs must equal PyTorch's on the export example to this tolerance.
+TOLERANCE = 1e-4
+
+
+def export_onnx(run: str | Path, output: str | Path, int8: bool = False) -> Path:
+    """Export the best checkpoint of ``run`` to a new folder ``output``; ``int8``:
+    also quantize the graphs' weights with ONNX Runtime's dynamic quantization."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        require(module)
+    model = attnrnn.load(run, device="cpu")
+    exporter = EXPORTERS.get(model.task.name)
+    if exporter is None:
+        raise ConfigError(
+            f"ONNX export of {model.task.name} runs is not available; "
+            f"it is for: {', '.join(EXPORTERS)}"
+        )
+    source, output = Path(run), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with files.staged_run_directory(output) as staging, torch.no_grad():
+        manifest = exporter(model, staging)
+        if int8:
+            quantize_graphs(staging, manifest["graphs"])
+        manifest.update(
+            format=FORMAT,
+            version=VERSION,
+            opset=OPSET,
+            int8=int8,
+            task=model.task.name,
+            attnrnn_version=attnrnn.__version__,
+            exported_from=str(source),
+        )
+        shutil.copy(source / "config.yaml", staging / "config.yaml")
+        model.assets.save(staging)
+        files.write_json_atomic(staging / MANIFEST, manifest)
+    return output
+
+
+# --------------------------------------------------------------------------- graphs
+
+
+def export_graph(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic: dict[str, dict[int, str]],
+    varargs: bool = False,
+) -> None:
+    """One graph: exported, checked, run once by ONNX Runtime on ``example`` and compared
+    with ``module``'s outputs. ``dynamic``: the named dynamic axes of each input;
+    ``varargs``: the module's ``forward`` is ``(first, *rest)``."""
+    import onnx
+
+    dims: dict[str, Any] = {}
+    shapes: tuple[Any, ...] = tuple(
+        {axis: dims.setdefault(name, torch.export.Dim(name)) for axis, name in axes.items()} or None
+        for axes in (dynamic.get(input_name, {}) for input_name in input_names)
+    )
+    if varargs:  # forward(first, *rest): torch.export wants (first, (rest...))
+        shapes = (shapes[0], shapes[1:])
+    module.eval()
+    # The exporter reports its progress on standard output and warns about torch
+    # internals; the command's output is its own.
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exporter_log.setLevel(logging.ERROR)  # "torchvision is not installed..."
+        program = torch.onnx.export(
+            module,
+            example,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=shapes,
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+        exporter_log.setLevel(level)
+    if program is None:  # pragma: no cover - dynamo export always returns a program
+        raise RunError(f"{path.name}: the ONNX exporter returned nothing")
+    program.save(str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+    expected = [output.numpy() for output in module(*example)]
+    got = run_graph(path, dict(zip(input_names, (x.numpy() for x in example), strict=True)))
+    for name, want, have in zip(output_names, expected, got, strict=True):
+        if want.dtype == bool:
+            same = bool((want == have).all())
+        else:
+            same = bool(np.allclose(want, have, atol=TOLERANCE, rtol=TOLERANCE))
+        if not same:
+            raise RunError(
+                f"{path.name}: the ONNX output {name!r} differs from PyTorch's on the export "
+                "example; the model uses an operation the exporter does not carry over"
+            )
+
+
+def run_graph(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return cast(list[np.ndarray], session.run(None, feeds))
+
+
+def quantize_graphs(folder: Path, graphs: dict[str, str]) -> None:
+    """int8 weights for every graph's matrix products (ONNX Runtime's dynamic
+    quantization: activations quantized on the fly, per tensor)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    for name in graphs.values():
+        path = folder / name
+        quantized = path.with_suffix(".int8.onnx")
+        quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+        quantized.replace(path)
+
+
+# --------------------------------------------------------------------------- classification
+
+
+class ClassifierGraph(nn.Module):
+    """(tokens, lengths) -> (probabilities, attention) of a text classifier."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(tokens, lengths)
+        return torch.softmax(output.logits.float(), dim=-1), output.attention.float()
+
+
+def export_classifier(trained: TrainedModel, folder: Path) -> dict[str, Any]:
+    vocab = trained.assets.text.vocab
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(2, len(vocab), (3, 7), generator=generator)
+    lengths = torch.tensor([7, 4, 1])
+    tokens[1, 4:] = tokens[2, 1:] = vocab.pad_index
+    export_graph(
+        ClassifierGraph(trained.model),
+        (tokens, lengths),
+        folder / "classifier.onnx",
+        ["tokens", "lengths"],
+        ["probabilities", "attention"],
+        {"tokens": {0: "batch", 1: "length"}, "lengths": {0: "batch"}},
+    )
+    return {"graphs": {"classifier": "classifier.onnx"}}
+
+
+# --------------------------------------------------------------------------- sequence models
+
+
+def state_fields(state: DecoderState) -> list[str]:
+    """The fields a model's decoder state has (the others are None for it)."""
+    return [
+        item.name for item in dataclasses.fields(state) if getattr(state, item.name) is not None
+    ]
+
+
+# The fields a step changes; the others (memory, keys, mask) are read only.
+CHANGING = ("hidden", "cell", "input_feed", "previous_weights", "coverage")
+
+
+class EncoderGraph(nn.Module):
+    """(source, lengths) -> the decoder's first state, field by field."""
+
+    def __init__(self, model: nn.Module, fields: list[str]) -> None:
+        super().__init__()
+        self.model, self.fields = model, fields
+
+    def forward(self, source: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        model = cast(Any, self.model)
+        state = model.init_state(model.encode(source, lengths))
+        return tuple(getattr(state, name) for name in self.fields)
+
+
+class StepGraph(nn.Module):
+    """(previous tokens, state...) -> (log-probabilities, attention, changed state...)."""
+
+    def __init__(self, model: nn.Module, fields: list[str]) -> None:
+        super().__init__()
+        self.model, self.fields = model, fields
+
+    def forward(self, previous: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        values: dict[str, Any] = {item.name: None for item in dataclasses.fields(DecoderState)}
+        values.update(zip(self.fields, tensors, strict=True))
+        log_probs, state, attention = cast(Any, self.model).step(previous, DecoderState(**values))
+        changed = tuple(getattr(state, name) for name in self.fields if name in CHANGING)
+        return (log_probs, attention, *changed)
+
+
+def sequence_axes(state: DecoderState, fields: list[str], rows: str) -> dict[str, dict[int, str]]:
+    """Dynamic axes of the state tensors: rows first, the source length where it is."""
+    source_length = state.memory.size(1)
+    axes = {}
+    for name in fields:
+        tensor = getattr(state, name)
+        axes[name] = {0: rows}
+        if tensor.dim() >= 2 and tensor.size(1) == source_length and name != "hidden":
+            axes[name][1] = "source_length"
+    return axes
+
+
+def export_translator(trained: TrainedModel, folder: Path) -> dict[str, Any]:
+    model = cast(Any, trained.model)
+    vocab = trained.assets.source.vocab
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randint(4, len(vocab), (3, 7), generator=generator)
+    lengths = torch.tensor([7, 4, 2])
+    source[1, 4:] = source[2, 2:] = vocab.pad_index
+    state = model.init_state(model.encode(source, lengths))
+    fields = state_fields(state)
+    export_graph(
+        EncoderGraph(model, fields),
+        (source, lengths),
+        folder / "encoder.onnx",
+        ["source", "lengths"],
+        fields,
+        {"source": {0: "batch", 1: "source_length"}, "lengths": {0: "batch"}},
+    )
+    rows = state.select(torch.tensor([0, 0, 1, 2, 2]))  # beams: rows repeat
+    previous = torch.tensor([model.bos_index, 5, 6, 7, 8])
+    changing = [name for name in fields if name in CHANGING]
+    export_graph(
+        StepGraph(model, fields),
+        (previous, *(getattr(rows, name) for name in fields)),
+        folder / "step.onnx",
+        ["previous", *fields],
+        ["log_probs", "attention", *(f"next_{name}" for name in changing)],
+        {"previous": {0: "rows"}, **sequence_axes(state, fields, "rows")},
+        varargs=True,
+    )
+    return {
+        "graphs": {"encoder": "encoder.onnx", "step": "step.onnx"},
+        "state": fields,
+        "changing_state": changing,
+        "special_tokens": {
+            "pad": model.pad_index,
+            "bos": model.bos_index,
+            "eos": model.eos_index,
+        },
+    }
+
+
+EXPORTERS: dict[str, Callable[[TrainedModel, Path], dict[str, Any]]] = {
+    "classification": export_classifier,
+    "translation": export_translator,
+}
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """``onnx.json`` of an exported folder (used by the tests and the CLI)."""
+    return cast(dict[str, Any], json.loads((folder / MANIFEST).read_text()))

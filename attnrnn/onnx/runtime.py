@@ -1,0 +1,288 @@
+"""The predictors of exported folders: ONNX Runtime sessions, the run's tokenizers and
+vocabularies, and numpy search. No PyTorch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import yaml
+
+from attnrnn.errors import ConfigError, RunError
+from attnrnn.onnx.search import Hypothesis, SearchSettings, search
+from attnrnn.tasks.text import EOS, TextSide, truncate
+
+FORMAT = "attnrnn-onnx"  # = attnrnn.onnx.export.FORMAT
+VERSION = 1
+R = TypeVar("R")
+SEARCH_FIELDS = tuple(item.name for item in fields(SearchSettings))
+
+
+def load_exported(directory: Path, threads: int | None = None) -> Any:
+    manifest_path = directory / "onnx.json"
+    if not manifest_path.is_file():
+        raise RunError(f"{directory}: no onnx.json; export a run with `attnrnn export RUN "
+                       "--format onnx --output DIR`")  # fmt: skip
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        config = yaml.safe_load((directory / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise RunError(f"{directory}: unreadable export ({error})") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise RunError(
+            f"{manifest_path}: not an attnrnn ONNX export of version {VERSION} "
+            f"(format {manifest.get('format')!r}, version {manifest.get('version')!r})"
+        )
+    predictors: dict[str, Callable[..., Any]] = {
+        "classification": OnnxClassifier,
+        "translation": OnnxTranslator,
+    }
+    predictor = predictors.get(manifest.get("task", ""))
+    if predictor is None:
+        raise RunError(f"{manifest_path}: no ONNX predictor for task {manifest.get('task')!r}")
+    return predictor(directory, manifest, config, threads)
+
+
+def session(path: Path, threads: int | None) -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError(
+            "the ONNX runtime needs the onnxruntime package: pip install 'attnrnn[onnx]'"
+        ) from None
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def padded(rows: Sequence[Sequence[int]], pad_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, S) int64 ids padded at the end and their lengths (B,)."""
+    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    ids = np.full((len(rows), int(lengths.max())), pad_index, dtype=np.int64)
+    for number, row in enumerate(rows):
+        ids[number, : len(row)] = row
+    return ids, lengths
+
+
+def batched(
+    lengths: Sequence[int], max_rows: int, max_tokens: int, run: Callable[[list[int]], list[R]]
+) -> list[R]:
+    """``run`` over batches of similar length (longest first), results in input order."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    results: list[Any] = [None] * len(lengths)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while (
+            end < len(order)
+            and end - start < max_rows
+            and (end - start + 1) * lengths[order[start]] <= max_tokens
+        ):
+            end += 1
+        indices = order[start:end]
+        for index, result in zip(indices, run(indices), strict=True):
+            results[index] = result
+        start = end
+    return results
+
+
+class Exported:
+    """What every predictor has: the folder, its manifest and config, and the sessions."""
+
+    def __init__(
+        self, directory: Path, manifest: dict[str, Any], config: dict[str, Any], threads: int | None
+    ) -> None:
+        self.directory, self.manifest, self.config = directory, manifest, config
+        self.task = manifest["task"]
+        self.sessions = {
+            name: session(directory / file, threads) for name, file in manifest["graphs"].items()
+        }
+        inference = config.get("inference") or {}
+        self.max_rows = int(inference.get("max_batch_size", 64))
+        self.max_tokens = int(inference.get("batch_tokens", 8000))
+
+
+# --------------------------------------------------------------------------- classification
+
+
+class OnnxClassifier(Exported):
+    """A text classifier: :meth:`predict` gives label, probabilities, tokens, attention."""
+
+    def __init__(self, *arguments: Any) -> None:
+        super().__init__(*arguments)
+        self.text = TextSide.load(self.directory)
+        labels = json.loads((self.directory / "labels.json").read_text(encoding="utf-8"))
+        self.labels: list[str] = labels
+        data = self.config.get("data") or {}
+        self.max_length = int(data.get("max_length", 400))
+        self.truncate = str(data.get("truncate", "head"))
+
+    def encode(self, text: str) -> list[int]:
+        vocab = self.text.vocab
+        return truncate(self.text.encode(text) or [vocab.unk_index], self.max_length, self.truncate)
+
+    def predict(self, texts: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+        if options:
+            raise ConfigError(f"predict takes no options, got {', '.join(options)}")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        ids = [self.encode(text) for text in texts]
+
+        def run(indices: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+            tokens, lengths = padded([ids[i] for i in indices], self.text.vocab.pad_index)
+            probabilities, attention = self.sessions["classifier"].run(
+                None, {"tokens": tokens, "lengths": lengths}
+            )
+            return [
+                (probabilities[row], attention[row, :, : len(ids[index])])
+                for row, index in enumerate(indices)
+            ]
+
+        scored = batched([len(row) for row in ids], self.max_rows, self.max_tokens, run)
+        records = []
+        for text, token_ids, (row, weights) in zip(texts, ids, scored, strict=True):
+            tokens = truncate(self.text.tokenizer.tokenize(text), self.max_length, self.truncate)
+            if len(tokens) != len(token_ids):
+                tokens = ["<unk>"] * len(token_ids)
+            records.append(
+                {
+                    "label": self.labels[int(row.argmax())],
+                    "probabilities": {
+                        label: float(p) for label, p in zip(self.labels, row, strict=True)
+                    },
+                    "tokens": tokens
+                    if len(tokens) == len(token_ids)
+                    else ["<unk>"] * len(token_ids),
+                    "attention": weights.tolist(),
+                }
+            )
+        return records
+
+
+# --------------------------------------------------------------------------- translation
+
+
+@dataclass
+class StepState:
+    """The decoder state of every row, by name (what the step graph reads)."""
+
+    tensors: dict[str, np.ndarray]
+
+    def select(self, rows: np.ndarray) -> StepState:
+        return StepState({name: value[rows] for name, value in self.tensors.items()})
+
+
+class StepGraph:
+    """The exported decoder step as a step model of :mod:`attnrnn.onnx.search`."""
+
+    def __init__(self, graph: Any, manifest: dict[str, Any]) -> None:
+        self.graph = graph
+        self.changing = manifest["changing_state"]
+        specials = manifest["special_tokens"]
+        self.pad_index, self.bos_index, self.eos_index = (
+            specials["pad"],
+            specials["bos"],
+            specials["eos"],
+        )
+
+    def step(self, prev_tokens: np.ndarray, state: StepState) -> tuple[Any, StepState, Any]:
+        outputs = self.graph.run(None, {"previous": prev_tokens.astype(np.int64), **state.tensors})
+        log_probs, attention, *changed = outputs
+        tensors = dict(state.tensors)
+        tensors.update(zip(self.changing, changed, strict=True))
+        return log_probs, StepState(tensors), attention
+
+
+def search_settings(base: dict[str, Any], **options: Any) -> SearchSettings:
+    """The run's search section with search options (``beam``, ``n_best``, any field)."""
+    changes = {key: value for key, value in options.items() if value is not None}
+    if "beam" in changes:
+        changes["beam_size"] = changes.pop("beam")
+    unknown = [key for key in changes if key not in SEARCH_FIELDS]
+    if unknown:
+        raise ConfigError(f"unknown search option {unknown[0]!r}")
+    settings = {key: value for key, value in base.items() if key in SEARCH_FIELDS}
+    settings.update(changes)
+    n_best = int(settings.get("n_best", 1))
+    if n_best > int(settings.get("beam_size", 5)):
+        if "beam_size" in changes:
+            raise ConfigError(f"n_best ({n_best}) cannot exceed the beam ({changes['beam_size']})")
+        settings["beam_size"] = n_best
+    if "beam_size" in changes and "n_best" not in changes:
+        settings["n_best"] = min(int(base.get("n_best", 1)), int(changes["beam_size"]))
+    return SearchSettings(**settings)
+
+
+class OnnxTranslator(Exported):
+    """A translator: :meth:`translate` (= :meth:`predict`) with greedy or beam search."""
+
+    def __init__(self, *arguments: Any) -> None:
+        super().__init__(*arguments)
+        self.source = TextSide.load(self.directory, "source_")
+        self.target = TextSide.load(self.directory, "target_")
+        self.fields: list[str] = self.manifest["state"]
+        self.step_model = StepGraph(self.sessions["step"], self.manifest)
+        data = self.config.get("data") or {}
+        self.max_source_length = int(data.get("max_source_length", 200))
+
+    def encode_source(self, text: str) -> list[int]:
+        ids = self.source.encode(text) or [self.source.vocab.unk_index]
+        return ids[: self.max_source_length]
+
+    def decode_ids(
+        self, sources: Sequence[Sequence[int]], settings: SearchSettings
+    ) -> list[list[Hypothesis]]:
+        def run(indices: list[int]) -> list[list[Hypothesis]]:
+            ids, lengths = padded([sources[i] for i in indices], self.step_model.pad_index)
+            state = self.sessions["encoder"].run(None, {"source": ids, "lengths": lengths})
+            first = StepState(dict(zip(self.fields, state, strict=True)))
+            return search(self.step_model, first, lengths, settings)
+
+        rows = max(1, self.max_rows // max(settings.beam_size, 1))
+        return batched([len(s) for s in sources], rows, self.max_tokens, run)
+
+    def translate(self, texts: str | Sequence[str], **options: Any) -> list[dict[str, Any]]:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        settings = search_settings(self.config.get("search") or {}, **options)
+        ids = [self.encode_source(text) for text in texts]
+        return [
+            self.record(text, source_ids, n_best)
+            for text, source_ids, n_best in zip(
+                texts, ids, self.decode_ids(ids, settings), strict=True
+            )
+        ]
+
+    predict = translate
+
+    def record(self, text: str, source_ids: list[int], n_best: list[Hypothesis]) -> dict[str, Any]:
+        """What :meth:`attnrnn.tasks.translation.Translator.record` gives."""
+        source_tokens = self.source.tokenizer.tokenize(text)[: len(source_ids)]
+        if len(source_tokens) != len(source_ids):
+            source_tokens = self.source.vocab.decode(source_ids)
+        best, *alternatives = [self.alternative(h, len(source_ids)) for h in n_best]
+        return {
+            "translation": best["text"],
+            "score": best["score"],
+            "alternatives": [alternative["text"] for alternative in alternatives],
+            "source_tokens": source_tokens,
+            "target_tokens": best["target_tokens"],
+            "attention": best["attention"],
+            "alternatives_detail": alternatives,
+        }
+
+    def alternative(self, hypothesis: Hypothesis, source_length: int) -> dict[str, Any]:
+        target_tokens = self.target.vocab.decode(hypothesis.tokens)
+        if len(hypothesis.attention) > len(hypothesis.tokens):
+            target_tokens = [*target_tokens, EOS]
+        attention = hypothesis.attention[: len(target_tokens), :source_length]
+        return {
+            "text": self.target.decode(hypothesis.tokens),
+            "score": hypothesis.score,
+            "target_tokens": target_tokens,
+            "attention": attention.tolist(),
+        }
