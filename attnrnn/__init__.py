@@ -22,13 +22,18 @@ def load(
 ) -> TrainedModel:
     """A trained model from a run directory or an exported bundle; the task (and so the
     methods: ``predict``, ``translate``, ``transcribe``, ``summarize``) comes from its
-    configuration.
+    configuration. A folder of ``attnrnn export --format onnx`` gives the ONNX Runtime
+    predictor of :mod:`attnrnn.onnx` (its predictions are the records ``record`` gives).
 
     Args:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:0"``...
         int8: int8 dynamic quantization for CPU inference (translation).
         checkpoint: ``"best"`` (default) or ``"last"``.
     """
+    import attnrnn.onnx
+
+    if attnrnn.onnx.is_exported(run):
+        return attnrnn.onnx.load(run)
     from attnrnn.tasks.runs import load as load_run
 
     return load_run(run, device=device, int8=int8, checkpoint_name=checkpoint)

@@ -119,10 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(handler=command_explain)
 
     export = commands.add_parser(
-        "export", help="write an inference-only bundle (weights, assets, model card)"
+        "export",
+        help="write an inference-only bundle (weights, assets, model card) or ONNX graphs",
     )
     add_run_argument(export)
-    export.add_argument("--output", "-o", required=True, help="the bundle's folder (new)")
+    export.add_argument("--output", "-o", required=True, help="the new folder to write")
+    export.add_argument(
+        "--format",
+        choices=("bundle", "onnx"),
+        default="bundle",
+        help="bundle: PyTorch weights (default); onnx: graphs for ONNX Runtime, no PyTorch "
+        "needed to run them (docs/export.md)",
+    )
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="(onnx) int8 weights by ONNX Runtime's dynamic quantization",
+    )
     export.set_defaults(handler=command_export)
 
     report = commands.add_parser(
@@ -338,6 +351,13 @@ def add_predict_parser(commands: Any, command: str) -> None:
     predict.add_argument(
         "--strict", action="store_true", help="stop with an error at an empty line"
     )
+    predict.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="auto (default): ONNX Runtime for a folder of `attnrnn export --format onnx`, "
+        "PyTorch otherwise",
+    )
     add_task_options(predict, "predict", tasks)
     predict.set_defaults(handler=command_predict, alias=command)
 
@@ -378,6 +398,19 @@ def add_task_options(parser: argparse.ArgumentParser, command: str, tasks: Any =
 
 def load_run(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str, Any]]:
     """The run of ``arguments.run`` and the task options given, checked against its task."""
+    import attnrnn.onnx
+
+    runtime = getattr(arguments, "runtime", "auto")
+    exported = attnrnn.onnx.is_exported(arguments.run)
+    if exported and runtime != "torch":
+        return load_exported(arguments, command)
+    if exported:
+        raise ConfigError(f"{arguments.run} is an ONNX export: it runs with --runtime onnx")
+    if runtime == "onnx":
+        raise ConfigError(
+            f"{arguments.run} is not an ONNX export; write one with "
+            f"`attnrnn export {arguments.run} --format onnx --output DIR`"
+        )
     from attnrnn.tasks.runs import load, run_task
 
     task = run_task(arguments.run)
@@ -402,6 +435,38 @@ def load_run(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str
         device=getattr(arguments, "device", "auto"),
         int8=getattr(arguments, "int8", False),
     )
+    return model, given
+
+
+# The options the ONNX predictors take (search settings), by command.
+ONNX_OPTIONS = {"translate": ("beam", "n_best", "length_penalty"), "predict": ()}
+
+
+def load_exported(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str, Any]]:
+    """The ONNX predictor of an exported folder and the options given, checked."""
+    import attnrnn.onnx
+
+    if command != "predict":
+        raise ConfigError(
+            f"{arguments.run} is an ONNX export, which answers `attnrnn predict` and the "
+            f"task's command; {command} needs the PyTorch run it was exported from"
+        )
+    model = attnrnn.onnx.load(arguments.run)
+    alias = getattr(arguments, "alias", "predict")
+    if alias not in ("predict", model.command):
+        raise ConfigError(
+            f"{arguments.run} is a {model.task.name} export; use `attnrnn {model.command}` for it"
+        )
+    known = ONNX_OPTIONS.get(model.command, ())
+    given = {
+        key: value
+        for key, value in vars(arguments).items()
+        if key in _task_option_names() | set(LOAD_OPTIONS)
+    }
+    for key in given:
+        if key not in known:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} does not apply to the ONNX {model.task.name} predictor")
     return model, given
 
 
@@ -567,6 +632,14 @@ def command_explain(arguments: argparse.Namespace) -> int:
 
 
 def command_export(arguments: argparse.Namespace) -> int:
+    if arguments.format == "onnx":
+        from attnrnn.onnx.export import export_onnx
+
+        written = export_onnx(arguments.run, arguments.output, int8=arguments.int8)
+        print(f"exported {arguments.run} to {written} (ONNX)")
+        return 0
+    if arguments.int8:
+        raise ConfigError("--int8 applies to --format onnx (bundles quantize when loaded)")
     from attnrnn.tasks.runs import export
 
     print(f"exported {arguments.run} to {export(arguments.run, arguments.output)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,20 +93,45 @@ def batched(
     return results
 
 
+def namespace(value: Any) -> Any:
+    """A config mapping as attributes (``config.inference.max_batch_size``), as the
+    PyTorch model's config dataclasses read."""
+    if isinstance(value, dict):
+        return SimpleNamespace(**{key: namespace(item) for key, item in value.items()})
+    return value
+
+
 class Exported:
-    """What every predictor has: the folder, its manifest and config, and the sessions."""
+    """What every predictor has: the folder, its manifest, the run's config (as
+    attributes: ``config``; as a mapping: ``settings``) and the ONNX Runtime sessions.
+
+    With ``task``, ``parse_input``, ``predict``, ``record`` and ``line`` it offers what
+    the CLI's ``predict`` uses of a PyTorch model."""
+
+    command = "predict"
+    progress: Any = None
 
     def __init__(
         self, directory: Path, manifest: dict[str, Any], config: dict[str, Any], threads: int | None
     ) -> None:
-        self.directory, self.manifest, self.config = directory, manifest, config
-        self.task = manifest["task"]
+        self.directory, self.manifest, self.settings = directory, manifest, config
+        self.config = namespace(config)
+        self.task = SimpleNamespace(
+            name=manifest["task"], command=self.command, input_files=False, options=()
+        )
         self.sessions = {
             name: session(directory / file, threads) for name, file in manifest["graphs"].items()
         }
         inference = config.get("inference") or {}
         self.max_rows = int(inference.get("max_batch_size", 64))
         self.max_tokens = int(inference.get("batch_tokens", 8000))
+
+    def parse_input(self, line: str, options: dict[str, Any]) -> str:
+        return line.strip()
+
+    def record(self, result: dict[str, Any]) -> dict[str, Any]:
+        """A result as the JSON object the CLI prints (``--json``): results are records."""
+        return result
 
 
 # --------------------------------------------------------------------------- classification
@@ -119,7 +145,7 @@ class OnnxClassifier(Exported):
         self.text = TextSide.load(self.directory)
         labels = json.loads((self.directory / "labels.json").read_text(encoding="utf-8"))
         self.labels: list[str] = labels
-        data = self.config.get("data") or {}
+        data = self.settings.get("data") or {}
         self.max_length = int(data.get("max_length", 400))
         self.truncate = str(data.get("truncate", "head"))
 
@@ -162,6 +188,11 @@ class OnnxClassifier(Exported):
                 }
             )
         return records
+
+    def line(self, result: dict[str, Any]) -> str:
+        """The label and the probabilities as JSON, as the PyTorch classifier's."""
+        fields = {"label": result["label"], "probabilities": result["probabilities"]}
+        return json.dumps(fields, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------- translation
@@ -221,13 +252,15 @@ def search_settings(base: dict[str, Any], **options: Any) -> SearchSettings:
 class OnnxTranslator(Exported):
     """A translator: :meth:`translate` (= :meth:`predict`) with greedy or beam search."""
 
+    command = "translate"
+
     def __init__(self, *arguments: Any) -> None:
         super().__init__(*arguments)
         self.source = TextSide.load(self.directory, "source_")
         self.target = TextSide.load(self.directory, "target_")
         self.fields: list[str] = self.manifest["state"]
         self.step_model = StepGraph(self.sessions["step"], self.manifest)
-        data = self.config.get("data") or {}
+        data = self.settings.get("data") or {}
         self.max_source_length = int(data.get("max_source_length", 200))
 
     def encode_source(self, text: str) -> list[int]:
@@ -248,10 +281,10 @@ class OnnxTranslator(Exported):
 
     def translate(self, texts: str | Sequence[str], **options: Any) -> list[dict[str, Any]]:
         texts = [texts] if isinstance(texts, str) else list(texts)
-        settings = search_settings(self.config.get("search") or {}, **options)
+        settings = search_settings(self.settings.get("search") or {}, **options)
         ids = [self.encode_source(text) for text in texts]
         return [
-            self.record(text, source_ids, n_best)
+            self.translation(text, source_ids, n_best)
             for text, source_ids, n_best in zip(
                 texts, ids, self.decode_ids(ids, settings), strict=True
             )
@@ -259,7 +292,13 @@ class OnnxTranslator(Exported):
 
     predict = translate
 
-    def record(self, text: str, source_ids: list[int], n_best: list[Hypothesis]) -> dict[str, Any]:
+    def line(self, result: dict[str, Any]) -> str:
+        """The translation, then its alternatives, tab-separated."""
+        return "\t".join([result["translation"], *result["alternatives"]])
+
+    def translation(
+        self, text: str, source_ids: list[int], n_best: list[Hypothesis]
+    ) -> dict[str, Any]:
         """What :meth:`attnrnn.tasks.translation.Translator.record` gives."""
         source_tokens = self.source.tokenizer.tokenize(text)[: len(source_ids)]
         if len(source_tokens) != len(source_ids):
