@@ -30,7 +30,8 @@ def run_cli(capsys, *arguments) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def dates(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("onnx-dates")
-    for split, pairs in zip(("train", "dev", "test"), split_date_pairs(300, 20, 30, seed=3)):
+    splits = split_date_pairs(300, 20, 30, seed=3)
+    for split, pairs in zip(("train", "dev", "test"), splits, strict=True):
         write_parallel(pairs, directory / f"{split}.src", directory / f"{split}.tgt")
     return directory
 
