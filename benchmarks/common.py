@@ -156,20 +156,32 @@ def synchronize(device: torch.device) -> None:
 
 
 def matmul_peak(
-    dtype: torch.dtype, device: torch.device, size: int = 8192, repeats: int = 10
+    dtype: torch.dtype, device: torch.device, seconds: float = 2.0, largest: int = 8192
 ) -> float:
-    """Best-of-``repeats`` FLOP/s of one square matmul: the device's practical peak."""
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    for _ in range(3):
-        a @ b
-    synchronize(device)
-    best = float("inf")
-    for _ in range(repeats):
+    """The best FLOP/s of square matmuls: the device's practical peak, sized by time.
+
+    The size doubles from 256 while one product takes under a tenth of ``seconds`` (up to
+    ``largest``), then products of that size repeat for about ``seconds``. A fixed size
+    would take minutes where a dtype is emulated (bf16 on a CPU without AVX512-BF16 or
+    AMX runs about 40 times slower than fp32) and be too small for a fast device.
+    """
+
+    def one(size: int) -> float:
+        a = torch.randn(size, size, dtype=dtype, device=device)
+        b = torch.randn(size, size, dtype=dtype, device=device)
+        synchronize(device)
         started = time.perf_counter()
         a @ b
         synchronize(device)
-        best = min(best, time.perf_counter() - started)
+        return time.perf_counter() - started
+
+    size = 256
+    while size < largest and one(size) < seconds / 10:
+        size *= 2
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        elapsed = one(size)
+        best, spent = min(best, elapsed), spent + elapsed
     return 2 * size**3 / best
 
 

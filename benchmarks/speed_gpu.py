@@ -120,13 +120,13 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("speed_gpu.py needs a CUDA device; this machine has none")
     torch.backends.cuda.matmul.allow_tf32 = False
-    size = 8192 if device.type == "cuda" else 512
+    largest = 16384 if device.type == "cuda" else 512
     results: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "bf16_matmul_flops": matmul_peak(torch.bfloat16, device, size),
-        "fp32_matmul_flops": matmul_peak(torch.float32, device, size),
+        "bf16_matmul_flops": matmul_peak(torch.bfloat16, device, largest=largest),
+        "fp32_matmul_flops": matmul_peak(torch.float32, device, largest=largest),
     }
     print(json.dumps(results), flush=True)
     run = attnrnn.load(arguments.run, device=arguments.device)
