@@ -43,7 +43,13 @@ from attnrnn.decoding.hypotheses import (
     allowed_log_probs,
     length_penalty,
 )
-from attnrnn.decoding.protocol import Hypothesis, SearchConfig, StepModel, max_output_lengths
+from attnrnn.decoding.protocol import (
+    Hypothesis,
+    SearchConfig,
+    StepModel,
+    max_output_lengths,
+    reorder,
+)
 
 
 @dataclass
@@ -226,7 +232,10 @@ def beam_search(
             return finished.best(config.n_best)
         kept_positions = torch.tensor(kept, device=rows.device)  # (b',)
         kept_rows = _rows_of(kept_positions, K)  # (b' * K,)
-        state = state.select(rows[kept_rows])
+        # Every new row extends a row of its own source: the source-only tensors move
+        # only when sources were dropped (then kept_rows holds a row of each one).
+        sources_moved = kept_rows if len(kept) < len(done) else None
+        state = reorder(state, rows[kept_rows], sources_moved)
         prefixes = prefixes.select(kept_rows)
         beam_log_probs = beam_log_probs[kept_positions]  # (b', K)
         sources = [sources[position] for position in kept]

@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from attnrnn.decoding.protocol import reorder
+
 NEG_INF = float("-inf")
 
 
@@ -55,10 +57,19 @@ class CTCState:
     candidate_psi: torch.Tensor | None = None
 
     def select(self, indices: torch.Tensor) -> CTCState:
+        return self.reorder(indices, indices)
+
+    def reorder(self, indices: torch.Tensor, sources: torch.Tensor | None) -> CTCState:
+        """See :func:`attnrnn.decoding.protocol.reorder`: the posteriors and the frame
+        counts are the source's."""
         chosen: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            chosen[item.name] = None if value is None else value.index_select(0, indices)
+            rows = sources if item.name in ("log_probs", "lengths") else indices
+            if value is None or rows is None:
+                chosen[item.name] = value
+            else:
+                chosen[item.name] = value.index_select(0, rows)
         return CTCState(**chosen)
 
 
@@ -140,6 +151,11 @@ class JointState:
 
     def select(self, indices: torch.Tensor) -> JointState:
         return JointState(self.decoder.select(indices), self.ctc.select(indices))
+
+    def reorder(self, indices: torch.Tensor, sources: torch.Tensor | None) -> JointState:
+        return JointState(
+            reorder(self.decoder, indices, sources), self.ctc.reorder(indices, sources)
+        )
 
 
 class JointCTCAttention:

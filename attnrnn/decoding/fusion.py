@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 import torch
 
+from attnrnn.decoding.protocol import reorder
+
 
 class LanguageModelStep(Protocol):
     """A left-to-right language model, one token at a time."""
@@ -42,6 +44,10 @@ class FusionState:
     def select(self, indices: torch.Tensor) -> FusionState:
         chosen = None if self.language_model is None else self.language_model.select(indices)
         return FusionState(self.model.select(indices), chosen)
+
+    def reorder(self, indices: torch.Tensor, sources: torch.Tensor | None) -> FusionState:
+        chosen = None if self.language_model is None else self.language_model.select(indices)
+        return FusionState(reorder(self.model, indices, sources), chosen)
 
 
 class ShallowFusion:

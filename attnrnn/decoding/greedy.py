@@ -65,6 +65,7 @@ def greedy_search(
         remaining = (~done).nonzero().squeeze(1)  # (N',)
         if remaining.numel() == 0:
             return finished.best(1)
-        state = state.select(remaining)
-        sources, prefixes = sources[remaining], prefixes.select(remaining)
-        total_log_probs = total_log_probs[remaining]
+        if remaining.numel() < done.numel():  # rows never move otherwise
+            state = state.select(remaining)
+            sources, prefixes = sources[remaining], prefixes.select(remaining)
+            total_log_probs = total_log_probs[remaining]

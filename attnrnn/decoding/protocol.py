@@ -17,6 +17,14 @@ N is the number of rows the state holds: B at first, B x K once beam search
 has expanded every source into K hypotheses, fewer once finished sources are
 dropped. The state is a bag of tensors whose first dimension is N, so it can
 be exported step by step (ONNX) and reordered with one ``index_select``.
+
+Part of a state depends only on the source (the encoder's memory, its projected
+keys and mask: the largest tensors), and a beam step that finishes no source
+moves every row within its own source. A state may therefore offer
+``state.reorder(indices, sources)`` (see :func:`reorder`), which leaves those
+tensors as they are when ``sources`` is None and otherwise takes them from the
+rows ``sources``; search calls it through :func:`reorder`, which falls back to
+``select``.
 """
 
 from __future__ import annotations
@@ -38,6 +46,15 @@ class DecoderState(Protocol):
     def select(self: StateT, indices: torch.Tensor) -> StateT:
         """The state of rows ``indices`` (N',), in that order (rows may repeat)."""
         ...
+
+
+def reorder(state: Any, indices: torch.Tensor, sources: torch.Tensor | None) -> Any:
+    """``state.select(indices)``, where the source-only tensors of row j come from row
+    ``sources[j]`` (a row of the same source as ``indices[j]``) or, when ``sources`` is
+    None, stay as they are (every row keeps its source): through ``state.reorder`` when
+    the state has it."""
+    method = getattr(state, "reorder", None)
+    return state.select(indices) if method is None else method(indices, sources)
 
 
 class StepModel(Protocol):

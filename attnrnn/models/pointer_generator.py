@@ -54,9 +54,13 @@ class CopyState:
     extended_size: int
 
     def select(self, indices: torch.Tensor) -> CopyState:
+        return self.reorder(indices, indices)
+
+    def reorder(self, indices: torch.Tensor, sources: torch.Tensor | None) -> CopyState:
+        """See :func:`attnrnn.decoding.protocol.reorder` (the source ids are the source's)."""
         return CopyState(
-            self.decoder.select(indices),
-            self.source_ids.index_select(0, indices),
+            self.decoder.reorder(indices, sources),
+            self.source_ids if sources is None else self.source_ids.index_select(0, sources),
             self.extended_size,
         )
 

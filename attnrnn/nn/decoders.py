@@ -62,11 +62,25 @@ class DecoderState:
 
     def select(self, indices: torch.Tensor) -> DecoderState:
         """The state of rows ``indices`` (N',), in that order."""
+        return self.reorder(indices, indices)
+
+    def reorder(self, indices: torch.Tensor, sources: torch.Tensor | None) -> DecoderState:
+        """:meth:`select`, with the source-only fields (memory, keys, mask) taken from
+        rows ``sources``, or kept when None (see :func:`attnrnn.decoding.protocol.reorder`)."""
         chosen: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            chosen[item.name] = None if value is None else value.index_select(0, indices)
+            rows = sources if item.name in SOURCE_FIELDS else indices
+            chosen[item.name] = (
+                None if value is None or rows is None else value.index_select(0, rows)
+            )
+            if value is not None and rows is None:
+                chosen[item.name] = value
         return DecoderState(**chosen)
+
+
+# The fields of DecoderState that depend only on the source.
+SOURCE_FIELDS = frozenset({"memory", "projected_keys", "memory_mask"})
 
 
 class RNNDecoder(nn.Module):

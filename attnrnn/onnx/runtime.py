@@ -200,12 +200,22 @@ class OnnxClassifier(Exported):
 
 @dataclass
 class StepState:
-    """The decoder state of every row, by name (what the step graph reads)."""
+    """The decoder state of every row, by name (what the step graph reads), and the
+    names of the arrays that depend only on the source (those the step does not change)."""
 
     tensors: dict[str, np.ndarray]
+    source_only: frozenset[str] = frozenset()
 
     def select(self, rows: np.ndarray) -> StepState:
-        return StepState({name: value[rows] for name, value in self.tensors.items()})
+        return self.reorder(rows, rows)
+
+    def reorder(self, rows: np.ndarray, sources: np.ndarray | None) -> StepState:
+        """See :func:`attnrnn.onnx.search.reorder`."""
+        tensors = {}
+        for name, value in self.tensors.items():
+            chosen = sources if name in self.source_only else rows
+            tensors[name] = value if chosen is None else value[chosen]
+        return StepState(tensors, self.source_only)
 
 
 class StepGraph:
@@ -226,7 +236,7 @@ class StepGraph:
         log_probs, attention, *changed = outputs
         tensors = dict(state.tensors)
         tensors.update(zip(self.changing, changed, strict=True))
-        return log_probs, StepState(tensors), attention
+        return log_probs, StepState(tensors, state.source_only), attention
 
 
 def search_settings(base: dict[str, Any], **options: Any) -> SearchSettings:
@@ -273,7 +283,8 @@ class OnnxTranslator(Exported):
         def run(indices: list[int]) -> list[list[Hypothesis]]:
             ids, lengths = padded([sources[i] for i in indices], self.step_model.pad_index)
             state = self.sessions["encoder"].run(None, {"source": ids, "lengths": lengths})
-            first = StepState(dict(zip(self.fields, state, strict=True)))
+            source_only = frozenset(self.fields) - frozenset(self.step_model.changing)
+            first = StepState(dict(zip(self.fields, state, strict=True)), source_only)
             return search(self.step_model, first, lengths, settings)
 
         rows = max(1, self.max_rows // max(settings.beam_size, 1))

@@ -56,6 +56,13 @@ class StepModel(Protocol):
         ...
 
 
+def reorder(state: Any, rows: np.ndarray, sources: np.ndarray | None) -> Any:
+    """``state.select(rows)`` with the source-only arrays moved only as ``sources`` says
+    (see :func:`attnrnn.decoding.protocol.reorder`), through ``state.reorder`` if any."""
+    method = getattr(state, "reorder", None)
+    return state.select(rows) if method is None else method(rows, sources)
+
+
 def max_output_lengths(source_lengths: np.ndarray, config: SearchSettings) -> list[int]:
     limits = source_lengths.astype(np.float32) * np.float32(config.max_length_ratio)
     limits = limits + config.max_length_offset
@@ -178,8 +185,10 @@ def greedy_search(
         remaining = np.nonzero(~done)[0]
         if remaining.size == 0:
             return finished.best(1)
-        state = state.select(remaining)
-        sources, prefixes, total = sources[remaining], prefixes.select(remaining), total[remaining]
+        if remaining.size < done.size:  # rows never move otherwise
+            state = state.select(remaining)
+            sources, prefixes = sources[remaining], prefixes.select(remaining)
+            total = total[remaining]
 
 
 def _top_candidates(
@@ -256,7 +265,8 @@ def beam_search(
         if not kept:
             return finished.best(config.n_best)
         kept_rows = (np.array(kept)[:, None] * K + np.arange(K)).reshape(-1)
-        state = state.select(rows[kept_rows])
+        sources_moved = kept_rows if len(kept) < len(done) else None
+        state = reorder(state, rows[kept_rows], sources_moved)
         prefixes = prefixes.select(kept_rows)
         beam_log_probs = beam_log_probs[np.array(kept)]
         sources = [sources[position] for position in kept]
