@@ -18,18 +18,25 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from common import ROOT, WORK, Steps, attnrnn, write_results
 
 RUNS = WORK / "pretrained" / "runs"
 
 
 def train(config: str, run: Path, overrides: list[str]) -> dict[str, Any]:
-    """``attnrnn train`` with ``--set`` overrides, or ``--resume`` of an interrupted run."""
+    """``attnrnn train`` with ``--set`` overrides, or ``--resume`` of an interrupted run
+    (then with the config's epochs and the overrides of the trainer, which a resume may
+    change: the config is the record of how long the run trains)."""
     arguments = ["train", config, "--output", str(run)]
     for override in overrides:
         arguments += ["--set", override]
     if run.exists():  # an interrupted earlier attempt: continue it
-        arguments = ["train", "--resume", str(run)]
+        epochs = yaml.safe_load((ROOT / config).read_text())["trainer"]["epochs"]
+        arguments = ["train", "--resume", str(run), "--set", f"trainer.epochs={epochs}"]
+        for override in overrides:
+            if override.startswith("trainer."):
+                arguments += ["--set", override]
     result = attnrnn(*arguments)
     state = json.loads((run / "last" / "state.json").read_text())["state"]
     result["train_seconds"] = round(state["elapsed_seconds"], 1)
