@@ -1,5 +1,6 @@
-"""Documents to summarize, from JSON lines to padded batches of ids in a copy
-(extended) vocabulary.
+"""Documents to summarize, from JSON lines to ids in a copy (extended) vocabulary
+(padded batches of them: :mod:`attnrnn.data.document_batches`). No PyTorch here:
+the ONNX predictor (:mod:`attnrnn.onnx`) encodes documents with it too.
 
 A :class:`Document` is a source text with its reference summaries. For a
 pointer-generator (:mod:`attnrnn.models.pointer_generator`) each source's
@@ -14,11 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import torch
-
-from attnrnn.data.batching import DeviceBatch, pad_sequences, teacher_forcing
 from attnrnn.data.casing import source_casing, written_tokens
 from attnrnn.data.parallel import read_parallel_jsonl
 from attnrnn.data.tokenizers import Tokenizer
@@ -163,44 +161,3 @@ def encode_documents(
         written = written_tokens(tokenizer, document.source, source)
         encoded.append(encode_document(source, target, vocab, written))
     return DocumentSplit(encoded, [d.references for d in documents])
-
-
-# --------------------------------------------------------------------------- batches
-
-
-class CopyIds(Protocol):
-    """What batching needs to know of a copy model (a PointerGenerator)."""
-
-    vocab_size: int
-    pad_index: int
-    bos_index: int
-    eos_index: int
-    unk_index: int
-    copy: bool
-
-
-@dataclass
-class CopyBatch(DeviceBatch):
-    """source (B, S) extended ids, lengths (B,), target input / output (B, T), V + X."""
-
-    source: torch.Tensor
-    source_lengths: torch.Tensor
-    target_input: torch.Tensor
-    target_output: torch.Tensor
-    extended_size: int
-
-
-def collate(split: DocumentSplit, indices: Sequence[int], model: CopyIds) -> CopyBatch:
-    """Pad the documents ``indices``; without copying, extended ids become ``<unk>``."""
-    documents = [split.documents[i] for i in indices]
-    unk, size = model.unk_index, model.vocab_size
-
-    def ids(values: list[int]) -> list[int]:
-        return values if model.copy else [unk if v >= size else v for v in values]
-
-    pad, bos, eos = model.pad_index, model.bos_index, model.eos_index
-    source, lengths = pad_sequences([ids(d.source) for d in documents], pad)  # (B, S)
-    targets = [ids(d.target) for d in documents]
-    target_input, target_output = teacher_forcing(targets, pad, bos, eos)  # (B, T) each
-    extra = max((len(d.unknown) for d in documents), default=0) if model.copy else 0
-    return CopyBatch(source, lengths, target_input, target_output, size + extra)

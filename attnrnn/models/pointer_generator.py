@@ -125,16 +125,17 @@ class PointerGenerator(Seq2Seq):
     def _final_probabilities(
         self,
         attentional: torch.Tensor,
-        embedded: torch.Tensor,
+        p_gen: torch.Tensor,
         weights: torch.Tensor,
         source_ids: torch.Tensor,
         extended_size: int,
     ) -> torch.Tensor:
-        """P over the extended vocabulary (N, V + X) for one step of N rows."""
+        """P over the extended vocabulary (N, V + X) for one step of N rows, given their
+        generation probabilities p_gen (N,)."""
         vocabulary = torch.softmax(self.output_logits(attentional).float(), dim=-1)  # (N, V)
         if not self.copy:
             return vocabulary
-        p_gen = self._generation_probability(attentional, embedded).unsqueeze(-1)  # (N, 1)
+        p_gen = p_gen.unsqueeze(-1)  # (N, 1)
         N = vocabulary.size(0)
         final = vocabulary.new_zeros(N, extended_size)  # (N, V + X)
         final[:, : self.vocab_size] = p_gen * vocabulary
@@ -144,13 +145,22 @@ class PointerGenerator(Seq2Seq):
         self, prev_tokens: torch.Tensor, state: CopyState
     ) -> tuple[torch.Tensor, CopyState, torch.Tensor]:
         """One step: log-probabilities over the extended vocabulary (N, V + X)."""
+        log_probs, state, weights, _ = self.gated_step(prev_tokens, state)
+        return log_probs, state, weights
+
+    def gated_step(
+        self, prev_tokens: torch.Tensor, state: CopyState
+    ) -> tuple[torch.Tensor, CopyState, torch.Tensor, torch.Tensor]:
+        """:meth:`step` and the generation probability p_gen (N,) of every row."""
         embedded = self.embedding_dropout(self.target_embedding(self._in_vocabulary(prev_tokens)))
         attentional, decoder_state, weights = self.decoder.step(embedded, state.decoder)
+        p_gen = self._generation_probability(attentional, embedded)  # (N,)
         final = self._final_probabilities(
-            attentional, embedded, weights, state.source_ids, state.extended_size
+            attentional, p_gen, weights, state.source_ids, state.extended_size
         )
         log_probs = final.clamp_min(PROBABILITY_FLOOR).log()  # (N, V + X)
-        return log_probs, CopyState(decoder_state, state.source_ids, state.extended_size), weights
+        new_state = CopyState(decoder_state, state.source_ids, state.extended_size)
+        return log_probs, new_state, weights, p_gen
 
     def copy_forward(
         self,

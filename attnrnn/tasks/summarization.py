@@ -27,12 +27,11 @@ from attnrnn.config import (
     check_positive,
 )
 from attnrnn.data.casing import readable_summary
+from attnrnn.data.document_batches import CopyBatch, collate
 from attnrnn.data.documents import (
-    CopyBatch,
     Document,
     DocumentSplit,
     EncodedDocument,
-    collate,
     decode_ids,
     document_text,
     encode_documents,

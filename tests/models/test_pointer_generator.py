@@ -10,7 +10,8 @@ import torch
 
 from attnrnn.config import EncoderConfig
 from attnrnn.data.casing import readable_summary, source_casing, written_tokens
-from attnrnn.data.documents import Document, collate, decode_ids, encode_document
+from attnrnn.data.document_batches import collate
+from attnrnn.data.documents import Document, decode_ids, encode_document
 from attnrnn.data.tokenizers import WordTokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import SearchConfig
