@@ -439,7 +439,8 @@ def load_run(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str
 
 
 # The options the ONNX predictors take (search settings), by command.
-ONNX_OPTIONS = {"translate": ("beam", "n_best", "length_penalty"), "predict": ()}
+SEARCH_KEYS = ("beam", "n_best", "length_penalty")
+ONNX_OPTIONS = {"translate": SEARCH_KEYS, "summarize": (*SEARCH_KEYS, "field"), "predict": ()}
 
 
 def load_exported(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str, Any]]:

@@ -6,7 +6,11 @@
   first state, and ``step.onnx``, (previous tokens (N,), state...) ->
   (log-probabilities (N, V), attention (N, S), the new state...). Search runs
   outside the graphs (:mod:`attnrnn.onnx.search`), as in PyTorch, where every
-  step is a function of tensors.
+  step is a function of tensors;
+- summarization (pointer-generator): the same two graphs over extended source ids;
+  the step also takes the rows' extended source ids and ``extra`` (X,), whose length
+  is the most unknown words of one source, and gives log-probabilities over V + X and
+  the generation probability p_gen of every row.
 
 The graphs come from :func:`torch.onnx.export` (the torch.export-based exporter)
 of the model's own ``forward`` / ``encode`` / ``step``: nothing is rewritten for
@@ -294,8 +298,93 @@ def export_translator(trained: TrainedModel, folder: Path) -> dict[str, Any]:
     }
 
 
+class CopyEncoderGraph(nn.Module):
+    """(extended source ids, lengths) -> the pointer-generator's first decoder state."""
+
+    def __init__(self, model: nn.Module, fields: list[str]) -> None:
+        super().__init__()
+        self.model, self.fields = model, fields
+
+    def forward(self, source: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        model = cast(Any, self.model)
+        state = model.init_state(model.encode_with_copy(source, lengths, model.vocab_size))
+        return tuple(getattr(state.decoder, name) for name in self.fields)
+
+
+class CopyStepGraph(nn.Module):
+    """(previous tokens, extended source ids, extra (X,), state...) -> (log-probabilities
+    over V + X, attention, p_gen, changed state...). ``extra`` carries X, the most
+    unknown words of one source, as its length (its values are not read)."""
+
+    def __init__(self, model: nn.Module, fields: list[str]) -> None:
+        super().__init__()
+        self.model, self.fields = model, fields
+
+    def forward(self, previous: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from attnrnn.models.pointer_generator import CopyState
+
+        model = cast(Any, self.model)
+        source_ids, extra, *state_tensors = tensors
+        values: dict[str, Any] = {item.name: None for item in dataclasses.fields(DecoderState)}
+        values.update(zip(self.fields, state_tensors, strict=True))
+        state = CopyState(DecoderState(**values), source_ids, model.vocab_size + extra.size(0))
+        log_probs, new, attention, p_gen = model.gated_step(previous, state)
+        changed = tuple(getattr(new.decoder, name) for name in self.fields if name in CHANGING)
+        return (log_probs, attention, p_gen, *changed)
+
+
+def export_summarizer(trained: TrainedModel, folder: Path) -> dict[str, Any]:
+    model = cast(Any, trained.model)
+    V = model.vocab_size
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randint(4, V, (3, 9), generator=generator)
+    source[0, 2], source[0, 5], source[1, 1] = V, V + 2, V + 1  # unknown words: copy ids
+    lengths = torch.tensor([9, 5, 2])
+    source[1, 5:] = source[2, 2:] = model.pad_index
+    state = model.init_state(model.encode_with_copy(source, lengths, V + 3))
+    fields = state_fields(state.decoder)
+    export_graph(
+        CopyEncoderGraph(model, fields),
+        (source, lengths),
+        folder / "encoder.onnx",
+        ["source", "lengths"],
+        fields,
+        {"source": {0: "batch", 1: "source_length"}, "lengths": {0: "batch"}},
+    )
+    rows = state.select(torch.tensor([0, 0, 1, 2, 2]))
+    previous = torch.tensor([model.bos_index, 5, V + 1, 7, V])
+    extra = torch.zeros(3)
+    changing = [name for name in fields if name in CHANGING]
+    axes = sequence_axes(state.decoder, fields, "rows")
+    axes.update(source_ids={0: "rows", 1: "source_length"}, extra={0: "unknown_words"})
+    export_graph(
+        CopyStepGraph(model, fields),
+        (previous, rows.source_ids, extra, *(getattr(rows.decoder, name) for name in fields)),
+        folder / "step.onnx",
+        ["previous", "source_ids", "extra", *fields],
+        ["log_probs", "attention", "generation_probability"]
+        + [f"next_{name}" for name in changing],
+        {"previous": {0: "rows"}, **axes},
+        varargs=True,
+    )
+    return {
+        "graphs": {"encoder": "encoder.onnx", "step": "step.onnx"},
+        "state": fields,
+        "changing_state": changing,
+        "copy": bool(model.copy),
+        "vocab_size": V,
+        "special_tokens": {
+            "pad": model.pad_index,
+            "bos": model.bos_index,
+            "eos": model.eos_index,
+            "unk": model.unk_index,
+        },
+    }
+
+
 EXPORTERS: dict[str, Callable[[TrainedModel, Path], dict[str, Any]]] = {
     "classification": export_classifier,
+    "summarization": export_summarizer,
     "translation": export_translator,
 }
 

@@ -40,6 +40,7 @@ def load_exported(directory: Path, threads: int | None = None) -> Any:
         )
     predictors: dict[str, Callable[..., Any]] = {
         "classification": OnnxClassifier,
+        "summarization": OnnxSummarizer,
         "translation": OnnxTranslator,
     }
     predictor = predictors.get(manifest.get("task", ""))
@@ -336,3 +337,145 @@ class OnnxTranslator(Exported):
             "target_tokens": target_tokens,
             "attention": attention.tolist(),
         }
+
+
+# --------------------------------------------------------------------------- summarization
+
+
+class CopyStepGraph(StepGraph):
+    """The pointer-generator's exported step: the rows' extended source ids travel in the
+    state; ``extra`` (X,) says how many copy ids the batch's sources add (its length)."""
+
+    def __init__(self, graph: Any, manifest: dict[str, Any], extra: np.ndarray) -> None:
+        super().__init__(graph, manifest)
+        self.extra = extra
+        self.generation_probability: np.ndarray | None = None
+
+    def step(self, prev_tokens: np.ndarray, state: StepState) -> tuple[Any, StepState, Any]:
+        feeds = {"previous": prev_tokens.astype(np.int64), "extra": self.extra, **state.tensors}
+        log_probs, attention, p_gen, *changed = self.graph.run(None, feeds)
+        self.generation_probability = p_gen
+        tensors = dict(state.tensors)
+        tensors.update(zip(self.changing, changed, strict=True))
+        return log_probs, StepState(tensors, state.source_only), attention
+
+
+class OnnxSummarizer(Exported):
+    """A pointer-generator summarizer: :meth:`summarize` (= :meth:`predict`), with each
+    output token's copy probability and attention."""
+
+    command = "summarize"
+
+    def __init__(self, *arguments: Any) -> None:
+        super().__init__(*arguments)
+        self.text = TextSide.load(self.directory)
+        self.fields: list[str] = self.manifest["state"]
+        data = self.settings.get("data") or {}
+        self.max_source_length = int(data.get("max_source_length", 400))
+        self.max_target_length = int(data.get("max_target_length", 100))
+        self.source_field = str(data.get("source_field", "dialogue"))
+        self.copy = bool(self.manifest["copy"])
+        self.vocab_size = int(self.manifest["vocab_size"])
+        self.unk_index = int(self.manifest["special_tokens"]["unk"])
+
+    def parse_input(self, line: str, options: dict[str, Any]) -> str:
+        """A line that starts with ``{`` is a JSON object (its ``field``); else the text."""
+        from attnrnn.data.documents import document_text
+        from attnrnn.data.io import InvalidJSON, parse_json
+        from attnrnn.errors import DataError
+
+        text = line.strip()
+        if not text.startswith("{"):
+            return text
+        try:
+            record = parse_json(text)
+        except InvalidJSON as error:
+            raise DataError(str(error)) from None
+        if not isinstance(record, dict):
+            raise DataError(f"expected a JSON object, got a {type(record).__name__}")
+        return document_text(record, options.get("field") or self.source_field)
+
+    def _ids(self, ids: Sequence[int]) -> list[int]:
+        """Extended ids as the model reads them: without copying, unknown words are <unk>."""
+        return (
+            list(ids) if self.copy else [self.unk_index if i >= self.vocab_size else i for i in ids]
+        )
+
+    def _start(self, documents: Sequence[Any]) -> tuple[CopyStepGraph, StepState, np.ndarray]:
+        pad = int(self.manifest["special_tokens"]["pad"])
+        source, lengths = padded([self._ids(d.source) for d in documents], pad)
+        state = self.sessions["encoder"].run(None, {"source": source, "lengths": lengths})
+        extra_count = max((len(d.unknown) for d in documents), default=0) if self.copy else 0
+        step = CopyStepGraph(
+            self.sessions["step"], self.manifest, np.zeros(extra_count, np.float32)
+        )
+        tensors = dict(zip(self.fields, state, strict=True))
+        tensors["source_ids"] = source
+        source_only = frozenset(tensors) - frozenset(step.changing)
+        return step, StepState(tensors, source_only), lengths
+
+    def copy_probabilities(self, document: Any, output: list[int]) -> list[float]:
+        """1 - p_gen at every output step (T + 1,), stepping through ``output``."""
+        step, state, _ = self._start([document])
+        values = []
+        for token in [step.bos_index, *output]:
+            _, state, _ = step.step(np.array([token]), state)
+            assert step.generation_probability is not None
+            values.append(float(1.0 - step.generation_probability[0]))
+        return values
+
+    def summarize(self, texts: Sequence[Any], **options: Any) -> list[dict[str, Any]]:
+        from attnrnn.data.casing import readable_summary
+        from attnrnn.data.documents import Document, decode_ids, document_text, encode_documents
+
+        name = options.pop("field", None) or self.source_field
+        settings = search_settings(self.settings.get("search") or {}, **options)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        sources = [text if isinstance(text, str) else document_text(text, name) for text in texts]
+        documents = [Document(text, (), f"input:{n}") for n, text in enumerate(sources, 1)]
+        tokenizer, vocab = self.text.tokenizer, self.text.vocab
+        split = encode_documents(
+            documents, tokenizer, vocab, self.max_source_length, self.max_target_length
+        )
+
+        def run(indices: list[int]) -> list[list[Hypothesis]]:
+            step, state, lengths = self._start([split.documents[i] for i in indices])
+            return search(step, state, lengths, settings)
+
+        rows = max(1, self.max_rows // max(settings.beam_size, 1))
+        lengths = [len(document.source) for document in split.documents]
+        hypotheses = batched(lengths, rows, self.max_tokens, run)
+        records = []
+        for text, document, n_best in zip(sources, split.documents, hypotheses, strict=True):
+            best = n_best[0]
+            tokens = decode_ids(best.tokens, document, vocab)
+            copy = self.copy_probabilities(document, best.tokens)
+            record: dict[str, Any] = {
+                "summary": readable_summary(tokens, document.casing),
+                "score": best.score,
+                "tokens": tokens,
+                "copy_probability": copy[: len(tokens)],
+                "source_tokens": tokenizer.tokenize(text)[: len(document.source)],
+                "attention": best.attention[: len(tokens)].tolist(),
+            }
+            if len(n_best) > 1:
+                details = []
+                for hypothesis in n_best[1:]:
+                    words = decode_ids(hypothesis.tokens, document, vocab)
+                    details.append(
+                        {
+                            "text": readable_summary(words, document.casing),
+                            "score": hypothesis.score,
+                            "target_tokens": words,
+                            "attention": hypothesis.attention[: len(words)].tolist(),
+                        }
+                    )
+                record["alternatives"] = [item["text"] for item in details]
+                record["alternatives_detail"] = details
+            records.append(record)
+        return records
+
+    predict = summarize
+
+    def line(self, result: dict[str, Any]) -> str:
+        return "\t".join([result["summary"], *result.get("alternatives", [])])

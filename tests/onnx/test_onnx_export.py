@@ -4,6 +4,7 @@ as PyTorch for every batch size and length, from the CLI and from Python."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -169,6 +170,91 @@ def test_onnx_classifier_equals_pytorchs(classification, review_files):
         np.testing.assert_allclose(have["attention"], want["attention"], atol=1e-5)
 
 
+NAMES = ["anna", "bob", "carla", "dmitri", "eve", "farid"]
+THINGS = ["tea", "cake", "soup", "bread", "rice"]
+
+
+def dialogues(count: int, seed: int, names: list[str]) -> list[dict[str, str]]:
+    generator = random.Random(seed)
+    records = []
+    for _ in range(count):
+        name, thing = generator.choice(names), generator.choice(THINGS)
+        text = f"#Person1#: Hello {name.title()}, would you like some {thing}? #Person2#: Yes."
+        records.append({"dialogue": text, "summary": f"{name.title()} wants some {thing}."})
+    return records
+
+
+@pytest.fixture(scope="module")
+def summarization(tmp_path_factory, tiny_summarizer):
+    directory = tmp_path_factory.mktemp("onnx-summarization")
+    files = {}
+    for split, count, seed in (("train", 200, 1), ("dev", 20, 2)):
+        files[split] = directory / f"{split}.jsonl"
+        lines = [json.dumps(record) for record in dialogues(count, seed, NAMES)]
+        files[split].write_text("\n".join(lines) + "\n")
+    config = {
+        "task": "summarization",
+        "data": {"train": str(files["train"]), "dev": str(files["dev"])},
+        **tiny_summarizer,
+        "trainer": {"epochs": 12, "batch_tokens": 2000, "progress": False, "num_threads": 1},
+        "search": {"beam_size": 3, "min_length": 2},
+        "dev_search": {"beam_size": 1, "min_length": 2},
+    }
+    run = train(config, directory)
+    exported = directory / "onnx"
+    assert main(["export", str(run), "--format", "onnx", "--output", str(exported)]) == 0
+    return run, exported
+
+
+@pytest.mark.parametrize("options", [{"beam": 1}, {"beam": 3, "n_best": 2}])
+def test_onnx_summaries_equal_pytorchs(summarization, options):
+    run, exported = summarization
+    # names never seen in training: the summaries can only get them by copying
+    texts = [record["dialogue"] for record in dialogues(12, 9, ["zoltan", "quincy", "anna"])]
+    reference = attnrnn.load(run, device="cpu")
+    expected = [reference.record(s) for s in reference.summarize(texts, **options)]
+    got = attnrnn.onnx.load(exported).summarize(texts, **options)
+    for want, have in zip(expected, got, strict=True):
+        assert have["summary"] == want["summary"] and have["tokens"] == want["tokens"]
+        assert have.get("alternatives") == want.get("alternatives")
+        assert have["source_tokens"] == want["source_tokens"]
+        assert have["score"] == pytest.approx(want["score"], abs=1e-4)
+        np.testing.assert_allclose(have["copy_probability"], want["copy_probability"], atol=1e-4)
+        np.testing.assert_allclose(have["attention"], want["attention"], atol=1e-4)
+
+
+def test_the_copy_step_equals_pytorchs_over_the_extended_vocabulary(summarization):
+    """Log-probabilities (N, V + X) and p_gen of a step where the source has unknown words."""
+    import torch
+
+    from attnrnn.data.documents import Document, encode_documents
+
+    run, exported = summarization
+    reference, onnx_model = attnrnn.load(run, device="cpu"), attnrnn.onnx.load(exported)
+    text = "#Person1#: Hello Zoltan and Quincy, would you like some tea? #Person2#: Xylophones."
+    text = [text, "#Person1#: Hello Anna, some soup?"]
+    vocab = onnx_model.text.vocab
+    split = encode_documents(
+        [Document(t, (), "test") for t in text], onnx_model.text.tokenizer, vocab, 60, 20
+    )
+    assert max(len(d.unknown) for d in split.documents) >= 3
+    step, state, lengths = onnx_model._start(split.documents)
+    previous = np.array([vocab.index("<s>")] * 2)
+    log_probs, _, attention = step.step(previous, state)
+    model = reference.model
+    source = torch.from_numpy(state.tensors["source_ids"])
+    extended = model.vocab_size + step.extra.shape[0]
+    with torch.no_grad():
+        torch_state = model.init_state(
+            model.encode_with_copy(source, torch.from_numpy(lengths), extended)
+        )
+        want, _, want_attention, p_gen = model.gated_step(torch.from_numpy(previous), torch_state)
+    assert log_probs.shape == (2, extended)
+    np.testing.assert_allclose(log_probs, want.numpy(), atol=1e-4)
+    np.testing.assert_allclose(attention, want_attention.numpy(), atol=1e-5)
+    np.testing.assert_allclose(step.generation_probability, p_gen.numpy(), atol=1e-5)
+
+
 def test_int8_export_runs_and_mostly_agrees(classification, review_files, tmp_path):
     run, exported = classification
     quantized = tmp_path / "int8"
@@ -199,7 +285,7 @@ print(translations[0]["translation"], labels[0]["label"])
     assert len(done.stdout.split()) == 2
 
 
-def test_tasks_without_an_onnx_exporter_are_named(tmp_path, capsys, tiny_speech_config):
+def test_tasks_without_an_onnx_exporter_are_named(tmp_path, capsys):
     # a language-model run is the cheapest run of a task without an exporter
     text = tmp_path / "text.txt"
     text.write_text("\n".join(["the cat sat on the mat"] * 30) + "\n")
