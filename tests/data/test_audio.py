@@ -178,3 +178,16 @@ def test_speed_perturbation_changes_tempo_and_pitch_together(factor):
     torch.testing.assert_close(change_speed(tone, 1.0), torch.from_numpy(tone))
     with pytest.raises(ValueError, match="positive"):
         change_speed(tone, 0.0)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_numpy_log_mel_equals_the_torch_front_end(rate):
+    from attnrnn.data.audio_files import log_mel
+
+    config = FeatureConfig(sample_rate=rate, num_mel_bins=40)
+    generator = np.random.default_rng(0)
+    samples = (0.3 * generator.standard_normal(rate // 2 + 37)).astype(np.float32)
+    expected = LogMelFrontEnd(config)(torch.from_numpy(samples)).numpy()
+    got = log_mel(samples, config)
+    assert got.shape == expected.shape == (1 + len(samples) // config.hop_length, 40)
+    np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-4)
