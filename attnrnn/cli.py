@@ -440,7 +440,12 @@ def load_run(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str
 
 # The options the ONNX predictors take (search settings), by command.
 SEARCH_KEYS = ("beam", "n_best", "length_penalty")
-ONNX_OPTIONS = {"translate": SEARCH_KEYS, "summarize": (*SEARCH_KEYS, "field"), "predict": ()}
+ONNX_OPTIONS = {
+    "translate": SEARCH_KEYS,
+    "summarize": (*SEARCH_KEYS, "field"),
+    "transcribe": (*SEARCH_KEYS, "ctc_weight"),
+    "predict": (),
+}
 
 
 def load_exported(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str, Any]]:

@@ -7,6 +7,10 @@
   (log-probabilities (N, V), attention (N, S), the new state...). Search runs
   outside the graphs (:mod:`attnrnn.onnx.search`), as in PyTorch, where every
   step is a function of tensors;
+- speech: ``encoder.onnx``, (normalized features (B, T, F), frames (B,)) -> (CTC
+  log-posteriors, their frames, the speller's first state...), and the speller's
+  ``step.onnx`` as translation's; the log-mel front end and the joint CTC scores run in
+  numpy (:mod:`attnrnn.data.audio_files`, :mod:`attnrnn.onnx.ctc`);
 - summarization (pointer-generator): the same two graphs over extended source ids;
   the step also takes the rows' extended source ids and ``extra`` (X,), whose length
   is the most unknown words of one source, and gives log-probabilities over V + X and
@@ -382,7 +386,66 @@ def export_summarizer(trained: TrainedModel, folder: Path) -> dict[str, Any]:
     }
 
 
+class ListenerGraph(nn.Module):
+    """(features, lengths) -> (CTC log-posteriors, valid listener frames, the speller's
+    first state...)."""
+
+    def __init__(self, model: nn.Module, fields: list[str]) -> None:
+        super().__init__()
+        self.model, self.fields = model, fields
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        model = cast(Any, self.model)
+        encoded = model.encode(features, lengths)
+        ctc_log_probs, ctc_lengths = model.ctc_log_probs(encoded)
+        state = model.init_state(encoded)
+        return (ctc_log_probs, ctc_lengths, *(getattr(state, name) for name in self.fields))
+
+
+def export_recognizer(trained: TrainedModel, folder: Path) -> dict[str, Any]:
+    model = cast(Any, trained.model)
+    bins = trained.config.features.num_mel_bins
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(3, 41, bins, generator=generator)
+    lengths = torch.tensor([41, 30, 17])
+    features[1, 30:] = features[2, 17:] = 0.0
+    encoded = model.encode(features, lengths)
+    state = model.init_state(encoded)
+    fields = state_fields(state)
+    export_graph(
+        ListenerGraph(model, fields),
+        (features, lengths),
+        folder / "encoder.onnx",
+        ["features", "lengths"],
+        ["ctc_log_probs", "ctc_lengths", *fields],
+        {"features": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}},
+    )
+    rows = state.select(torch.tensor([0, 0, 1, 2, 2]))
+    previous = torch.tensor([model.bos_index, 5, 6, 7, 8])
+    changing = [name for name in fields if name in CHANGING]
+    export_graph(
+        StepGraph(model, fields),
+        (previous, *(getattr(rows, name) for name in fields)),
+        folder / "step.onnx",
+        ["previous", *fields],
+        ["log_probs", "attention", *(f"next_{name}" for name in changing)],
+        {"previous": {0: "rows"}, **sequence_axes(state, fields, "rows")},
+        varargs=True,
+    )
+    return {
+        "graphs": {"encoder": "encoder.onnx", "step": "step.onnx"},
+        "state": fields,
+        "changing_state": changing,
+        "special_tokens": {
+            "pad": model.pad_index,
+            "bos": model.bos_index,
+            "eos": model.eos_index,
+        },
+    }
+
+
 EXPORTERS: dict[str, Callable[[TrainedModel, Path], dict[str, Any]]] = {
+    "speech": export_recognizer,
     "classification": export_classifier,
     "summarization": export_summarizer,
     "translation": export_translator,

@@ -40,6 +40,7 @@ def load_exported(directory: Path, threads: int | None = None) -> Any:
         )
     predictors: dict[str, Callable[..., Any]] = {
         "classification": OnnxClassifier,
+        "speech": OnnxRecognizer,
         "summarization": OnnxSummarizer,
         "translation": OnnxTranslator,
     }
@@ -479,3 +480,101 @@ class OnnxSummarizer(Exported):
 
     def line(self, result: dict[str, Any]) -> str:
         return "\t".join([result["summary"], *result.get("alternatives", [])])
+
+
+# --------------------------------------------------------------------------- speech
+
+
+class OnnxRecognizer(Exported):
+    """A speech recognizer: :meth:`transcribe` (= :meth:`predict`) audio files or sample
+    arrays, with joint CTC / attention beam search."""
+
+    command = "transcribe"
+
+    def __init__(self, *arguments: Any) -> None:
+        from attnrnn.data.audio_files import FeatureConfig
+
+        super().__init__(*arguments)
+        self.task.input_files = True
+        if self.settings.get("lm"):
+            raise ConfigError(
+                f"{self.directory}: the run decodes with a language model (lm: "
+                f"{self.settings['lm']}), which the ONNX predictor does not run; export a "
+                "run without lm, or transcribe with the PyTorch run"
+            )
+        self.target = TextSide.load(self.directory)
+        self.features = FeatureConfig(**(self.settings.get("features") or {}))
+        statistics = json.loads((self.directory / "normalizer.json").read_text())
+        self.mean = np.asarray(statistics["mean"], dtype=np.float32)
+        self.std = np.asarray(statistics["std"], dtype=np.float32)
+        self.fields: list[str] = self.manifest["state"]
+        self.step_model = StepGraph(self.sessions["step"], self.manifest)
+        self.ctc_weight = float(self.settings.get("ctc_weight", 0.3))
+
+    def feature_array(self, item: Any, number: int, sample_rate: int | None) -> np.ndarray:
+        """Normalized features (frames, F) of an audio file or a sample array."""
+        from attnrnn.data.audio_files import array_samples, log_mel, read_samples
+
+        config = self.features
+        if isinstance(item, str | Path):
+            samples = read_samples(item, config.sample_rate, config.max_seconds)
+        else:
+            samples = array_samples(item, sample_rate, config, f"<array {number}>")
+        return (log_mel(samples, config) - self.mean) / self.std
+
+    def transcribe(
+        self, inputs: Any, sample_rate: int | None = None, **options: Any
+    ) -> list[dict[str, Any]]:
+        from attnrnn.onnx.ctc import JointCTCAttention
+
+        items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+        weight = options.pop("ctc_weight", None)
+        weight = self.ctc_weight if weight is None else float(weight)
+        if not 0.0 <= weight <= 1.0:
+            raise ConfigError(f"ctc_weight must be in [0, 1], got {weight}")
+        settings = search_settings(self.settings.get("search") or {}, **options)
+        features = [self.feature_array(item, n, sample_rate) for n, item in enumerate(items)]
+
+        def run(indices: list[int]) -> list[list[Hypothesis]]:
+            chosen = [features[i] for i in indices]
+            lengths = np.array([len(f) for f in chosen], dtype=np.int64)
+            batch = np.zeros((len(chosen), int(lengths.max()), chosen[0].shape[1]), np.float32)
+            for row, feature in enumerate(chosen):
+                batch[row, : len(feature)] = feature
+            ctc_log_probs, ctc_lengths, *state = self.sessions["encoder"].run(
+                None, {"features": batch, "lengths": lengths}
+            )
+            source_only = frozenset(self.fields) - frozenset(self.step_model.changing)
+            first = StepState(dict(zip(self.fields, state, strict=True)), source_only)
+            model: Any = self.step_model
+            if weight > 0.0:
+                model = JointCTCAttention(
+                    self.step_model, ctc_log_probs, ctc_lengths, weight, self.step_model.pad_index
+                )
+                first = model.init_state(first)
+            return search(model, first, ctc_lengths.astype(np.int64), settings)
+
+        rows = max(1, self.max_rows // max(settings.beam_size, 1))
+        hypotheses = batched([len(f) for f in features], rows, self.max_tokens, run)
+        records = []
+        for number, (item, n_best) in enumerate(zip(items, hypotheses, strict=True)):
+            best = n_best[0]
+            tokens = self.target.vocab.decode(best.tokens)
+            if len(best.attention) > len(best.tokens):
+                tokens = [*tokens, EOS]
+            records.append(
+                {
+                    "audio": str(item) if isinstance(item, str | Path) else f"<array {number}>",
+                    "text": self.target.decode(best.tokens),
+                    "score": best.score,
+                    "tokens": tokens,
+                    "attention": best.attention[: len(tokens)].tolist(),
+                    "alternatives": [self.target.decode(h.tokens) for h in n_best[1:]],
+                }
+            )
+        return records
+
+    predict = transcribe
+
+    def line(self, result: dict[str, Any]) -> str:
+        return "\t".join([result["audio"], result["text"], *result["alternatives"]])

@@ -255,6 +255,45 @@ def test_the_copy_step_equals_pytorchs_over_the_extended_vocabulary(summarizatio
     np.testing.assert_allclose(step.generation_probability, p_gen.numpy(), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory, tiny_speech_config, write_tones):
+    pytest.importorskip("soundfile")
+    directory = tmp_path_factory.mktemp("onnx-speech")
+    train_manifest = write_tones(directory, 60, seed=1)
+    test_manifest = write_tones(directory, 8, seed=2)
+    config = tiny_speech_config(
+        train_manifest,
+        data={"test": str(test_manifest), "feature_cache": None},
+        trainer={"epochs": 3},
+        search={"beam_size": 3, "max_length_ratio": 2.0},
+    )
+    run = train(config, directory)
+    exported = directory / "onnx"
+    assert main(["export", str(run), "--format", "onnx", "--output", str(exported)]) == 0
+    return run, exported, sorted(directory.glob("2-*.wav"))
+
+
+@pytest.mark.parametrize("options", [{"beam": 1}, {"beam": 3}, {"beam": 3, "ctc_weight": 0.0}])
+def test_onnx_transcripts_equal_pytorchs(speech, options):
+    run, exported, audio = speech
+    reference = attnrnn.load(run, device="cpu")
+    expected = [reference.record(t) for t in reference.transcribe(audio, **options)]
+    got = attnrnn.onnx.load(exported).transcribe(audio, **options)
+    assert len({record["text"] for record in expected}) > 1
+    for want, have in zip(expected, got, strict=True):
+        assert have["text"] == want["text"] and have["tokens"] == want["tokens"]
+        assert have["score"] == pytest.approx(want["score"], abs=1e-3)
+        np.testing.assert_allclose(have["attention"], want["attention"], atol=1e-3)
+
+
+def test_transcribe_cli_with_the_onnx_runtime(speech, capsys):
+    run, exported, audio = speech
+    status, onnx_out, _ = run_cli(capsys, "transcribe", exported, *audio[:3])
+    assert status == 0
+    status, torch_out, _ = run_cli(capsys, "transcribe", run, *audio[:3])
+    assert onnx_out == torch_out and len(onnx_out.splitlines()) == 3
+
+
 def test_int8_export_runs_and_mostly_agrees(classification, review_files, tmp_path):
     run, exported = classification
     quantized = tmp_path / "int8"
