@@ -29,6 +29,9 @@ one process on this machine, so ratios are fair even when the machine is noisy:
   the reference greedy batched and beam one sentence at a time), BLEU of each,
   beam 5 with int8 dynamic quantization and with bf16 autocast (speed and
   BLEU), and the single-sentence beam-5 latency p50 / p99;
+- the same run exported to ONNX (fp32 and int8 weights) and decoded by the torch-free
+  predictor: greedy and beam-5 sentences/s and BLEU, each export's size on disk and
+  the peak memory of a process that only runs the predictor;
 - resident memory per phase: its peak and its rise over the phase's start
   (sampled by a thread; the process's high-water mark is recorded at the end).
 
@@ -360,6 +363,79 @@ def translation_decoding(
 # --------------------------------------------------------------------------- other models
 
 
+def folder_mib(folder: Path) -> float:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 2**20
+
+
+# The child's peak resident memory is VmHWM (ru_maxrss would carry the parent's over exec).
+ONNX_MEMORY_PROBE = """
+import sys
+import attnrnn.onnx
+model = attnrnn.onnx.load(sys.argv[1], threads=int(sys.argv[2]))
+model.translate([line.rstrip("\\n") for line in open(sys.argv[3], encoding="utf-8")], beam=5)
+status = open("/proc/self/status").read().split("\\n")
+print(next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024)
+"""
+
+
+def onnx_decoding(run_directory: Path, data: Path, sentences: int) -> Results:
+    """The run exported to ONNX (fp32 and int8 weights), decoded by the torch-free
+    predictor (ONNX Runtime + numpy search) with the threads torch has: greedy and beam-5
+    sentences/s and BLEU on the same test sentences, each folder's size, and the peak
+    memory of a process that only loads the predictor and translates 100 sentences."""
+    import subprocess
+    import sys
+
+    import attnrnn.onnx
+    from attnrnn.onnx.export import export_onnx
+    from attnrnn.onnx.search import SearchSettings
+
+    run = attnrnn.load(run_directory, device="cpu")
+    config = run.config
+    prefix = data / "multi30k" / "plain" / "test_2016_flickr"
+    pairs = read_pairs(str(prefix), config.data)[:sentences]
+    test = encode_split(pairs, run.assets, config.data, drop_long=False)
+    references = [pair.target for pair in pairs]
+    threads = torch.get_num_threads()
+    results: Results = {"onnx_threads": threads}
+    with tempfile.TemporaryDirectory() as scratch:
+        sources_file = Path(scratch) / "sources.txt"
+        sources_file.write_text("\n".join(pair.source for pair in pairs[:100]) + "\n")
+        for name, int8 in (("onnx", False), ("onnx_int8", True)):
+            folder = Path(scratch) / name
+            started = time.perf_counter()
+            export_onnx(run_directory, folder, int8=int8)
+            results[f"{name}_export_seconds"] = time.perf_counter() - started
+            results[f"{name}_size_mib"] = folder_mib(folder)
+            predictor = attnrnn.onnx.load(folder, threads=threads)
+            for search, beam in (("greedy", 1), ("beam5", 5)):
+                settings = SearchSettings(
+                    **{**dataclasses.asdict(config.search), "beam_size": beam, "n_best": 1}
+                )
+                started = time.perf_counter()
+                hypotheses = predictor.decode_ids(test.sources, settings)
+                speed = len(test) / (time.perf_counter() - started)
+                outputs = [predictor.target.decode(n_best[0].tokens) for n_best in hypotheses]
+                results[f"{name}_{search}_sentences_per_second"] = speed
+                results[f"{name}_{search}_bleu"] = corpus_bleu(outputs, references).score
+            probe = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    ONNX_MEMORY_PROBE,
+                    str(folder),
+                    str(threads),
+                    str(sources_file),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            results[f"{name}_predictor_peak_memory_mib"] = float(probe.stdout.split()[-1])
+    results["pytorch_bundle_size_mib"] = folder_mib(run_directory / "best")
+    return results
+
+
 def recipe(path: str, overrides: list[str]) -> Any:
     """A recipe configuration of the repository with ``--set``-style overrides."""
     from attnrnn.tasks.runs import read_config
@@ -467,6 +543,8 @@ def main() -> None:
         )
     )
     print("decoding done", flush=True)
+    results.update(onnx_decoding(arguments.run, arguments.data, arguments.sentences))
+    print("ONNX decoding done", flush=True)
     results.update(classifier_training(arguments.data, arguments.steps))
     results.update(speech_training(arguments.data, arguments.steps))
     results["peak_memory_mib"] = peak_memory_mib()

@@ -166,11 +166,17 @@ def quantize_graphs(folder: Path, graphs: dict[str, str]) -> None:
     quantization: activations quantized on the fly, per tensor)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    for name in graphs.values():
-        path = folder / name
-        quantized = path.with_suffix(".int8.onnx")
-        quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
-        quantized.replace(path)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # "Please consider to run pre-processing before quantization"
+    try:
+        for name in graphs.values():
+            path = folder / name
+            quantized = path.with_suffix(".int8.onnx")
+            quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+            quantized.replace(path)
+    finally:
+        root.setLevel(level)
 
 
 # --------------------------------------------------------------------------- classification
