@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import shutil
 import warnings
@@ -49,13 +48,12 @@ import attnrnn
 from attnrnn.errors import ConfigError, RunError
 from attnrnn.extras import require
 from attnrnn.nn.decoders import DecoderState
+from attnrnn.onnx import MANIFEST
+from attnrnn.onnx.runtime import FORMAT, VERSION
 from attnrnn.tasks.base import TrainedModel
 from attnrnn.training import files
 
-FORMAT = "attnrnn-onnx"
-VERSION = 1
 OPSET = 18
-MANIFEST = "onnx.json"
 # The ONNX outputs must equal PyTorch's on the export example to this tolerance.
 TOLERANCE = 1e-4
 
@@ -456,8 +454,3 @@ EXPORTERS: dict[str, Callable[[TrainedModel, Path], dict[str, Any]]] = {
     "summarization": export_summarizer,
     "translation": export_translator,
 }
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """``onnx.json`` of an exported folder (used by the tests and the CLI)."""
-    return cast(dict[str, Any], json.loads((folder / MANIFEST).read_text()))

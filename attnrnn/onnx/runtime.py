@@ -17,16 +17,19 @@ from attnrnn.errors import ConfigError, RunError
 from attnrnn.onnx.search import Hypothesis, SearchSettings, search
 from attnrnn.tasks.text import EOS, TextSide, truncate
 
-FORMAT = "attnrnn-onnx"  # = attnrnn.onnx.export.FORMAT
+# What onnx.json says of an export this predictor reads (written by attnrnn.onnx.export).
+FORMAT = "attnrnn-onnx"
 VERSION = 1
 R = TypeVar("R")
 SEARCH_FIELDS = tuple(item.name for item in fields(SearchSettings))
 
 
 def load_exported(directory: Path, threads: int | None = None) -> Any:
-    manifest_path = directory / "onnx.json"
+    from attnrnn.onnx import MANIFEST
+
+    manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
-        raise RunError(f"{directory}: no onnx.json; export a run with `attnrnn export RUN "
+        raise RunError(f"{directory}: no {MANIFEST}; export a run with `attnrnn export RUN "
                        "--format onnx --output DIR`")  # fmt: skip
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
