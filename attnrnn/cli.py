@@ -118,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_task_options(explain, "explain")
     explain.set_defaults(handler=command_explain)
 
+    shortlist = commands.add_parser(
+        "shortlist",
+        help="(translation) write a lexical shortlist into a run, for `translate --shortlist`",
+    )
+    add_run_argument(shortlist)
+    shortlist.add_argument(
+        "--per-word", type=int, default=50, help="target words kept per source word (50)"
+    )
+    shortlist.add_argument(
+        "--frequent", type=int, default=500, help="most frequent target words always kept (500)"
+    )
+    shortlist.set_defaults(handler=command_shortlist)
+
     export = commands.add_parser(
         "export",
         help="write an inference-only bundle (weights, assets, model card) or ONNX graphs",
@@ -634,6 +647,21 @@ def command_explain(arguments: argparse.Namespace) -> int:
     print(explanation.text)
     for path in explanation.files:
         print(f"wrote {path}")
+    return 0
+
+
+def command_shortlist(arguments: argparse.Namespace) -> int:
+    from attnrnn.tasks.runs import load, run_task
+
+    task = run_task(arguments.run)
+    if task.name != "translation":
+        raise ConfigError(f"{arguments.run} is a {task.name} run; shortlists are for translation")
+    from attnrnn.tasks.translation import Translator
+
+    model = load(arguments.run, device="cpu")
+    assert isinstance(model, Translator)
+    summary = model.write_shortlist(arguments.per_word, arguments.frequent)
+    print(json.dumps(summary, indent=2))
     return 0
 
 

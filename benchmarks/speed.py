@@ -28,7 +28,9 @@ one process on this machine, so ratios are fair even when the machine is noisy:
 - decoding test_2016_flickr: sentences/s greedy and beam 5 (attnrnn batched;
   the reference greedy batched and beam one sentence at a time), BLEU of each,
   beam 5 with int8 dynamic quantization and with bf16 autocast (speed and
-  BLEU), and the single-sentence beam-5 latency p50 / p99;
+  BLEU), greedy and beam 5 with the run's lexical shortlist (written into the
+  run: 50 target words per source word and the 500 most frequent; speed and
+  BLEU change), and the single-sentence beam-5 latency p50 / p99;
 - the same run exported to ONNX (fp32 and int8 weights) and decoded by the torch-free
   predictor: greedy and beam-5 sentences/s and BLEU, each export's size on disk and
   the peak memory of a process that only runs the predictor;
@@ -288,12 +290,14 @@ def translation_decoding(
     pad, bos, eos = run.assets.special_ids()
     results: Results = {"decode_sentences": len(test)}
 
-    def decode(model: torch.nn.Module, beam: int, bf16: bool = False) -> tuple[float, float]:
+    def decode(
+        model: torch.nn.Module, beam: int, bf16: bool = False, shortlist: bool = False
+    ) -> tuple[float, float]:
         search = dataclasses.replace(config.search, beam_size=beam, n_best=1)
-        translator = Translator(run.task, config, run.assets, model, run.device)
+        translator = Translator(run.task, config, run.assets, model, run.device, run.directory)
         started = time.perf_counter()
         with bf16_autocast(bf16):
-            hypotheses = translator.decode_ids(test.sources, search)
+            hypotheses = translator.decode_ids(test.sources, search, shortlist)
         speed = len(test) / (time.perf_counter() - started)
         outputs = [target.decode(n_best[0].tokens) for n_best in hypotheses]
         return speed, corpus_bleu(outputs, references).score
@@ -306,6 +310,13 @@ def translation_decoding(
         results[f"{name}_bleu"] = bleu
         results[f"{name}_peak_memory_mib"] = memory.peak_mib
         results[f"{name}_added_memory_mib"] = memory.added_mib
+    summary = run.write_shortlist()  # the lexical shortlist of the run's training pairs
+    results["shortlist_always_kept"] = summary["always_kept"]
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        speed, bleu = decode(model, beam, shortlist=True)
+        results[f"{name}_shortlist_sentences_per_second"] = speed
+        results[f"{name}_shortlist_bleu"] = bleu
+        results[f"{name}_shortlist_bleu_change"] = bleu - results[f"{name}_bleu"]
     speed, bleu = decode(quantize_int8(model), 5)
     results["beam5_int8_sentences_per_second"] = speed
     results["beam5_int8_bleu"] = bleu

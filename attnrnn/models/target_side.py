@@ -157,19 +157,30 @@ class TargetSide(nn.Module):
         return smoothed_cross_entropy(logits, targets, label_smoothing)
 
     def step(
-        self, prev_tokens: torch.Tensor, state: DecoderState
+        self,
+        prev_tokens: torch.Tensor,
+        state: DecoderState,
+        outputs: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
         """One decoding step (search protocol).
 
         Args:
             prev_tokens: (N,) the previous target token of every row.
+            outputs: the output layer's weight (V', A) and bias (V',) rows of the only
+                outputs to score (a lexical shortlist,
+                :mod:`attnrnn.decoding.shortlist`); None: the whole vocabulary.
 
         Returns:
-            log-probabilities (N, V) in float32, the new state, attention (N, S).
+            log-probabilities (N, V) in float32 (normalized over the V' outputs given),
+            the new state, attention (N, S).
         """
         embedded = self.embedding_dropout(self.target_embedding(prev_tokens))  # (N, E)
         attentional, state, weights = self.decoder.step(embedded, state)
-        log_probs = F.log_softmax(self.output_logits(attentional).float(), dim=-1)  # (N, V)
+        if outputs is None:
+            logits = self.output_logits(attentional)  # (N, V)
+        else:
+            logits = F.linear(self.output_dropout(attentional), *outputs)  # (N, V')
+        log_probs = F.log_softmax(logits.float(), dim=-1)
         return log_probs, state, weights
 
     def teacher_forced(

@@ -474,6 +474,10 @@ def export(directory: str | Path, output: str | Path) -> Path:
         files.write_json_atomic(staging / RUN_FILE, info)
         shutil.copy(source / CONFIG_FILE, staging / CONFIG_FILE)
         model.assets.save(staging)
+        from attnrnn.decoding.shortlist import SHORTLIST_FILE
+
+        if (source / SHORTLIST_FILE).is_file():  # translation's lexical shortlist
+            shutil.copy(source / SHORTLIST_FILE, staging / SHORTLIST_FILE)
         best = checkpoint.checkpoint_path(source / "best")
         (staging / "best").mkdir()
         for name in (checkpoint.MODEL_FILE, checkpoint.STATE_FILE):  # no optimizer state

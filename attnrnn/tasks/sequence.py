@@ -87,11 +87,15 @@ def decode(
 
     ``start(indices)`` encodes a batch and returns ``(step_model, state,
     source_lengths)``: what :func:`attnrnn.decoding.search` decodes (the model
-    itself, or a wrapper such as joint CTC scoring).
+    itself, or a wrapper such as joint CTC scoring). A step model with ``restore``
+    (:class:`~attnrnn.decoding.shortlist.Shortlisted`) maps the hypotheses' tokens
+    back to the model's ids.
     """
 
     def run(indices: list[int]) -> list[list[Hypothesis]]:
         step_model, state, source_lengths = start(indices)
-        return search(step_model, state, source_lengths, config)
+        found = search(step_model, state, source_lengths, config)
+        restore = getattr(step_model, "restore", None)  # a wrapper that renamed tokens
+        return found if restore is None else restore(found)
 
     return trained.batched(lengths, run, rows_per_input=config.beam_size, description=description)

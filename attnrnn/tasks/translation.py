@@ -26,10 +26,19 @@ from attnrnn.data.readers import check_encoding
 from attnrnn.data.tokenizers import Tokenizer
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
+from attnrnn.decoding.shortlist import Shortlist, Shortlisted, read_shortlist
 from attnrnn.errors import ConfigError, DataError
 from attnrnn.metrics import corpus_bleu, corpus_chrf, exact_match
 from attnrnn.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
+from attnrnn.tasks.base import (
+    Explanation,
+    Metric,
+    Option,
+    Task,
+    TrainedModel,
+    as_list,
+    output_folder,
+)
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, Alternative, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.trainer import LossOutput
@@ -420,15 +429,22 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
     """A trained translation model: :meth:`translate`, :meth:`evaluate`, :meth:`explain`."""
 
     def decode_ids(
-        self, sources: Sequence[Sequence[int]], config: SearchConfig
+        self, sources: Sequence[Sequence[int]], config: SearchConfig, shortlist: bool = False
     ) -> list[list[Hypothesis]]:
-        """N-best lists of token-id sources, in input order."""
+        """N-best lists of token-id sources, in input order; ``shortlist``: score only the
+        run's lexical shortlist for each batch (:mod:`attnrnn.decoding.shortlist`)."""
         model = cast(Seq2Seq, self.model)
+        lexical = self.shortlist() if shortlist else None
 
         def start(indices: list[int]) -> tuple[Any, Any, torch.Tensor]:
-            source, lengths = pad_sequences([sources[i] for i in indices], model.pad_index)
+            batch = [sources[i] for i in indices]
+            source, lengths = pad_sequences(batch, model.pad_index)
             source, lengths = source.to(self.device), lengths.to(self.device)  # (B, S), (B,)
-            return model, model.init_state(model.encode(source, lengths)), lengths
+            state = model.init_state(model.encode(source, lengths))
+            if lexical is None:
+                return model, state, lengths
+            ids = torch.tensor(lexical.candidates(batch), device=self.device)
+            return Shortlisted(model, ids), state, lengths
 
         return decode(self, [len(source) for source in sources], start, config, "translate")
 
@@ -440,15 +456,56 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
         the run's ``search`` gives the rest.
         """
         inputs, _ = as_list(texts)
+        shortlist = bool(options.pop("shortlist", False))
         config = search_config(self.config.search, **options)
         limit = self.config.data.max_source_length
         ids = [self.assets.encode_source(text, limit) for text in inputs]
         return [
             self._translation(text, source_ids, n_best)
             for text, source_ids, n_best in zip(
-                inputs, ids, self.decode_ids(ids, config), strict=True
+                inputs, ids, self.decode_ids(ids, config, shortlist), strict=True
             )
         ]
+
+    def write_shortlist(self, per_word: int = 50, frequent: int = 500) -> dict[str, Any]:
+        """Build the lexical shortlist of the run's training pairs and write it into the run
+        (``shortlist.json``); return what it holds."""
+        from attnrnn.decoding.shortlist import SHORTLIST_FILE, build_shortlist
+        from attnrnn.training.files import write_json_atomic
+
+        if self.directory is None:
+            raise ConfigError("a shortlist is written into a run directory")
+        if per_word < 1 or frequent < 0:
+            raise ConfigError(
+                f"per_word must be >= 1 and frequent >= 0, got {per_word}, {frequent}"
+            )
+        data = self.config.data
+        pairs = read_pairs(self.resolve(data.train), data)
+        split = encode_split(pairs, self.assets, data, drop_long=False)
+        model = cast(Seq2Seq, self.model)
+        specials = [model.pad_index, model.bos_index, model.eos_index]
+        specials.append(self.assets.target.vocab.unk_index)
+        pairs_ids = zip(split.sources, split.targets, strict=True)
+        lexical = build_shortlist(pairs_ids, per_word, frequent, specials)
+        write_json_atomic(self.directory / SHORTLIST_FILE, lexical.to_dict())
+        return {
+            "shortlist": str(self.directory / SHORTLIST_FILE),
+            "training_pairs": len(split.sources),
+            "source_words": len(lexical.per_source),
+            "per_word": per_word,
+            "always_kept": len(lexical.always),
+            "target_vocabulary": len(self.assets.target.vocab),
+        }
+
+    def shortlist(self) -> Shortlist:
+        """The run's lexical shortlist (``attnrnn shortlist RUN`` writes it)."""
+        found = read_shortlist(self.directory) if self.directory else None
+        if found is None:
+            raise ConfigError(
+                f"{self.name} has no lexical shortlist; write one with `attnrnn shortlist "
+                f"{self.name}`"
+            )
+        return found
 
     def predict(self, inputs: str | Sequence[str], **options: Any) -> list[Translation]:
         """The same as :meth:`translate`."""
@@ -495,9 +552,11 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
         tokens = sum(count for _, count in results)
         return sum(mean * count for mean, count in results) / max(tokens, 1)
 
-    def metrics(self, split: ParallelSplit, config: SearchConfig) -> dict[str, Any]:
+    def metrics(
+        self, split: ParallelSplit, config: SearchConfig, shortlist: bool = False
+    ) -> dict[str, Any]:
         """BLEU and chrF (sacreBLEU, with signatures), exact match and loss on a split."""
-        hypotheses = self.decode_ids(split.sources, config)
+        hypotheses = self.decode_ids(split.sources, config, shortlist)
         outputs = [self.assets.target.decode(n_best[0].tokens) for n_best in hypotheses]
         bleu = corpus_bleu(outputs, split.references)
         chrf = corpus_chrf(outputs, split.references)
@@ -513,8 +572,9 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
     def score(self, split: ParallelSplit, **options: Any) -> dict[str, Any]:
         """BLEU, chrF (with their sacreBLEU signatures), exact match and loss on an
         encoded split, decoded with the run's ``search`` and ``options``."""
+        shortlist = bool(options.pop("shortlist", False))
         config = search_config(self.config.search, **options)
-        return {**self.metrics(split, config), "beam_size": config.beam_size}
+        return {**self.metrics(split, config, shortlist), "beam_size": config.beam_size}
 
     def explain(
         self, inputs: Any, output: str | Path | None = None, color: bool = False, **options: Any
@@ -573,7 +633,15 @@ class TranslationTask(Task[TranslationRunConfig, TranslationAssets, ParallelSpli
         "explain.html (the interactive explorer) and alignment-N.png (the attention of each "
         "translation)"
     )
-    options = SEARCH_OPTIONS
+    options = (
+        *SEARCH_OPTIONS,
+        Option(
+            ("--shortlist",),
+            "shortlist",
+            "score only the run's lexical shortlist of target words (`attnrnn shortlist RUN`)",
+            action="store_true",
+        ),
+    )
     supports_int8 = True
     unused_parameters = False
 
