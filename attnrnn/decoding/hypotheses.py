@@ -70,7 +70,9 @@ def score_hypothesis(
 def allowed_log_probs(
     log_probs: torch.Tensor, prefixes: torch.Tensor, config: SearchConfig, model: StepModel
 ) -> torch.Tensor:
-    """``log_probs`` with every forbidden next token set to -inf (a new tensor).
+    """``log_probs`` with every forbidden next token set to -inf, in place (a step's
+    log-probabilities are the search's to change; a full copy of (N, V) every step had
+    cost a tenth of beam search).
 
     Forbidden: the padding and BOS tokens (never outputs, unless one doubles
     as EOS); EOS while fewer than ``min_length`` tokens were produced; any
@@ -81,14 +83,15 @@ def allowed_log_probs(
         log_probs: (N, V) next-token log-probabilities.
         prefixes: (N, L) output tokens so far (BOS excluded), L the same for all rows.
     """
-    banned = torch.zeros_like(log_probs, dtype=torch.bool)  # (N, V)
     for special in (model.pad_index, model.bos_index):
-        banned[:, special] = special != model.eos_index
+        if special != model.eos_index:
+            log_probs[:, special] = float("-inf")
     if prefixes.size(1) < config.min_length:
-        banned[:, model.eos_index] = True
+        log_probs[:, model.eos_index] = float("-inf")
     if config.no_repeat_ngram_size > 0:
-        banned |= repeated_ngram_mask(prefixes, config.no_repeat_ngram_size, log_probs.size(1))
-    return log_probs.masked_fill(banned, float("-inf"))
+        banned = repeated_ngram_mask(prefixes, config.no_repeat_ngram_size, log_probs.size(1))
+        log_probs.masked_fill_(banned, float("-inf"))
+    return log_probs
 
 
 def repeated_ngram_mask(prefixes: torch.Tensor, size: int, vocab_size: int) -> torch.Tensor:

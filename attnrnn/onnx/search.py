@@ -86,12 +86,12 @@ def score_hypothesis(
 def allowed_log_probs(
     log_probs: np.ndarray, prefixes: np.ndarray, config: SearchSettings, model: StepModel
 ) -> np.ndarray:
-    """``log_probs`` (N, V) with forbidden tokens at -inf (a new array)."""
-    banned = np.zeros(log_probs.shape, dtype=bool)
+    """``log_probs`` (N, V) with forbidden tokens at -inf, in place."""
     for special in (model.pad_index, model.bos_index):
-        banned[:, special] = special != model.eos_index
+        if special != model.eos_index:
+            log_probs[:, special] = -np.inf
     if prefixes.shape[1] < config.min_length:
-        banned[:, model.eos_index] = True
+        log_probs[:, model.eos_index] = -np.inf
     size = config.no_repeat_ngram_size
     if size > 0 and prefixes.shape[1] >= size:
         length = prefixes.shape[1]
@@ -99,8 +99,8 @@ def allowed_log_probs(
         for start in range(length - size + 1):
             matches = (prefixes[:, start : start + size - 1] == context).all(axis=1)  # (N,)
             rows = np.nonzero(matches)[0]
-            banned[rows, prefixes[rows, start + size - 1]] = True
-    return np.where(banned, np.float32(-np.inf), log_probs)
+            log_probs[rows, prefixes[rows, start + size - 1]] = -np.inf
+    return log_probs
 
 
 @dataclass
