@@ -4,10 +4,10 @@ The same algorithm, bookkeeping and scores as :mod:`attnrnn.decoding` (greedy,
 beam, :mod:`~attnrnn.decoding.hypotheses`), step for step, with numpy in place of
 torch: a step model here takes and returns numpy arrays, and its state has
 ``select(rows)``. Read the PyTorch modules for the why of each rule; the tests
-check that both searches give the same tokens and scores. One difference: where
-torch's ``topk`` chooses among exactly equal candidates at the edge of the best
-2K, this search takes the lowest flat index (the earlier beam, then the lower
-token id), which it also uses to rank ties within the 2K, as the PyTorch search does.
+check that both searches give the same tokens and scores. Which of exactly equal
+candidates at the edge of the best 2K enter is unspecified in both (``topk`` there,
+``argpartition`` here); within the 2K, ties rank by the lower flat index (the earlier
+beam, then the lower token id) in both.
 
 :class:`SearchSettings` mirrors :class:`attnrnn.decoding.SearchConfig` field for
 field (that one validates and imports torch).
@@ -195,15 +195,21 @@ def _top_candidates(
     beam_log_probs: np.ndarray, next_log_probs: np.ndarray, beam_size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The best 2K of every source's K x V continuations, best first (ties: the lower
-    flat index): cumulative log-probabilities, origin beams and tokens, each (b, 2K)."""
+    flat index): cumulative log-probabilities, origin beams and tokens, each (b, 2K).
+    A partial sort picks the 2K (as torch's ``topk``), a sort of those ranks them."""
     b, K = beam_log_probs.shape
     V = next_log_probs.shape[1]
     scores = (beam_log_probs[:, :, None] + next_log_probs.reshape(b, K, V)).reshape(b, K * V)
     count = min(2 * K, K * V)
-    # a stable sort of the negated scores: equal scores keep the flat index order
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :count]  # (b, 2K)
-    values = np.take_along_axis(scores, order, axis=1)
-    return values, order // V, order % V
+    if count < K * V:
+        chosen = np.argpartition(-scores, count - 1, axis=1)[:, :count]  # (b, 2K) unordered
+    else:
+        chosen = np.tile(np.arange(K * V), (b, 1))
+    values = np.take_along_axis(scores, chosen, axis=1)
+    order = np.lexsort((chosen, -values), axis=-1)  # by value, descending; then flat index
+    chosen = np.take_along_axis(chosen, order, axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    return values, chosen // V, chosen % V
 
 
 def beam_search(
