@@ -59,6 +59,23 @@ def document_text(record: Mapping[str, Any], name: str) -> str:
     return value.strip()
 
 
+def document_line(line: str, field: str) -> str:
+    """The text of one input line: a line that starts with ``{`` is a JSON object whose
+    ``field`` holds the text; any other line is the text itself."""
+    from attnrnn.data.io import InvalidJSON, parse_json
+
+    text = line.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        record = parse_json(text)
+    except InvalidJSON as error:
+        raise DataError(str(error)) from None
+    if not isinstance(record, dict):
+        raise DataError(f"expected a JSON object, got a {type(record).__name__}")
+    return document_text(record, field)
+
+
 # --------------------------------------------------------------------------- copy ids
 
 

@@ -384,20 +384,9 @@ class OnnxSummarizer(Exported):
 
     def parse_input(self, line: str, options: dict[str, Any]) -> str:
         """A line that starts with ``{`` is a JSON object (its ``field``); else the text."""
-        from attnrnn.data.documents import document_text
-        from attnrnn.data.io import InvalidJSON, parse_json
-        from attnrnn.errors import DataError
+        from attnrnn.data.documents import document_line
 
-        text = line.strip()
-        if not text.startswith("{"):
-            return text
-        try:
-            record = parse_json(text)
-        except InvalidJSON as error:
-            raise DataError(str(error)) from None
-        if not isinstance(record, dict):
-            raise DataError(f"expected a JSON object, got a {type(record).__name__}")
-        return document_text(record, options.get("field") or self.source_field)
+        return document_line(line, options.get("field") or self.source_field)
 
     def _ids(self, ids: Sequence[int]) -> list[int]:
         """Extended ids as the model reads them: without copying, unknown words are <unk>."""

@@ -33,15 +33,15 @@ from attnrnn.data.documents import (
     DocumentSplit,
     EncodedDocument,
     decode_ids,
+    document_line,
     document_text,
     encode_documents,
     read_documents,
 )
-from attnrnn.data.io import InvalidJSON, parse_json
 from attnrnn.data.readers import check_encoding
 from attnrnn.data.vocab import Vocab
 from attnrnn.decoding import Hypothesis, SearchConfig
-from attnrnn.errors import ConfigError, DataError
+from attnrnn.errors import ConfigError
 from attnrnn.metrics import rouge_scores
 from attnrnn.models.pointer_generator import PointerGenerator
 from attnrnn.models.seq2seq import DecoderConfig, Seq2SeqConfig
@@ -350,16 +350,7 @@ class Summarizer(TrainedModel[SummarizationRunConfig, SummarizationAssets]):
     def parse_input(self, line: str, options: dict[str, Any]) -> str:
         """A line that starts with ``{`` is a JSON object: its ``field`` (default: the
         run's ``data.source_field``) is the text; any other line is the text itself."""
-        text = line.strip()
-        if not text.startswith("{"):
-            return text
-        try:
-            record = parse_json(text)
-        except InvalidJSON as error:
-            raise DataError(str(error)) from None
-        if not isinstance(record, dict):
-            raise DataError(f"expected a JSON object, got a {type(record).__name__}")
-        return document_text(record, options.get("field") or self.config.data.source_field)
+        return document_line(line, options.get("field") or self.config.data.source_field)
 
     def record(self, result: Summary) -> dict[str, Any]:
         record = {
