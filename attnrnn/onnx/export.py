@@ -265,23 +265,9 @@ def sequence_axes(state: DecoderState, fields: list[str], rows: str) -> dict[str
     return axes
 
 
-def export_translator(trained: TrainedModel, folder: Path) -> dict[str, Any]:
-    model = cast(Any, trained.model)
-    vocab = trained.assets.source.vocab
-    generator = torch.Generator().manual_seed(0)
-    source = torch.randint(4, len(vocab), (3, 7), generator=generator)
-    lengths = torch.tensor([7, 4, 2])
-    source[1, 4:] = source[2, 2:] = vocab.pad_index
-    state = model.init_state(model.encode(source, lengths))
-    fields = state_fields(state)
-    export_graph(
-        EncoderGraph(model, fields),
-        (source, lengths),
-        folder / "encoder.onnx",
-        ["source", "lengths"],
-        fields,
-        {"source": {0: "batch", 1: "source_length"}, "lengths": {0: "batch"}},
-    )
+def export_step(model: Any, state: DecoderState, fields: list[str], folder: Path) -> dict[str, Any]:
+    """``step.onnx`` of a model whose first decoder state is ``state`` (3 rows), and the
+    manifest of an encoder + step export."""
     rows = state.select(torch.tensor([0, 0, 1, 2, 2]))  # beams: rows repeat
     previous = torch.tensor([model.bos_index, 5, 6, 7, 8])
     changing = [name for name in fields if name in CHANGING]
@@ -304,6 +290,26 @@ def export_translator(trained: TrainedModel, folder: Path) -> dict[str, Any]:
             "eos": model.eos_index,
         },
     }
+
+
+def export_translator(trained: TrainedModel, folder: Path) -> dict[str, Any]:
+    model = cast(Any, trained.model)
+    vocab = trained.assets.source.vocab
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randint(4, len(vocab), (3, 7), generator=generator)
+    lengths = torch.tensor([7, 4, 2])
+    source[1, 4:] = source[2, 2:] = vocab.pad_index
+    state = model.init_state(model.encode(source, lengths))
+    fields = state_fields(state)
+    export_graph(
+        EncoderGraph(model, fields),
+        (source, lengths),
+        folder / "encoder.onnx",
+        ["source", "lengths"],
+        fields,
+        {"source": {0: "batch", 1: "source_length"}, "lengths": {0: "batch"}},
+    )
+    return export_step(model, state, fields, folder)
 
 
 class CopyEncoderGraph(nn.Module):
@@ -424,28 +430,7 @@ def export_recognizer(trained: TrainedModel, folder: Path) -> dict[str, Any]:
         ["ctc_log_probs", "ctc_lengths", *fields],
         {"features": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}},
     )
-    rows = state.select(torch.tensor([0, 0, 1, 2, 2]))
-    previous = torch.tensor([model.bos_index, 5, 6, 7, 8])
-    changing = [name for name in fields if name in CHANGING]
-    export_graph(
-        StepGraph(model, fields),
-        (previous, *(getattr(rows, name) for name in fields)),
-        folder / "step.onnx",
-        ["previous", *fields],
-        ["log_probs", "attention", *(f"next_{name}" for name in changing)],
-        {"previous": {0: "rows"}, **sequence_axes(state, fields, "rows")},
-        varargs=True,
-    )
-    return {
-        "graphs": {"encoder": "encoder.onnx", "step": "step.onnx"},
-        "state": fields,
-        "changing_state": changing,
-        "special_tokens": {
-            "pad": model.pad_index,
-            "bos": model.bos_index,
-            "eos": model.eos_index,
-        },
-    }
+    return export_step(model, state, fields, folder)
 
 
 EXPORTERS: dict[str, Callable[[TrainedModel, Path], dict[str, Any]]] = {
