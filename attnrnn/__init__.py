@@ -18,7 +18,11 @@ __all__ = ["__version__", "export", "load", "train"]
 
 
 def load(
-    run: str | Path, device: str = "auto", int8: bool = False, checkpoint: str = "best"
+    run: str | Path,
+    device: str = "auto",
+    int8: bool = False,
+    checkpoint: str = "best",
+    precision: str = "fp32",
 ) -> TrainedModel:
     """A trained model from a run directory or an exported bundle; the task (and so the
     methods: ``predict``, ``translate``, ``transcribe``, ``summarize``) comes from its
@@ -29,6 +33,9 @@ def load(
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:0"``...
         int8: int8 dynamic quantization for CPU inference (translation).
         checkpoint: ``"best"`` (default) or ``"last"``.
+        precision: ``"fp32"`` (default) or ``"bf16"``: decoding's matmuls in bfloat16
+            (translation), where the hardware has native bfloat16; elsewhere fp32, with
+            a warning line on standard error.
     """
     import attnrnn.onnx
 
@@ -36,7 +43,7 @@ def load(
         return attnrnn.onnx.load(run)
     from attnrnn.tasks.runs import load as load_run
 
-    return load_run(run, device=device, int8=int8, checkpoint_name=checkpoint)
+    return load_run(run, device=device, int8=int8, checkpoint_name=checkpoint, precision=precision)
 
 
 def train(config: Any, run: str | Path, resume: bool = False) -> dict[str, Any]:

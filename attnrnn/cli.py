@@ -27,7 +27,7 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 RUN_COMMANDS = ("evaluate", "predict", "explain")
 # Options of every run command, handled when loading; the rest go to the task.
-LOAD_OPTIONS = ("device", "int8")
+LOAD_OPTIONS = ("device", "int8", "precision")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -392,6 +392,14 @@ def add_task_options(parser: argparse.ArgumentParser, command: str, tasks: Any =
             default=argparse.SUPPRESS,
             help="int8 dynamic quantization for CPU inference (tasks that support it)",
         )
+    if any(task.supports_bf16 for task in tasks):
+        parser.add_argument(
+            "--precision",
+            choices=("fp32", "bf16"),
+            default=argparse.SUPPRESS,
+            help="bf16: decode with bfloat16 matmuls where the hardware has them (AMX, "
+            "AVX512-BF16, recent GPUs; elsewhere fp32 with a warning); default fp32",
+        )
     seen: set[str] = set()
     for task in tasks:
         for option in task.options:
@@ -443,10 +451,14 @@ def load_run(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str
             raise ConfigError(f"{flag} does not apply to {task.name} runs ({arguments.run})")
     if getattr(arguments, "int8", False) and not task.supports_int8:
         raise ConfigError(f"--int8 does not apply to {task.name} runs ({arguments.run})")
+    precision = getattr(arguments, "precision", "fp32")
+    if precision != "fp32" and not task.supports_bf16:
+        raise ConfigError(f"--precision does not apply to {task.name} runs ({arguments.run})")
     model = load(
         arguments.run,
         device=getattr(arguments, "device", "auto"),
         int8=getattr(arguments, "int8", False),
+        precision=precision,
     )
     return model, given
 

@@ -65,6 +65,7 @@ from attnrnn.config import OptimizerConfig
 from attnrnn.data.batching import make_batches, pad_sequences
 from attnrnn.metrics import corpus_bleu
 from attnrnn.models.quantize import quantize_int8
+from attnrnn.nn import fast_paths
 from attnrnn.tasks.base import Prepared
 from attnrnn.tasks.translation import Translator, collate, encode_split, read_pairs
 from attnrnn.training.optim import build_optimizer
@@ -291,14 +292,23 @@ def translation_decoding(
     results: Results = {"decode_sentences": len(test)}
 
     def decode(
-        model: torch.nn.Module, beam: int, bf16: bool = False, shortlist: bool = False
+        model: torch.nn.Module,
+        beam: int,
+        precision: str = "fp32",
+        shortlist: bool = False,
+        prepared: bool = True,
     ) -> tuple[float, float]:
+        """Sentences/s and BLEU of one pass over the test sentences; ``prepared``: the
+        inference decoder step (attnrnn.nn.decoder_step), else the model's own step."""
         search = dataclasses.replace(config.search, beam_size=beam, n_best=1)
-        translator = Translator(run.task, config, run.assets, model, run.device, run.directory)
-        started = time.perf_counter()
-        with bf16_autocast(bf16):
+        translator = Translator(
+            run.task, config, run.assets, model, run.device, run.directory, precision=precision
+        )
+        with fast_paths.hand_written(prepared):
+            translator.step_model()  # weights prepared once per loaded model, not timed
+            started = time.perf_counter()
             hypotheses = translator.decode_ids(test.sources, search, shortlist)
-        speed = len(test) / (time.perf_counter() - started)
+            speed = len(test) / (time.perf_counter() - started)
         outputs = [target.decode(n_best[0].tokens) for n_best in hypotheses]
         return speed, corpus_bleu(outputs, references).score
 
@@ -310,19 +320,29 @@ def translation_decoding(
         results[f"{name}_bleu"] = bleu
         results[f"{name}_peak_memory_mib"] = memory.peak_mib
         results[f"{name}_added_memory_mib"] = memory.added_mib
+        # the model's own step, through its modules (the path before the prepared step)
+        speed, bleu = decode(model, beam, prepared=False)
+        results[f"{name}_unprepared_sentences_per_second"] = speed
+        results[f"{name}_unprepared_bleu"] = bleu
     summary = run.write_shortlist()  # the lexical shortlist of the run's training pairs
     results["shortlist_always_kept"] = summary["always_kept"]
+    bf16 = native_bf16(torch.device("cpu"))
     for name, beam in (("greedy", 1), ("beam5", 5)):
         speed, bleu = decode(model, beam, shortlist=True)
         results[f"{name}_shortlist_sentences_per_second"] = speed
         results[f"{name}_shortlist_bleu"] = bleu
         results[f"{name}_shortlist_bleu_change"] = bleu - results[f"{name}_bleu"]
+        if bf16:  # bf16 matmuls with the shortlist: the fastest PyTorch decoding
+            speed, bleu = decode(model, beam, precision="bf16", shortlist=True)
+            results[f"{name}_bf16_shortlist_sentences_per_second"] = speed
+            results[f"{name}_bf16_shortlist_bleu"] = bleu
+            results[f"{name}_bf16_shortlist_bleu_change"] = bleu - results[f"{name}_bleu"]
     speed, bleu = decode(quantize_int8(model), 5)
     results["beam5_int8_sentences_per_second"] = speed
     results["beam5_int8_bleu"] = bleu
     results["int8_bleu_change"] = bleu - results["beam5_bleu"]
-    if native_bf16(torch.device("cpu")):
-        speed, bleu = decode(model, 5, bf16=True)
+    if bf16:
+        speed, bleu = decode(model, 5, precision="bf16")
         results["beam5_bf16_sentences_per_second"] = speed
         results["beam5_bf16_bleu"] = bleu
         results["bf16_bleu_change"] = bleu - results["beam5_bleu"]

@@ -572,3 +572,59 @@ def test_int8_is_refused_for_other_tasks(tmp_path, capsys):
     write(run / "config.yaml", "task: speech\n")
     status, _, err = run_cli(capsys, "evaluate", run, "--int8")
     check_user_error(status, err, "--int8", "speech")
+
+
+def test_the_prepared_decoder_step_translates_as_the_model(date_run, date_files):
+    from attnrnn.nn import decoder_step, fast_paths
+
+    run, _, _ = date_run
+    translator = attnrnn.load(run, device="cpu")
+    prepared = translator.step_model()
+    assert isinstance(prepared, decoder_step.LuongGRUAdditiveStep)
+    assert translator.step_model() is prepared  # kept while the weights stay the same
+    lines = (date_files / "test.src").read_text().splitlines()
+    ours = [(t.translation, t.score) for t in translator.translate(lines, beam=3)]
+    with fast_paths.hand_written(False):
+        assert translator.step_model() is translator.model
+        theirs = [(t.translation, t.score) for t in translator.translate(lines, beam=3)]
+    assert [text for text, _ in ours] == [text for text, _ in theirs]
+    assert [score for _, score in ours] == pytest.approx([score for _, score in theirs])
+    with torch.no_grad():  # an update in place (as the optimizer's) prepares a new step
+        translator.model.output_layer.bias.add_(0.0)
+    assert translator.step_model() is not prepared
+
+
+def test_bf16_precision_decodes_or_falls_back_with_a_warning(
+    date_run, date_files, monkeypatch, capsys
+):
+    import attnrnn.tasks.runs as runs
+
+    run, _, _ = date_run
+    lines = (date_files / "test.src").read_text().splitlines()
+    monkeypatch.setattr(runs, "native_bf16", lambda device: False)
+    status, out, err = run_cli(
+        capsys, "translate", run, date_files / "test.src", "--precision", "bf16"
+    )
+    assert status == 0, err
+    assert "has no native bfloat16: decoding in fp32" in err and len(out.splitlines()) == len(lines)
+    assert attnrnn.load(run, device="cpu", precision="bf16").precision == "fp32"
+    assert capsys.readouterr().err.count("no native bfloat16") == 1
+
+    monkeypatch.setattr(runs, "native_bf16", lambda device: True)
+    translator = attnrnn.load(run, device="cpu", precision="bf16")
+    assert capsys.readouterr().err == ""
+    assert translator.precision == "bf16"
+    assert translator.step_model().recurrent.weight.dtype == torch.bfloat16
+    assert len(translator.translate(lines[:3])) == 3
+    with pytest.raises(ConfigError, match="int8 and bf16"):
+        attnrnn.load(run, int8=True, precision="bf16")
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
+        attnrnn.load(run, precision="fp8")
+
+
+def test_bf16_is_refused_for_other_tasks(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    write(run / "config.yaml", "task: speech\n")
+    status, _, err = run_cli(capsys, "evaluate", run, "--precision", "bf16")
+    check_user_error(status, err, "--precision", "speech")

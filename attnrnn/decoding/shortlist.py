@@ -111,8 +111,11 @@ class Shortlisted:
                 raise ValueError(f"the shortlist lacks the model's {name} ({special})")
             setattr(self, name, position[special])
         layer = model.output_layer
-        self.weight = layer.weight.index_select(0, ids)  # (V', A), once per batch
-        self.bias = None if layer.bias is None else layer.bias.index_select(0, ids)
+        weight, bias = layer.weight, layer.bias
+        if callable(weight):  # an int8 layer (quantize_int8): its weights as floats
+            weight, bias = weight().dequantize(), bias()
+        self.weight = weight.index_select(0, ids)  # (V', A), once per batch
+        self.bias = None if bias is None else bias.index_select(0, ids)
 
     def init_state(self, encoded: Any) -> Any:
         return self.model.init_state(encoded)

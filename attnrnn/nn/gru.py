@@ -50,8 +50,21 @@ def gru_step(
             :func:`fold_recurrent_bias`), so the recurrent matmul adds no bias.
         previous: (B, H) h_{t-1}; bias_hn: (H,) the recurrent bias of n.
     """
-    H = previous.size(1)
     recurrent = torch.mm(previous, weight_hh.t())  # (B, 3H)
+    return gru_gates(projected, recurrent, previous, bias_hn, out)
+
+
+def gru_gates(
+    projected: torch.Tensor,
+    recurrent: torch.Tensor,
+    previous: torch.Tensor,
+    bias_hn: torch.Tensor,
+    out: torch.Tensor,
+) -> GateCache:
+    """The elementwise half of :func:`gru_step`, from the recurrent projection
+    ``recurrent`` = ``W_hh h`` (B, 3H) without bias (it gains ``b_hn`` here, in place);
+    writes h_t (B, H) into ``out``."""
+    H = previous.size(1)
     recurrent[:, 2 * H :] += bias_hn
     gates = torch.empty_like(recurrent)
     # r and z in one pass each, written side by side

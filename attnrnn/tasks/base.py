@@ -121,7 +121,10 @@ class Task(ABC, Generic[ConfigT, AssetsT, SplitT]):
     # What `explain` writes, for `attnrnn explain --help`.
     explain_files: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    # Inference options of `attnrnn.load` the task's model takes: int8 dynamic
+    # quantization; bf16 matmuls in decoding (where the hardware has bf16).
     supports_int8: ClassVar[bool] = False
+    supports_bf16: ClassVar[bool] = False
     # Whether a training step may leave some parameters without a gradient (an adaptive
     # softmax's rare-word clusters): data-parallel training then has DDP look for them
     # at every step. False only where every step trains every parameter.
@@ -250,12 +253,15 @@ class TrainedModel(ABC, Generic[ConfigT, AssetsT]):
         device: torch.device,
         directory: Path | None = None,
         info: dict[str, Any] | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.task = task
         self.config = config
         self.assets = assets
         self.model = model
         self.device = device
+        # the matmul precision of inference: fp32, or bf16 (tasks that support it)
+        self.precision = precision
         self.directory = directory
         # run.json: the attnrnn version that wrote the run, the working directory
         # its relative data paths are relative to.

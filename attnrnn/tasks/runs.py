@@ -51,7 +51,7 @@ from attnrnn.training.distributed import (
 )
 from attnrnn.training.faults import crash_point
 from attnrnn.training.lock import run_lock
-from attnrnn.training.runtime import configure_runtime, resolve_device
+from attnrnn.training.runtime import configure_runtime, native_bf16, resolve_device
 from attnrnn.training.trainer import Trainer, seed_process
 
 RUN_FILE = "run.json"
@@ -426,6 +426,7 @@ def load(
     device: str = "auto",
     int8: bool = False,
     checkpoint_name: str = "best",
+    precision: str = "fp32",
 ) -> TrainedModel:
     """Load a trained run or an exported bundle; the task is worked out from its config.
 
@@ -434,6 +435,9 @@ def load(
         int8: int8 dynamic quantization of linear and RNN layers (CPU inference; tasks
             that support it).
         checkpoint_name: ``best`` (default) or ``last``.
+        precision: ``fp32`` (default) or ``bf16``: decoding's matmuls in bfloat16 (tasks
+            that support it); where the hardware has no native bfloat16 the model
+            decodes in fp32, with one warning line on standard error.
     """
     directory = Path(directory)
     info = read_run_info(directory)
@@ -442,7 +446,17 @@ def load(
     assets = task.load_assets(directory)
     if int8 and not task.supports_int8:
         raise ConfigError(f"int8 quantization is not available for {task.name} runs")
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"unknown precision {precision!r}; valid: fp32, bf16")
+    if precision == "bf16" and not task.supports_bf16:
+        raise ConfigError(f"bf16 decoding is not available for {task.name} runs")
+    if precision == "bf16" and int8:
+        raise ConfigError("int8 and bf16 exclude each other: choose one")
     target = resolve_device("cpu" if int8 and device == "auto" else device)
+    if precision == "bf16" and not native_bf16(target):
+        what = "this CPU" if target.type == "cpu" else str(target)
+        log_stderr(f"warning: {what} has no native bfloat16: decoding in fp32 instead of bf16")
+        precision = "fp32"
     model = task.build_model(config, assets).to(target)
     checkpoint.load_weights(directory / checkpoint_name, model, target)
     model.eval()
@@ -450,7 +464,7 @@ def load(
         from attnrnn.models.quantize import quantize_int8
 
         model = quantize_int8(model)
-    return task.model_class(task, config, assets, model, target, directory, info)
+    return task.model_class(task, config, assets, model, target, directory, info, precision)
 
 
 # --------------------------------------------------------------------------- export

@@ -30,6 +30,7 @@ from attnrnn.decoding.shortlist import Shortlist, Shortlisted, read_shortlist
 from attnrnn.errors import ConfigError, DataError
 from attnrnn.metrics import corpus_bleu, corpus_chrf, exact_match
 from attnrnn.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from attnrnn.nn import decoder_step, fast_paths
 from attnrnn.tasks.base import (
     Explanation,
     Metric,
@@ -428,6 +429,9 @@ class Translation:
 class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
     """A trained translation model: :meth:`translate`, :meth:`evaluate`, :meth:`explain`."""
 
+    # (key, step) of the last prepared decoder step (see step_model)
+    _prepared: tuple[Any, Any] | None = None
+
     def decode_ids(
         self, sources: Sequence[Sequence[int]], config: SearchConfig, shortlist: bool = False
     ) -> list[list[Hypothesis]]:
@@ -435,6 +439,7 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
         run's lexical shortlist for each batch (:mod:`attnrnn.decoding.shortlist`)."""
         model = cast(Seq2Seq, self.model)
         lexical = self.shortlist() if shortlist else None
+        step_model = self.step_model()
 
         def start(indices: list[int]) -> tuple[Any, Any, torch.Tensor]:
             batch = [sources[i] for i in indices]
@@ -442,11 +447,27 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
             source, lengths = source.to(self.device), lengths.to(self.device)  # (B, S), (B,)
             state = model.init_state(model.encode(source, lengths))
             if lexical is None:
-                return model, state, lengths
+                return step_model, state, lengths
             ids = torch.tensor(lexical.candidates(batch), device=self.device)
-            return Shortlisted(model, ids), state, lengths
+            return Shortlisted(step_model, ids), state, lengths
 
         return decode(self, [len(source) for source in sources], start, config, "translate")
+
+    def step_model(self) -> Any:
+        """What search steps: the model, or its decoder step with the weights prepared for
+        inference (:mod:`attnrnn.nn.decoder_step`: the Multi30k recipe's decoder, fast
+        paths on), in bf16 matmuls when the model was loaded with ``precision="bf16"``.
+        The prepared step is kept while the weights stay the same (dev scoring during
+        training prepares it again after every update)."""
+        model = self.model
+        if not (fast_paths.enabled() and decoder_step.supports(model)):
+            return model
+        dtype = torch.bfloat16 if self.precision == "bf16" else None
+        weights = tuple((p.data_ptr(), p._version) for p in model.parameters())
+        key = (id(model), dtype, weights)
+        if self._prepared is None or self._prepared[0] != key:
+            self._prepared = (key, decoder_step.LuongGRUAdditiveStep(model, dtype))
+        return self._prepared[1]
 
     def translate(self, texts: str | Sequence[str], **options: Any) -> list[Translation]:
         """Translate raw sentences (one or a list), keeping each output's attention.
@@ -643,6 +664,7 @@ class TranslationTask(Task[TranslationRunConfig, TranslationAssets, ParallelSpli
         ),
     )
     supports_int8 = True
+    supports_bf16 = True
     unused_parameters = False
 
     def read_split(
