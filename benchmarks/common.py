@@ -88,10 +88,11 @@ def command_line() -> str:
 class Steps:
     """Run named steps once each, caching their JSON results under ``cache/<name>``."""
 
-    def __init__(self, name: str, force: bool = False) -> None:
+    def __init__(self, name: str, force: bool = False, until: str | None = None) -> None:
         self.directory = WORK / name
         self.directory.mkdir(parents=True, exist_ok=True)
         self.force = force
+        self.until = until  # stop the script once this step is done (--until)
 
     def path(self, step: str) -> Path:
         return self.directory / f"{step}.json"
@@ -107,6 +108,7 @@ class Steps:
         if path.exists() and not self.force:
             result = json.loads(path.read_text())
             print(f"[{step}] cached: {json.dumps(result)[:200]}", flush=True)
+            self._stop_after(step)
             return result
         print(f"[{step}] running", flush=True)
         started, started_at = time.monotonic(), commit()  # the code the step runs
@@ -117,7 +119,13 @@ class Steps:
         temporary.write_text(json.dumps(result, indent=2))
         os.replace(temporary, path)
         print(f"[{step}] done: {json.dumps(result)[:200]}", flush=True)
+        self._stop_after(step)
         return result
+
+    def _stop_after(self, step: str) -> None:
+        if step == self.until:
+            print(f"stopped after step {step} (--until); run again to go on", flush=True)
+            raise SystemExit(0)
 
 
 def write_results(name: str, results: dict[str, Any]) -> Path:

@@ -23,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data", help="shared data folder")
     parser.add_argument("--force", action="store_true", help="rerun cached steps")
+    parser.add_argument("--until", help="stop once this step is done (e.g. the LM step)")
     parser.add_argument(
         "--skip-scratch", action="store_true", help="do not train the from-scratch comparison"
     )
@@ -30,7 +31,7 @@ def main() -> None:
     arguments = parser.parse_args()
     threads = arguments.threads
     data = (ROOT / arguments.data).resolve()
-    steps = Steps("imdb", arguments.force)
+    steps = Steps("imdb", arguments.force, arguments.until)
     language_model = language_model_step()
     data_overrides = [
         f"data.train={data}/imdb/train.jsonl.gz",

@@ -79,10 +79,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data", help="shared data folder")
     parser.add_argument("--force", action="store_true", help="rerun cached steps")
+    parser.add_argument("--until", help="stop once this step is done (e.g. the LM step)")
     parser.add_argument("--threads", type=int, help="CPU threads per training run")
     arguments = parser.parse_args()
     data = (ROOT / arguments.data).resolve()
-    steps = Steps("sst2", arguments.force)
+    steps = Steps("sst2", arguments.force, arguments.until)
     threads = arguments.threads
     language_model = language_model_step()
     data_overrides = [
