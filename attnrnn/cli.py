@@ -294,6 +294,12 @@ def add_serve_parser(commands: Any) -> None:
     serve.add_argument("--threads", type=int, help="torch threads per process")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda:0...")
     serve.add_argument("--int8", action="store_true", help="int8 weights (translation, CPU)")
+    serve.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: translation decodes with bf16 matmuls where the hardware has them",
+    )
     serve.set_defaults(handler=command_serve)
 
 
@@ -318,6 +324,7 @@ def command_serve(arguments: argparse.Namespace) -> int:
         settings=settings,
         device=arguments.device,
         int8=arguments.int8,
+        precision=arguments.precision,
         threads=arguments.threads,
         workers=arguments.workers,
     )

@@ -55,10 +55,15 @@ def name_runs(runs: Sequence[str]) -> dict[str, str]:
     return named
 
 
-def load_models(runs: dict[str, str], device: str = "auto", int8: bool = False) -> dict[str, Any]:
+def load_models(
+    runs: dict[str, str], device: str = "auto", int8: bool = False, precision: str = "fp32"
+) -> dict[str, Any]:
     import attnrnn
 
-    return {name: attnrnn.load(path, device=device, int8=int8) for name, path in runs.items()}
+    return {
+        name: attnrnn.load(path, device=device, int8=int8, precision=precision)
+        for name, path in runs.items()
+    }
 
 
 def serve(
@@ -72,12 +77,14 @@ def serve(
     threads: int | None = None,
     workers: int = 1,
     shutdown_timeout_s: float = 30.0,
+    precision: str = "fp32",
 ) -> None:
     """Serve ``runs`` (paths or ``NAME=PATH``) at ``http://host:port`` until stopped.
 
     ``settings``: batching, limits, access (:class:`ServeSettings`); its ``api_key``
     defaults to the environment variable ``ATTNRNN_API_KEY``. ``threads``: torch
-    threads per process (default: torch's). Binding to an address other than the
+    threads per process (default: torch's). ``precision``: ``bf16`` decodes translation
+    runs with bf16 matmuls (see :func:`attnrnn.load`). Binding to an address other than the
     loopback prints a warning. Returns when the server has shut down.
     """
     for module in ("fastapi", "uvicorn", "prometheus_client", "multipart"):
@@ -105,13 +112,14 @@ def serve(
         "device": device,
         "int8": int8,
         "threads": threads,
+        "precision": precision,
     }
     if workers > 1:
         os.environ[ENVIRONMENT] = json.dumps(environment)
         target = f"{__name__}:app_from_environment"
         uvicorn.run(target, factory=True, workers=workers, **options)
         return
-    app = build_app(named, settings, device, int8, threads)
+    app = build_app(named, settings, device, int8, threads, precision)
     describe(app, host, port)
     uvicorn.run(app, **options)
 
@@ -122,6 +130,7 @@ def build_app(
     device: str = "auto",
     int8: bool = False,
     threads: int | None = None,
+    precision: str = "fp32",
 ) -> FastAPI:
     from attnrnn.serving.app import create_app
 
@@ -129,7 +138,7 @@ def build_app(
         import torch
 
         torch.set_num_threads(threads)
-    return create_app(load_models(runs, device, int8), settings)
+    return create_app(load_models(runs, device, int8, precision), settings)
 
 
 def app_from_environment() -> FastAPI:
@@ -144,6 +153,7 @@ def app_from_environment() -> FastAPI:
         environment["device"],
         environment["int8"],
         environment["threads"],
+        environment["precision"],
     )
 
 

@@ -474,11 +474,14 @@ def test_each_worker_builds_its_app_from_the_environment(dates_run, monkeypatch)
     chosen = ServeSettings(max_beam=3, max_n_best=2, cors_origins=("https://a.org",))
     settings = dataclasses.asdict(chosen)
     environment = {"runs": {"d": str(dates_run)}, "settings": settings, "device": "cpu"}
-    monkeypatch.setenv(ENVIRONMENT, json.dumps({**environment, "int8": False, "threads": 1}))
+    chosen_load = {"int8": False, "threads": 1, "precision": "bf16"}
+    monkeypatch.setenv(ENVIRONMENT, json.dumps({**environment, **chosen_load}))
     monkeypatch.setattr(server_module, "log_to_stderr", lambda: None)  # keep pytest's logging
+    monkeypatch.setattr("attnrnn.tasks.runs.native_bf16", lambda device: True)
     app = app_from_environment()
     assert list(app.state.served) == ["d"] and app.state.settings.max_beam == 3
     assert app.state.settings.cors_origins == ("https://a.org",)
+    assert app.state.served["d"].model.precision == "bf16"
 
 
 def test_attnrnn_serve_runs_until_terminated(dates_run):
