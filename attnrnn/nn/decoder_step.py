@@ -132,8 +132,31 @@ class LuongGRUAdditiveStep:
             output = model.output_layer
             self.output_layer = _Linear(output.weight, output.bias, self.compute_dtype)
 
+    def _autocast(self, device: torch.device) -> Any:
+        """bf16 autocast when the matmuls are bf16 (else a no-op context)."""
+        bf16 = self.compute_dtype == torch.bfloat16
+        return torch.autocast(device.type, torch.bfloat16, enabled=bf16)
+
+    def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> Any:
+        """The model's encoding of a batch; with bf16 matmuls, under bf16 autocast (its
+        RNN and projections in bf16: the encoder is a third of greedy decoding)."""
+        with self._autocast(source.device):
+            return self.model.encode(source, lengths)
+
     def init_state(self, encoded: Any) -> DecoderState:
-        return self.model.init_state(encoded)
+        """The model's initial state (under bf16 autocast with bf16 matmuls: the
+        attention's keys stay bf16), its recurrent tensors in the weights' dtype."""
+        with self._autocast(encoded.memory.device):
+            state = self.model.init_state(encoded)
+        assert state.input_feed is not None
+        dtype = self.bias_hn.dtype
+        return replace(
+            state,
+            hidden=state.hidden.to(dtype),
+            input_feed=state.input_feed.to(dtype),
+            coverage=state.coverage.to(dtype),
+            memory=state.memory.to(dtype),
+        )
 
     def step(
         self,

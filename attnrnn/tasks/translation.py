@@ -445,7 +445,7 @@ class Translator(TrainedModel[TranslationRunConfig, TranslationAssets]):
             batch = [sources[i] for i in indices]
             source, lengths = pad_sequences(batch, model.pad_index)
             source, lengths = source.to(self.device), lengths.to(self.device)  # (B, S), (B,)
-            state = model.init_state(model.encode(source, lengths))
+            state = step_model.init_state(step_model.encode(source, lengths))
             if lexical is None:
                 return step_model, state, lengths
             ids = torch.tensor(lexical.candidates(batch), device=self.device)

@@ -131,7 +131,10 @@ def test_bf16_matmuls_stay_close_to_fp32():
     assert half.token_gates is not None and half.token_gates.dtype == torch.float32
     tokens = torch.tensor([BOS, 5, 6])
     with torch.no_grad():
-        reference, ours = full.step(tokens, start(seq2seq)), half.step(tokens, start(seq2seq))
+        state = half.init_state(half.encode(SOURCE, LENGTHS))  # the encoder under autocast
+        assert state.projected_keys is not None and state.projected_keys.dtype == torch.bfloat16
+        assert {state.hidden.dtype, state.memory.dtype, state.coverage.dtype} == {torch.float32}
+        reference, ours = full.step(tokens, start(seq2seq)), half.step(tokens, state)
     assert ours[0].dtype == torch.float32 and ours[1].hidden.dtype == torch.float32
     # bf16 keeps 8 significant bits: a few hundredths on log-probabilities of this size
     assert (ours[0] - reference[0]).abs().max() < 0.1
