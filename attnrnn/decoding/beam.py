@@ -73,11 +73,12 @@ def _top_candidates(
 
     Args:
         beam_log_probs: (b, K) cumulative log-probability of every beam.
-        next_log_probs: (b * K, V) allowed next-token log-probabilities.
+        next_log_probs: (b * K, V) allowed next-token log-probabilities; they become
+            the candidates' scores, in place (no new (b, K, V) tensor per step).
     """
     b, K = beam_log_probs.shape
     V = next_log_probs.size(1)
-    scores = beam_log_probs.unsqueeze(2) + next_log_probs.view(b, K, V)  # (b, K, V)
+    scores = next_log_probs.view(b, K, V).add_(beam_log_probs.unsqueeze(2))  # (b, K, V)
     scores = scores.view(b, K * V)  # (b, K * V)
     values, indices = scores.topk(min(2 * K, K * V), dim=1)  # (b, 2K)
     indices, by_index = indices.sort(dim=1)  # (b, 2K) flat index order
