@@ -153,6 +153,27 @@ def test_padding_does_not_change_the_loss():
         torch.testing.assert_close(getattr(together, name), rows)
 
 
+def test_training_batches_pad_to_few_shapes_without_changing_the_loss():
+    from attnrnn.tasks.language_model import SHAPE_STEP, collate
+
+    chunks = [torch.tensor([3, 4, 5], dtype=torch.int32), torch.tensor([6, 7, 8, 9, 10, 11])]
+    tokens, lengths = collate(chunks, 0, "cpu", multiple=SHAPE_STEP)
+    assert tokens.shape == (2, SHAPE_STEP) and lengths.tolist() == [3, 6]
+    assert tokens[0, 3:].eq(0).all() and tokens[1, 6:].eq(0).all()
+    exact, _ = collate(chunks, 0, "cpu")
+    assert exact.shape == (2, 6)
+    model = tiny_model("lstm").double()
+    torch.testing.assert_close(
+        model.training_loss(tokens, lengths), model.training_loss(exact, lengths)
+    )
+    # training batches by the padded lengths
+    lengths_for_batching = [17, 16, 2, 33]
+    from attnrnn.tasks.language_model import EncodedSplit
+
+    encoded = EncodedSplit([torch.zeros(n, dtype=torch.int32) for n in lengths_for_batching])
+    assert LANGUAGE_MODEL.lengths(encoded) == [32, 16, 16, 48]
+
+
 def test_log_probabilities_average_to_the_losses():
     model = tiny_model("lstm")
     output = model(torch.tensor([[3, 4, 5, 6, 7]]), torch.tensor([5]))
