@@ -22,7 +22,14 @@ from attnrnn.errors import ConfigError, DataError, RunError
 from attnrnn.models.classifier import ClassifierConfig, TextClassifier
 from attnrnn.models.language_model import BidirectionalLanguageModel, LanguageModelConfig
 from attnrnn.nn import fast_paths
-from attnrnn.tasks.language_model import LanguageModelRunConfig, chunk_spans, read_texts
+from attnrnn.tasks.language_model import (
+    SHAPE_STEP,
+    EncodedSplit,
+    LanguageModelRunConfig,
+    chunk_spans,
+    collate,
+    read_texts,
+)
 from attnrnn.tasks.runs import read_config, task_named
 from attnrnn.tasks.runs import train as train_run
 from attnrnn.training.checkpoint import read_state
@@ -154,8 +161,6 @@ def test_padding_does_not_change_the_loss():
 
 
 def test_training_batches_pad_to_few_shapes_without_changing_the_loss():
-    from attnrnn.tasks.language_model import SHAPE_STEP, collate
-
     chunks = [torch.tensor([3, 4, 5], dtype=torch.int32), torch.tensor([6, 7, 8, 9, 10, 11])]
     tokens, lengths = collate(chunks, 0, "cpu", multiple=SHAPE_STEP)
     assert tokens.shape == (2, SHAPE_STEP) and lengths.tolist() == [3, 6]
@@ -167,10 +172,7 @@ def test_training_batches_pad_to_few_shapes_without_changing_the_loss():
         model.training_loss(tokens, lengths), model.training_loss(exact, lengths)
     )
     # training batches by the padded lengths
-    lengths_for_batching = [17, 16, 2, 33]
-    from attnrnn.tasks.language_model import EncodedSplit
-
-    encoded = EncodedSplit([torch.zeros(n, dtype=torch.int32) for n in lengths_for_batching])
+    encoded = EncodedSplit([torch.zeros(n, dtype=torch.int32) for n in (17, 16, 2, 33)])
     assert LANGUAGE_MODEL.lengths(encoded) == [32, 16, 16, 48]
 
 
