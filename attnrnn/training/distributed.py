@@ -15,6 +15,7 @@ rank's random state on rank 0 (:func:`gathered`). Gradients are averaged by
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -113,7 +114,13 @@ def process_group(world: World, device: torch.device, timeout_seconds: float) ->
     )
     try:
         yield world
+        # Leave together: a rank that tears its connections down while another is still
+        # in its last collective can make that one abort (gloo raises in its own thread).
+        dist.barrier()
     finally:
+        # DistributedDataParallel replicas hold the group's pending work; freed after the
+        # group (at interpreter exit) they can abort the process.
+        gc.collect()
         dist.destroy_process_group()
 
 

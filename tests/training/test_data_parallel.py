@@ -41,6 +41,13 @@ def run(command: list[str], env: dict[str, str] | None = None, **options: Any):
     )
 
 
+def failure_report(stderr: str) -> str:
+    """The workers' own messages (a C++ abort's reason comes first) and torchrun's summary."""
+    if len(stderr) <= 6000:
+        return stderr
+    return f"{stderr[:3000]}\n[...]\n{stderr[-3000:]}"
+
+
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -137,7 +144,7 @@ def test_every_task_trains_in_two_processes_and_loads_in_one(task, fixtures, tmp
     config, example = task_config(task, tmp_path, fixtures)
     path = write_config(tmp_path / f"{task}.yaml", config)
     completed = torchrun("train", path, "--output", tmp_path / "run")
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.returncode == 0, failure_report(completed.stderr)
     assert "data-parallel: 2 processes (gloo)" in completed.stderr
     assert completed.stderr.count("data-parallel:") == 1  # rank 0 alone logs
     printed = json.loads(completed.stdout)  # rank 0 alone prints the results
@@ -167,11 +174,11 @@ def classifier_config(review_files, tiny_config, tmp_path):
 
 def test_a_stopped_two_process_run_resumes_exactly(classifier_config, tmp_path):
     straight = torchrun("train", classifier_config("a", max_steps=8), "-o", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert straight.returncode == 0, failure_report(straight.stderr)
     first = torchrun("train", classifier_config("b", max_steps=4), "-o", tmp_path / "resumed")
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 0, failure_report(first.stderr)
     again = torchrun("train", "--resume", tmp_path / "resumed", "--set", "trainer.max_steps=8")
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 0, failure_report(again.stderr)
     assert "resumed" in again.stderr and "resuming with" not in again.stderr
     # Dropout is on (0.1): equal weights need every process's random state restored.
     expected, actual = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
@@ -185,19 +192,19 @@ def test_two_processes_train_like_one_accumulating_two_batches(classifier_config
     no_dropout = {"model.embedding_dropout": 0, "model.encoder_dropout": 0, "model.dropout": 0}
     overrides = [item for key, value in no_dropout.items() for item in ("--set", f"{key}={value}")]
     two = torchrun("train", classifier_config("c", max_steps=8), *overrides, "-o", tmp_path / "two")
-    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.returncode == 0, failure_report(two.stderr)
     config = classifier_config("d", max_steps=4, accumulate_steps=2)
     one = run(
         [sys.executable, "-m", "attnrnn", "train", config, *overrides, "-o", tmp_path / "one"]
     )
-    assert one.returncode == 0, one.stderr[-3000:]
+    assert one.returncode == 0, failure_report(one.stderr)
     assert "gradient accumulation: 1 process adding up 2 batches" in one.stderr
     # Resumed in two processes without accumulation: the same 2 batches per step.
     resumed = torchrun(
         "train", "--resume", tmp_path / "one", "--set", "trainer.max_steps=8",
         "--set", "trainer.accumulate_steps=1",
     )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, failure_report(resumed.stderr)
     assert "the same 2 batches per step" in resumed.stderr
     expected, actual = weights(tmp_path / "two"), weights(tmp_path / "one")
     for name in expected:  # the same batches and updates; only the summation order differs
@@ -214,7 +221,7 @@ def test_rank0s_dev_checks_decide_early_stopping_and_the_schedule_for_all(
     frozen = ["--set", "optimizer.learning_rate=1e-9", "--set", "optimizer.warmup_steps=0"]
     plateau = ["--set", "optimizer.schedule=plateau", "--set", "optimizer.plateau_patience=1"]
     completed = torchrun("train", config, *frozen, *plateau, "-o", tmp_path / "run")
-    assert completed.returncode == 0, completed.stderr[-3000:]  # no process left waiting
+    assert completed.returncode == 0, failure_report(completed.stderr)  # no process left waiting
     assert "early stopping" in completed.stderr
     state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())["state"]
     assert state["stop_reason"] == "early_stopping" and state["step"] == 12  # checks at 4, 8, 12
@@ -223,10 +230,10 @@ def test_rank0s_dev_checks_decide_early_stopping_and_the_schedule_for_all(
 
 def test_resuming_with_another_step_size_says_what_changes(classifier_config, tmp_path):
     first = torchrun("train", classifier_config("e", max_steps=4), "-o", tmp_path / "run")
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 0, failure_report(first.stderr)
     alone = run([sys.executable, "-m", "attnrnn", "train", "--resume", tmp_path / "run", "--set",
                  "trainer.max_steps=6"])  # fmt: skip
-    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert alone.returncode == 0, failure_report(alone.stderr)
     assert "a step now takes 1 batches instead of 2" in alone.stderr
     state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())["state"]
     assert state["step"] == 6 and state["world_size"] == 1
@@ -301,7 +308,7 @@ def test_a_killed_process_stops_the_job_and_the_run_stays_loadable(classifier_co
     model = attnrnn.load(tmp_path / "run", device="cpu")
     assert len(model.predict(["fine"])) == 1
     resumed = torchrun("train", "--resume", tmp_path / "run", "--set", "trainer.max_steps=8")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, failure_report(resumed.stderr)
 
 
 def test_ctrl_c_stops_every_process_after_the_same_step_with_a_checkpoint(
@@ -329,14 +336,14 @@ def test_ctrl_c_stops_every_process_after_the_same_step_with_a_checkpoint(
     resumed = torchrun(
         "train", "--resume", tmp_path / "run", "--set", f"trainer.max_steps={step + 2}"
     )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, failure_report(resumed.stderr)
 
 
 def test_train_nproc_starts_torchrun(classifier_config, tmp_path):
     config = classifier_config("h", max_steps=2)
     completed = run([sys.executable, "-m", "attnrnn", "train", config, "--nproc", "2", "-o",
                      tmp_path / "run"])  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.returncode == 0, failure_report(completed.stderr)
     assert "data-parallel: 2 processes" in completed.stderr
     assert json.loads(completed.stdout)["run"] == str(tmp_path / "run")
 

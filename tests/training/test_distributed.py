@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 import torch
+from test_data_parallel import failure_report
 
 from attnrnn.errors import ConfigError
 from attnrnn.training.distributed import World, backend_for, world_from_environment
@@ -39,21 +40,30 @@ WORKER = textwrap.dedent(
     )
     from models import BATCHES, build, loss_of
 
-    torch.set_num_threads(1)
-    output = sys.argv[1]
-    world = world_from_environment()
-    cpu = torch.device("cpu")
-    with process_group(world, cpu, timeout_seconds=60):
-        for name in BATCHES:
-            model = build(name)
-            replica = replicate(model, lambda m, batch: loss_of(name, m, batch), cpu)
-            assert type(replica).__name__ == "DistributedDataParallel"
-            replica(BATCHES[name][world.rank]).backward()
-            gradients = {key: p.grad for key, p in model.named_parameters()}
-            torch.save(gradients, f"{output}/{name}-rank{world.rank}.pt")
-        assert sum_over_ranks([world.rank + 1.0, 2.0], cpu) == [3.0, 4.0]
-        assert from_rank0(world.rank == 0) is True
-        assert gathered(world.rank) == [0, 1]
+
+
+    def gradients_of(name, world, cpu):
+        model = build(name)
+        replica = replicate(model, lambda m, batch: loss_of(name, m, batch), cpu)
+        assert type(replica).__name__ == "DistributedDataParallel"
+        replica(BATCHES[name][world.rank]).backward()
+        return {key: p.grad for key, p in model.named_parameters()}
+
+
+    def main(output):
+        torch.set_num_threads(1)
+        world = world_from_environment()
+        cpu = torch.device("cpu")
+        with process_group(world, cpu, timeout_seconds=60):
+            for name in BATCHES:
+                gradients = gradients_of(name, world, cpu)
+                torch.save(gradients, f"{output}/{name}-rank{world.rank}.pt")
+            assert sum_over_ranks([world.rank + 1.0, 2.0], cpu) == [3.0, 4.0]
+            assert from_rank0(world.rank == 0) is True
+            assert gathered(world.rank) == [0, 1]
+
+
+    main(sys.argv[1])
     """
 )
 
@@ -129,7 +139,7 @@ def two_process_gradients(tmp_path_factory):
     completed = subprocess.run(
         command, capture_output=True, text=True, timeout=180, env={**_env(), "OMP_NUM_THREADS": "1"}
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.returncode == 0, failure_report(completed.stderr)
     sys.path.insert(0, str(folder))
     try:
         import models  # type: ignore[import-not-found]
