@@ -113,10 +113,18 @@ class Seq2Seq(TargetSide):
 
     # ------------------------------------------------------------------ encoder side
 
-    def encode(self, source: torch.Tensor, source_lengths: torch.Tensor) -> EncodedSource:
-        """Encode source ids (B, S) with lengths (B,)."""
+    def encode(
+        self, source: torch.Tensor, source_lengths: torch.Tensor, encoder: nn.Module | None = None
+    ) -> EncodedSource:
+        """Encode source ids (B, S) with lengths (B,); ``encoder``: a copy of the encoder
+        to run instead, in its own dtype (inference's bf16 copy,
+        :mod:`attnrnn.nn.decoder_step`)."""
         embedded = self.embedding_dropout(self.source_embedding(source))  # (B, S, E)
-        encoded = self.encoder(embedded, source_lengths)
+        if encoder is None:
+            encoded = self.encoder(embedded, source_lengths)
+        else:
+            dtype = next(encoder.parameters()).dtype
+            encoded = encoder(embedded.to(dtype), source_lengths)
         mask = lengths_to_mask(source_lengths.to(source.device), source.size(1))  # (B, S)
         return EncodedSource(encoded.outputs, mask, encoded.final)
 

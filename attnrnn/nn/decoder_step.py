@@ -18,6 +18,9 @@ what is constant across steps is worth doing once per decoding call.
   the fp32 matmul rate on one core), or kept as they are. Everything elementwise (the
   gates, tanh of the attention energies, the softmaxes) stays in the weights' own dtype:
   on the CPU bf16 elementwise kernels are slower than fp32 ones and lose precision;
+- **the encoder in bf16 weights**: with bf16 matmuls, an RNN encoder runs as a bf16 copy
+  of itself, 1.35x faster on the Multi30k encoder than under autocast (which casts the
+  weights at every call);
 - **no module calls**: the step is a dozen tensor operations on the state's tensors,
   the energy a matrix-vector product.
 
@@ -31,6 +34,7 @@ reordering and the shortlist (:mod:`attnrnn.decoding.shortlist`) work on either.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +44,7 @@ from torch import nn
 
 from attnrnn.nn.attention import AdditiveAttention
 from attnrnn.nn.decoders import DecoderState
+from attnrnn.nn.encoders import RNNEncoder
 from attnrnn.nn.gru import fold_recurrent_bias, gru_gates
 from attnrnn.nn.masking import masked_softmax
 
@@ -131,6 +136,13 @@ class LuongGRUAdditiveStep:
             self.attentional = _Linear(layer.weight, layer.bias, self.compute_dtype)
             output = model.output_layer
             self.output_layer = _Linear(output.weight, output.bias, self.compute_dtype)
+            # The encoder's RNN in bf16 weights runs faster than under autocast (which
+            # casts the weights at every call): 1.35x on the Multi30k encoder.
+            self.encoder: nn.Module | None = None
+            if self.compute_dtype == torch.bfloat16 and isinstance(
+                getattr(model, "encoder", None), RNNEncoder
+            ):
+                self.encoder = copy.deepcopy(model.encoder).to(torch.bfloat16)
 
     def _autocast(self, device: torch.device) -> Any:
         """bf16 autocast when the matmuls are bf16 (else a no-op context)."""
@@ -138,10 +150,13 @@ class LuongGRUAdditiveStep:
         return torch.autocast(device.type, torch.bfloat16, enabled=bf16)
 
     def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> Any:
-        """The model's encoding of a batch; with bf16 matmuls, under bf16 autocast (its
-        RNN and projections in bf16: the encoder is a third of greedy decoding)."""
+        """The model's encoding of a batch; with bf16 matmuls, in bf16 (the encoder is a
+        quarter of greedy decoding): an RNN encoder through its bf16 copy, another one
+        under bf16 autocast. The memory is then bf16."""
         with self._autocast(source.device):
-            return self.model.encode(source, lengths)
+            if self.encoder is None:
+                return self.model.encode(source, lengths)
+            return self.model.encode(source, lengths, encoder=self.encoder)
 
     def init_state(self, encoded: Any) -> DecoderState:
         """The model's initial state (under bf16 autocast with bf16 matmuls: the

@@ -130,8 +130,17 @@ def test_bf16_matmuls_stay_close_to_fp32():
     assert half.recurrent.weight.dtype == torch.bfloat16
     assert half.token_gates is not None and half.token_gates.dtype == torch.float32
     tokens = torch.tensor([BOS, 5, 6])
+    # the encoder runs as a bf16 copy; the model keeps its fp32 weights
+    assert half.encoder is not None and full.encoder is None
+    assert {p.dtype for p in half.encoder.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in seq2seq.parameters()} == {torch.float32}
     with torch.no_grad():
-        state = half.init_state(half.encode(SOURCE, LENGTHS))  # the encoder under autocast
+        encoded, exact = half.encode(SOURCE, LENGTHS), seq2seq.encode(SOURCE, LENGTHS)
+        assert encoded.memory.dtype == torch.bfloat16
+        assert torch.equal(encoded.memory_mask, exact.memory_mask)
+        assert (encoded.memory.float() - exact.memory).abs().max() < 0.03
+        assert (encoded.final.float() - exact.final).abs().max() < 0.03
+        state = half.init_state(encoded)
         assert state.projected_keys is not None and state.projected_keys.dtype == torch.bfloat16
         assert {state.hidden.dtype, state.memory.dtype, state.coverage.dtype} == {torch.float32}
         reference, ours = full.step(tokens, start(seq2seq)), half.step(tokens, state)
