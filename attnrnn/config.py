@@ -113,6 +113,7 @@ class TrainerConfig:
     progress: bool = True
     accumulate_steps: int = 1
     distributed_timeout_seconds: float = 600.0
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive(
@@ -125,6 +126,10 @@ class TrainerConfig:
             "distributed_timeout_seconds",
         )
         check_non_negative(self, "min_evaluations")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(
+                f"trainer.ema_decay must be 0 (off) or in (0, 1), e.g. 0.999; got {self.ema_decay}"
+            )
         if self.eval_every_steps is not None and self.evals_per_epoch is not None:
             raise ConfigError(
                 "set eval_every_steps or evals_per_epoch, not both (null both: one dev check at "

@@ -52,6 +52,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from attnrnn.errors import RunError
+from attnrnn.training.averaging import WeightAverage
 from attnrnn.training.faults import crash_point
 from attnrnn.training.files import (
     READ_FLAGS,
@@ -79,11 +80,13 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     state: dict[str, Any] | None = None,
     other_ranks: Sequence[RandomState] = (),
+    average: WeightAverage | None = None,
 ) -> None:
     """Write a checkpoint directory atomically (see the module docstring).
 
     ``other_ranks``: the :func:`random_state` of processes 1, 2... of a data-parallel
     run (this process is rank 0), so that each can resume its own random numbers.
+    ``average``: the moving average of the weights, kept beside the optimizer state.
 
     Raises :class:`RunError` when it cannot be written (a disk error, a symbolic
     link in the way); the newest complete checkpoint then stays loadable.
@@ -96,6 +99,8 @@ def save_checkpoint(
         tensors.update(_rng_tensors())
         for rank, other in enumerate(other_ranks, start=1):
             tensors.update({f"rank.{rank}.{name}": value for name, value in other.tensors.items()})
+        if average is not None:
+            tensors.update(average.tensors())
         files[OPTIMIZER_FILE] = safetensors.torch.save(tensors)
         document["optimizer"] = optimizer_json
         document["python_rng"] = _python_rng_to_json(random.getstate())
@@ -234,9 +239,14 @@ def load_weights(directory: Path, model: nn.Module, device: str | torch.device =
 
 
 def load_training_state(
-    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0
+    directory: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rank: int = 0,
+    average: WeightAverage | None = None,
 ) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG states; return the saved trainer counters.
+    """Restore weights, optimizer and RNG states (and ``average``, the moving average of
+    the weights, when given); return the saved trainer counters.
 
     ``rank``: the process of a data-parallel run; it takes its own RNG states when the
     checkpoint has them (a process the saving run did not have keeps its own)."""
@@ -249,6 +259,8 @@ def load_training_state(
     tensors = _load_tensors(path, _read_checked(chosen, OPTIMIZER_FILE, document))
     try:
         optimizer.load_state_dict(_unflatten_optimizer(tensors, document["optimizer"]))
+        if average is not None:
+            average.load(tensors)
         if rank == 0:
             _restore_rng(tensors)
             random.setstate(_python_rng_from_json(document["python_rng"]))

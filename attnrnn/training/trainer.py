@@ -54,6 +54,7 @@ from attnrnn.console import log as console_log
 from attnrnn.data.batching import share, steps
 from attnrnn.errors import AttnrnnError, RunError
 from attnrnn.training import checkpoint, files
+from attnrnn.training.averaging import WeightAverage
 from attnrnn.training.distributed import (
     World,
     check_replicas_agree,
@@ -167,6 +168,8 @@ class Trainer:
         unused = getattr(task, "unused_parameters", True)
         self.replica = replicate(model, task.compute_loss, self.device, unused)
         self.optimizer = build_optimizer(model, optimizer_config)
+        decay = trainer_config.ema_decay
+        self.average = WeightAverage(model, decay) if decay else None
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.group = world.world_size * trainer_config.accumulate_steps
         self.state = TrainerState(
@@ -192,7 +195,11 @@ class Trainer:
         the log what that changes (see :meth:`_regroup`).
         """
         saved = checkpoint.load_training_state(
-            self.run_directory / "last", self.model, self.optimizer, rank=self.world.rank
+            self.run_directory / "last",
+            self.model,
+            self.optimizer,
+            rank=self.world.rank,
+            average=self.average,
         )
         self.state = TrainerState(**saved)
         if self.state.stop_reason in ("epochs", "budget"):
@@ -441,6 +448,8 @@ class Trainer:
         else:
             self.optimizer.step()
         self.state.step += 1
+        if self.average is not None:
+            self.average.update(self.state.step)
         self.state.units += agreed.units
         self.state.train_loss_sum += agreed.loss
         self.state.train_loss_count += 1
@@ -506,10 +515,12 @@ class Trainer:
         (best so far, early stopping, the plateau schedule)."""
         decided: dict[str, Any] = {}
         if self.world.is_main:
-            metrics = self.task.evaluate(self.model)
-            if self.metric not in metrics:
-                raise KeyError(f"evaluate() returned no {self.metric!r}: {sorted(metrics)}")
-            self._judge(metrics[self.metric], metrics)
+            # dev scores, and the best checkpoint, are those of the averaged weights
+            with self.average.applied() if self.average else contextlib.nullcontext():
+                metrics = self.task.evaluate(self.model)
+                if self.metric not in metrics:
+                    raise KeyError(f"evaluate() returned no {self.metric!r}: {sorted(metrics)}")
+                self._judge(metrics[self.metric], metrics)
             self._log_metrics(metrics, started)
             decided = {name: getattr(self.state, name) for name in _DECIDED_BY_RANK0}
         for name, value in from_rank0(decided).items():
@@ -560,6 +571,7 @@ class Trainer:
             self.optimizer,
             asdict(self.state),
             other_ranks=random_states[1:],
+            average=self.average,
         )
 
     # ------------------------------------------------------------------ bookkeeping

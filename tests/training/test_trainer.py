@@ -14,6 +14,7 @@ from attnrnn.config import OptimizerConfig, TrainerConfig, from_dict
 from attnrnn.errors import ConfigError
 from attnrnn.tasks import runs
 from attnrnn.tasks.classification import ClassificationRunConfig
+from attnrnn.training.averaging import WeightAverage
 from attnrnn.training.optim import PlateauState, learning_rate_at, update_plateau
 from attnrnn.training.runtime import native_bf16
 from attnrnn.training.trainer import LossOutput, Trainer
@@ -244,3 +245,70 @@ def test_warmup_ratio_sizes_the_warmup_by_the_run():
     assert learning_rate_at(0, None, config, plateau) == pytest.approx(1 / 500)  # unknown total
     with pytest.raises(ConfigError, match="warmup_ratio"):
         OptimizerConfig(warmup_ratio=1.0)
+
+
+# --------------------------------------------------------------------------- weight average
+
+
+def test_the_weight_average_follows_its_formula_and_swaps_in_and_out():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    average = WeightAverage(model, 0.9)
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update(1)  # d_1 = min(0.9, 2 / 11): the average moves most of the way
+    d1 = 2 / 11
+    expected = {name: start[name] + (1 - d1) * 1.0 for name in start}
+    for name, value in zip(average.names, average.average, strict=True):
+        torch.testing.assert_close(value, expected[name])
+    assert average.decay_at(1000) == 0.9
+    live = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with average.applied():
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(p.detach(), expected[name])
+    for name, p in model.named_parameters():  # the live weights are back
+        assert torch.equal(p.detach(), live[name])
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, 1.0)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainerConfig(ema_decay=1.5)
+
+
+def test_dev_checks_score_the_average_and_the_best_checkpoint_holds_it(
+    tmp_path, review_files, tiny_config
+):
+    # One epoch, one dev check (at its end): the best checkpoint is the average then.
+    config = from_dict(ClassificationRunConfig, tiny_config(review_files, epochs=1, ema_decay=0.9))
+    runs.train(config, tmp_path / "run", log=quiet)
+    best = load_file(str(tmp_path / "run" / "best" / "model.safetensors"))
+    live = load_file(str(tmp_path / "run" / "last" / "model.safetensors"))
+    saved = load_file(str(tmp_path / "run" / "last" / "optimizer.safetensors"))
+    averaged = {key[len("average.") :]: value for key, value in saved.items() if "average." in key}
+    assert averaged and set(averaged) <= set(best)
+    for key, value in averaged.items():
+        assert torch.equal(best[key], value)
+    assert any(not torch.equal(live[key], best[key]) for key in averaged)
+
+
+def test_resume_with_a_weight_average_continues_exactly(tmp_path, review_files, tiny_config):
+    straight = from_dict(
+        ClassificationRunConfig, tiny_config(review_files, epochs=2, ema_decay=0.9)
+    )
+    runs.train(straight, tmp_path / "straight", log=quiet)
+    stopped = from_dict(
+        ClassificationRunConfig, tiny_config(review_files, epochs=2, max_steps=7, ema_decay=0.9)
+    )
+    runs.train(stopped, tmp_path / "resumed", log=quiet)
+    runs.train(straight, tmp_path / "resumed", resume=True, log=quiet)
+    # the weights, and the optimizer file with the average (the stopped run's own last
+    # dev check may have left another best checkpoint)
+    for name in ("model", "optimizer"):
+        a = load_file(str(tmp_path / "straight" / "last" / f"{name}.safetensors"))
+        b = load_file(str(tmp_path / "resumed" / "last" / f"{name}.safetensors"))
+        assert a.keys() == b.keys() and any(key.startswith("average.") for key in a) == (
+            name == "optimizer"
+        )
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
