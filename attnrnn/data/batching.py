@@ -102,17 +102,24 @@ def share(step: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
     return step[rank::world_size]
 
 
+def round_up(length: int, multiple: int) -> int:
+    """``length`` rounded up to a multiple of ``multiple``."""
+    return -(-length // multiple) * multiple
+
+
 def pad_sequences(
-    sequences: Sequence[Sequence[int]], pad_index: int
+    sequences: Sequence[Sequence[int]], pad_index: int, multiple: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad token id lists into a batch.
 
     Returns:
-        tokens: (B, S) long, padded with ``pad_index``.
+        tokens: (B, S) long, padded with ``pad_index``; S is the longest sequence rounded
+            up to a multiple of ``multiple`` (see
+            :func:`attnrnn.training.runtime.shape_multiple`).
         lengths: (B,) long.
     """
     lengths = torch.tensor([len(sequence) for sequence in sequences], dtype=torch.long)
-    longest = int(lengths.max().item()) if len(sequences) else 0
+    longest = round_up(int(lengths.max().item()), multiple) if len(sequences) else 0
     tokens = torch.full((len(sequences), longest), pad_index, dtype=torch.long)  # (B, S)
     for row, sequence in enumerate(sequences):
         tokens[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)

@@ -32,9 +32,10 @@ from torch import nn
 
 from attnrnn.config import InferenceConfig, OptimizerConfig, TrainerConfig, from_dict
 from attnrnn.console import Log, ProgressFactory, silent_progress
-from attnrnn.data.batching import make_batches
+from attnrnn.data.batching import make_batches, round_up
 from attnrnn.data.readers import text_encoding
 from attnrnn.errors import ConfigError
+from attnrnn.training.runtime import shape_multiple
 from attnrnn.training.trainer import LossOutput
 
 ConfigT = TypeVar("ConfigT", bound="RunConfig")
@@ -209,7 +210,9 @@ class TaskTraining:
         self.task = task
         self.trained = trained
         self.prepared = prepared
-        self.lengths = task.lengths(prepared.train)
+        # bf16 on the CPU: batched by lengths rounded as the batches are padded (few shapes)
+        multiple = shape_multiple(trained.config.trainer.precision, trained.device)
+        self.lengths = [round_up(length, multiple) for length in task.lengths(prepared.train)]
         self.unused_parameters = task.unused_parameters
 
     def train_batches(self, epoch: int, group: int = 1) -> list[list[int]]:

@@ -44,6 +44,7 @@ from attnrnn.models.classifier import (
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
 from attnrnn.tasks.text import TextSide, fit_tokenizer, origin_parts, truncate
 from attnrnn.training.files import write_json_atomic
+from attnrnn.training.runtime import shape_multiple
 from attnrnn.training.trainer import LossOutput
 
 # --------------------------------------------------------------------------- configuration
@@ -446,7 +447,8 @@ class ClassificationTask(Task[ClassificationRunConfig, ClassifierAssets, Encoded
         device: Any,
     ) -> LossOutput:
         assert split.labels is not None
-        tokens, lengths = pad_sequences([split.ids[i] for i in indices], split.pad_index)
+        multiple = shape_multiple(config.trainer.precision, torch.device(device))
+        tokens, lengths = pad_sequences([split.ids[i] for i in indices], split.pad_index, multiple)
         tokens, lengths = tokens.to(device), lengths.to(device)
         labels = torch.tensor([split.labels[i] for i in indices], device=device)
         output = model(tokens, lengths)

@@ -37,6 +37,7 @@ from attnrnn.config import (
     to_dict,
 )
 from attnrnn.console import Log
+from attnrnn.data.batching import round_up
 from attnrnn.data.readers import check_encoding, guess_format, read_examples, read_plain
 from attnrnn.data.tokenizers import WordTokenizer
 from attnrnn.data.vocab import Vocab
@@ -44,6 +45,7 @@ from attnrnn.errors import ConfigError, DataError
 from attnrnn.models.language_model import BidirectionalLanguageModel, LanguageModelConfig
 from attnrnn.tasks.base import Explanation, Metric, Task, TrainedModel, as_list, output_folder
 from attnrnn.tasks.text import BOS, EOS, TextSide
+from attnrnn.training.runtime import SHAPE_STEP
 from attnrnn.training.trainer import LossOutput
 from attnrnn.viz import printable_token
 
@@ -198,18 +200,11 @@ class EncodedSplit:
         return [chunk.numel() for chunk in self.chunks]
 
 
-# Training batches are padded to a multiple of this many tokens, and batched by those padded
-# lengths, so that they come in few shapes. oneDNN (the CPU's bf16 LSTM under autocast)
-# builds and caches kernels per input shape; with a batch shape per chunk length (up to
-# max_length), a bf16 language model on IMDB text grew by 2 GB and its steps slowed from
-# 0.9 to 2.5 s over 6,500 updates (a restart brought the speed back); in fp32, without
-# oneDNN, a small model's steps stayed flat. Extra padding is masked like any other.
-SHAPE_STEP = 16
-
-
 def padded_length(length: int) -> int:
-    """``length`` rounded up to a multiple of :data:`SHAPE_STEP`."""
-    return -(-length // SHAPE_STEP) * SHAPE_STEP
+    """``length`` rounded up to a multiple of :data:`~attnrnn.training.runtime.SHAPE_STEP`:
+    language-model batches come in few shapes in any precision (chunk lengths vary the most
+    of any task, and the padding costs little next to the adaptive softmax)."""
+    return round_up(length, SHAPE_STEP)
 
 
 def collate(
