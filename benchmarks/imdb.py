@@ -84,6 +84,12 @@ def main() -> None:
         "baseline_tfidf_lr_test_accuracy": tfidf["test_accuracy"],
         "beats_baseline": fine_tuned["test_accuracy"] > tfidf["test_accuracy"],
         "test_examples": 25000,
+        # the code each number comes from (a cached step keeps the commit it ran at)
+        "step_commits": {
+            "imdb_lm": fine_tuned.get("commit"),
+            "imdb_word2vec": with_vectors.get("commit"),
+            "tfidf": tfidf.get("commit"),
+        },
     }
     write_results("imdb", results)  # recorded now; rewritten with the scratch run below
     if not arguments.skip_scratch:
@@ -98,6 +104,7 @@ def main() -> None:
         )
         results["test_accuracy_from_scratch"] = scratch["test_accuracy"]
         results["train_seconds_from_scratch"] = scratch["train_seconds"]
+        results["step_commits"]["imdb_scratch"] = scratch.get("commit")
         write_results("imdb", results)
 
 
