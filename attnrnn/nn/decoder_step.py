@@ -20,7 +20,7 @@ what is constant across steps is worth doing once per decoding call.
   on the CPU bf16 elementwise kernels are slower than fp32 ones and lose precision;
 - **the encoder in bf16 weights**: with bf16 matmuls, an RNN encoder runs as a bf16 copy
   of itself, 1.35x faster on the Multi30k encoder than under autocast (which casts the
-  weights at every call);
+  weights at every call), about 3% on a whole greedy decode;
 - **no module calls**: the step is a dozen tensor operations on the state's tensors,
   the energy a matrix-vector product.
 
