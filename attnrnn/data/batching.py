@@ -127,12 +127,19 @@ def pad_sequences(
 
 
 def teacher_forcing(
-    targets: Sequence[Sequence[int]], pad_index: int, bos_index: int, eos_index: int
+    targets: Sequence[Sequence[int]],
+    pad_index: int,
+    bos_index: int,
+    eos_index: int,
+    multiple: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The decoder's input ``BOS y`` and expected output ``y EOS`` of every target,
-    padded: (B, T + 1) each, T the longest target."""
-    target_input, _ = pad_sequences([[bos_index, *target] for target in targets], pad_index)
-    target_output, _ = pad_sequences([[*target, eos_index] for target in targets], pad_index)
+    padded: (B, T + 1) each, T the longest target (T + 1 rounded up to a multiple of
+    ``multiple``)."""
+    inputs = [[bos_index, *target] for target in targets]
+    target_input, _ = pad_sequences(inputs, pad_index, multiple)
+    outputs = [[*target, eos_index] for target in targets]
+    target_output, _ = pad_sequences(outputs, pad_index, multiple)
     return target_input, target_output
 
 

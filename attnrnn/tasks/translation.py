@@ -42,6 +42,7 @@ from attnrnn.tasks.base import (
 )
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, Alternative, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
+from attnrnn.training.runtime import shape_multiple
 from attnrnn.training.trainer import LossOutput
 from attnrnn.viz import printable
 
@@ -339,11 +340,14 @@ def collate(
     bos: int,
     eos: int,
     with_alignment: bool = False,
+    multiple: int = 1,
 ) -> TranslationBatch:
-    """Pad sources; target input is ``BOS y``, target output ``y EOS``."""
-    source, source_lengths = pad_sequences([split.sources[i] for i in indices], pad)
+    """Pad sources; target input is ``BOS y``, target output ``y EOS``; both sides
+    padded to a multiple of ``multiple`` (see
+    :func:`attnrnn.training.runtime.shape_multiple`)."""
+    source, source_lengths = pad_sequences([split.sources[i] for i in indices], pad, multiple)
     target_input, target_output = teacher_forcing(
-        [split.targets[i] for i in indices], pad, bos, eos
+        [split.targets[i] for i in indices], pad, bos, eos, multiple
     )
     alignment = None
     if with_alignment and split.links is not None:
@@ -402,10 +406,13 @@ def split_loss(
     label_smoothing: float,
     device: torch.device,
     guided_alignment: float = 0.0,
+    multiple: int = 1,
 ) -> LossOutput:
-    """:func:`sequence_loss` of the pairs ``indices`` of ``split``, on ``device``."""
+    """:func:`sequence_loss` of the pairs ``indices`` of ``split``, on ``device``, in a
+    batch padded to a multiple of ``multiple``."""
     special = model.pad_index, model.bos_index, model.eos_index
-    batch = collate(split, indices, *special, with_alignment=guided_alignment > 0)
+    alignment = guided_alignment > 0
+    batch = collate(split, indices, *special, with_alignment=alignment, multiple=multiple)
     loss, tokens = sequence_loss(model, batch.to(device), label_smoothing, guided_alignment)
     return LossOutput(loss, tokens)
 
@@ -737,9 +744,9 @@ class TranslationTask(Task[TranslationRunConfig, TranslationAssets, ParallelSpli
         indices: list[int],
         device: Any,
     ) -> LossOutput:
-        return split_loss(
-            model, split, indices, config.label_smoothing, device, config.guided_alignment
-        )
+        multiple = shape_multiple(config.trainer.precision, torch.device(device))
+        smoothing, guided = config.label_smoothing, config.guided_alignment
+        return split_loss(model, split, indices, smoothing, device, guided, multiple)
 
     def dev_scores(self, trained: TrainedModel, split: ParallelSplit) -> dict[str, float]:
         """BLEU, chrF, exact match and loss with the (fast) ``dev_search``."""

@@ -14,8 +14,10 @@ from torch import nn
 from attnrnn.config import EncoderConfig, OptimizerConfig, from_dict
 from attnrnn.data.batching import pad_sequences
 from attnrnn.models.classifier import ClassifierConfig, PoolingConfig, TextClassifier
+from attnrnn.models.seq2seq import DecoderConfig, Seq2Seq, Seq2SeqConfig
 from attnrnn.tasks import runs
 from attnrnn.tasks.classification import ClassificationRunConfig
+from attnrnn.tasks.translation import ParallelSplit, collate, split_loss
 from attnrnn.training import runtime
 from attnrnn.training.optim import build_optimizer
 from attnrnn.training.runtime import SHAPE_STEP, keep_freed_memory, shape_multiple
@@ -71,6 +73,26 @@ def test_padding_to_a_multiple_leaves_the_classifier_unchanged():
     assert exact.shape == (3, 7) and padded.shape == (3, SHAPE_STEP)
     assert torch.equal(lengths, same) and padded[:, 7:].eq(0).all()
     torch.testing.assert_close(model(padded, lengths).logits, model(exact, lengths).logits)
+
+
+def test_padding_to_a_multiple_leaves_the_translation_loss_unchanged():
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(
+        embedding_size=8,
+        encoder=EncoderConfig(cell="gru", hidden_size=6, num_layers=1),
+        decoder=DecoderConfig(hidden_size=12, attention_size=10, attentional_size=8),
+    )
+    model = Seq2Seq(20, 20, config, 0, 1, 2).double().eval()
+    sources, targets = [[4, 5, 6], [7, 8, 9, 10, 11]], [[12, 4], [13, 14, 15, 16]]
+    split = ParallelSplit(sources, targets, [""] * 2)
+    batch = collate(split, [0, 1], 0, 1, 2, multiple=SHAPE_STEP)
+    assert batch.source.shape == batch.target_input.shape == (2, SHAPE_STEP)
+    assert batch.target_output.shape == (2, SHAPE_STEP)
+    cpu = torch.device("cpu")
+    exact = split_loss(model, split, [0, 1], 0.1, cpu)
+    padded = split_loss(model, split, [0, 1], 0.1, cpu, multiple=SHAPE_STEP)
+    assert padded.units == exact.units == 2 + 4 + 2  # the targets and their EOS
+    torch.testing.assert_close(padded.loss, exact.loss)
 
 
 def test_bf16_training_batches_on_the_cpu_come_in_few_shapes(
