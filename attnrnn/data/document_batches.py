@@ -35,8 +35,11 @@ class CopyBatch(DeviceBatch):
     extended_size: int
 
 
-def collate(split: DocumentSplit, indices: Sequence[int], model: CopyIds) -> CopyBatch:
-    """Pad the documents ``indices``; without copying, extended ids become ``<unk>``."""
+def collate(
+    split: DocumentSplit, indices: Sequence[int], model: CopyIds, multiple: int = 1
+) -> CopyBatch:
+    """Pad the documents ``indices`` (both sides to a multiple of ``multiple``); without
+    copying, extended ids become ``<unk>``."""
     documents = [split.documents[i] for i in indices]
     unk, size = model.unk_index, model.vocab_size
 
@@ -44,8 +47,8 @@ def collate(split: DocumentSplit, indices: Sequence[int], model: CopyIds) -> Cop
         return values if model.copy else [unk if v >= size else v for v in values]
 
     pad, bos, eos = model.pad_index, model.bos_index, model.eos_index
-    source, lengths = pad_sequences([ids(d.source) for d in documents], pad)  # (B, S)
+    source, lengths = pad_sequences([ids(d.source) for d in documents], pad, multiple)  # (B, S)
     targets = [ids(d.target) for d in documents]
-    target_input, target_output = teacher_forcing(targets, pad, bos, eos)  # (B, T) each
+    target_input, target_output = teacher_forcing(targets, pad, bos, eos, multiple)  # (B, T)
     extra = max((len(d.unknown) for d in documents), default=0) if model.copy else 0
     return CopyBatch(source, lengths, target_input, target_output, size + extra)

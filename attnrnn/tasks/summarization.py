@@ -56,6 +56,7 @@ from attnrnn.tasks.base import (
 )
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, Alternative, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
+from attnrnn.training.runtime import shape_multiple
 from attnrnn.training.trainer import LossOutput
 from attnrnn.viz import printable, printable_token
 
@@ -462,7 +463,8 @@ class SummarizationTask(Task[SummarizationRunConfig, SummarizationAssets, Docume
         indices: list[int],
         device: Any,
     ) -> LossOutput:
-        batch = collate(split, indices, model).to(device)
+        multiple = shape_multiple(config.trainer.precision, torch.device(device))
+        batch = collate(split, indices, model, multiple).to(device)
         loss, tokens = summarization_loss(model, batch, config.coverage_loss_weight)
         return LossOutput(loss, tokens)
 

@@ -193,3 +193,26 @@ def test_readable_summary_restores_casing_tags_and_punctuation():
     assert readable_summary(["yes", ",", "it", "'s", "fine", "."], {}) == "Yes, it's fine."
     scores = rouge_scores([text], [(tokens,)])
     assert scores["rouge1"] == pytest.approx(1.0)  # ROUGE sees the same words
+
+
+def test_batches_padded_to_a_multiple_give_the_same_loss():
+    tokenizer = WordTokenizer(lowercase=True, split_contractions=False)
+    documents = copy_documents(6, seed=3)
+    vocab = Vocab.build((tokenizer.tokenize(d.source) for d in documents), specials=SPECIALS)
+    assets = SummarizationAssets(TextSide(tokenizer, vocab))
+    split = encode_split(documents, assets, SummarizationDataConfig(train="-"))
+    config = Seq2SeqConfig(
+        embedding_size=8,
+        encoder=EncoderConfig(cell="lstm", hidden_size=8),
+        decoder=DecoderConfig(cell="lstm", hidden_size=16, attention="coverage"),
+    )
+    torch.manual_seed(0)
+    model = PointerGenerator(len(vocab), config, 0, 2, 3, 1).double().eval()
+    exact = collate(split, range(6), model)
+    padded = collate(split, range(6), model, multiple=16)
+    assert padded.source.shape[1] == padded.target_input.shape[1] == 16
+    assert exact.source.shape[1] < 16 and exact.target_input.shape[1] < 16
+    ours, units = summarization_loss(model, padded, coverage_weight=0.5)
+    expected, expected_units = summarization_loss(model, exact, coverage_weight=0.5)
+    assert units == expected_units
+    torch.testing.assert_close(ours, expected)
