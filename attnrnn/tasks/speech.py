@@ -62,6 +62,7 @@ from attnrnn.tasks.base import (
 from attnrnn.tasks.sequence import SEARCH_OPTIONS, decode, search_config
 from attnrnn.tasks.text import BOS, EOS, SPECIALS, TextSide, fit_tokenizer
 from attnrnn.training.files import write_json_atomic
+from attnrnn.training.runtime import shape_multiple
 from attnrnn.training.trainer import LossOutput
 from attnrnn.viz import printable
 
@@ -290,18 +291,27 @@ class SpeechBatch(DeviceBatch):
     target_output: torch.Tensor
 
 
-def pad_features(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad (frames_i, F) tensors into (B, T, F) with zeros; lengths (B,)."""
+def pad_features(
+    features: Sequence[torch.Tensor], multiple: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (frames_i, F) tensors into (B, T, F) with zeros, T rounded up to a multiple of
+    ``multiple``; lengths (B,)."""
     lengths = torch.tensor([len(f) for f in features], dtype=torch.long)
     padded = torch.nn.utils.rnn.pad_sequence(list(features), batch_first=True)  # (B, T, F)
+    extra = -padded.size(1) % multiple
+    if extra:
+        padded = torch.nn.functional.pad(padded, (0, 0, 0, extra))
     return padded, lengths
 
 
-def collate(split: SpeechSplit, indices: Sequence[int], model: SpeechRecognizer) -> SpeechBatch:
-    features, lengths = pad_features([split.features[i] for i in indices])
+def collate(
+    split: SpeechSplit, indices: Sequence[int], model: SpeechRecognizer, multiple: int = 1
+) -> SpeechBatch:
+    """Frames and targets padded (to a multiple of ``multiple``)."""
+    features, lengths = pad_features([split.features[i] for i in indices], multiple)
     pad, bos, eos = model.pad_index, model.bos_index, model.eos_index
     target_input, target_output = teacher_forcing(
-        [split.targets[i] for i in indices], pad, bos, eos
+        [split.targets[i] for i in indices], pad, bos, eos, multiple
     )
     return SpeechBatch(features, lengths, target_input, target_output)
 
@@ -629,7 +639,8 @@ class SpeechTask(Task[SpeechRunConfig, SpeechAssets, SpeechSplit]):
         device: Any,
     ) -> LossOutput:
         """The joint CTC / attention loss on SpecAugmented features; units are frames."""
-        batch = collate(split, indices, model)
+        multiple = shape_multiple(config.trainer.precision, torch.device(device))
+        batch = collate(split, indices, model, multiple)
         augmented = spec_augment(batch.features, batch.lengths, config.spec_augment)
         batch = dataclasses.replace(batch, features=augmented).to(device)
         loss, _ = model.joint_loss(

@@ -352,3 +352,19 @@ def test_speech_batch_gives_the_same_transcripts_as_one_by_one(beam_size, ctc_we
         for together, single in zip(n_best, alone, strict=True):
             assert together.score == pytest.approx(single.score, abs=1e-7)
             torch.testing.assert_close(together.attention, single.attention)
+
+
+def test_batches_padded_to_a_multiple_give_the_same_joint_loss(model_config):
+    model = make_model(model_config)
+    generator = torch.Generator().manual_seed(2)
+    features = [torch.randn(n, F_BINS, generator=generator, dtype=torch.float64) for n in (23, 30)]
+    split = split_of(features, [[4, 5, 6], [7, 8]])
+    exact = collate(split, [0, 1], model)
+    padded = collate(split, [0, 1], model, multiple=16)
+    assert padded.features.shape == (2, 32, F_BINS) and exact.features.shape[1] == 30
+    assert padded.target_input.shape == (2, 16) and exact.target_input.shape == (2, 4)
+    with torch.no_grad():
+        ours, units = batch_loss(model, padded, label_smoothing=0.1)
+        expected, expected_units = batch_loss(model, exact, label_smoothing=0.1)
+    assert units == expected_units
+    torch.testing.assert_close(ours, expected)
