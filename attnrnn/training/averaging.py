@@ -70,14 +70,12 @@ class WeightAverage:
             for name, average in zip(self.names, self.average, strict=True)
         }
 
-    def load(self, tensors: dict[str, torch.Tensor]) -> bool:
-        """Take the average from a checkpoint's ``tensors``; False (the average then starts
-        from the current weights) when the checkpoint has none, as a run trained without
-        averaging has."""
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take the average from a checkpoint's ``tensors``; when the checkpoint has none
+        (a run trained without averaging), start it from the current weights."""
         if not any(key.startswith(PREFIX) for key in tensors):
             self.average = [p.detach().clone() for p in self.parameters]
-            return False
+            return
         with torch.no_grad():
             for name, average in zip(self.names, self.average, strict=True):
                 average.copy_(tensors[PREFIX + name])
-        return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import random
 import sys
@@ -80,16 +81,18 @@ def configure_runtime(config: TrainerConfig) -> torch.device:
     return resolve_device(config.device)
 
 
-def cpu_flags() -> set[str]:
-    """The instruction-set flags the CPU reports (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags the CPU reports (Linux ``/proc/cpuinfo``; empty elsewhere),
+    read once per process: training asks at every batch (:func:`shape_multiple`)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
                 if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
 def native_bf16(device: torch.device) -> bool:
