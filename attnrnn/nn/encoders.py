@@ -61,11 +61,14 @@ def reverse_within_lengths(sequences: torch.Tensor, lengths: torch.Tensor) -> to
         (B, S, ...), row b is ``sequences[b, length_b - 1 :: -1]`` then its padding.
     """
     B, S = sequences.shape[:2]
-    positions = torch.arange(S, device=sequences.device).unsqueeze(0)  # (1, S)
-    lengths = lengths.to(sequences.device).unsqueeze(1)  # (B, 1)
+    device = sequences.device
+    positions = torch.arange(S, device=device).unsqueeze(0)  # (1, S)
+    lengths = lengths.to(device).unsqueeze(1)  # (B, 1)
     source = torch.where(positions < lengths, lengths - 1 - positions, positions)  # (B, S)
-    index = source.view(B, S, *([1] * (sequences.dim() - 2))).expand_as(sequences)
-    return sequences.gather(1, index)
+    # Whole rows of the flattened (B * S, ...) tensor: several times faster than a
+    # gather whose index is expanded over the feature axes.
+    rows = (source + torch.arange(B, device=device).unsqueeze(1) * S).view(-1)  # (B * S,)
+    return sequences.reshape(B * S, -1).index_select(0, rows).view(sequences.shape)
 
 
 class RNNEncoder(nn.Module):
@@ -149,7 +152,7 @@ class RNNEncoder(nn.Module):
             outputs = []
             for direction, rnn in enumerate(typing.cast(nn.ModuleList, directions)):
                 if exporting:  # a loop over time that the exported graph keeps
-                    states = scanned_states(rnn, layer_input, lengths, reverse=direction == 1)
+                    states = exported_states(rnn, layer_input, lengths, reverse=direction == 1)
                 elif direction == 0:
                     states = rnn(layer_input)[0]  # (B, S, H)
                 else:
@@ -185,32 +188,106 @@ class RNNEncoder(nn.Module):
         return EncoderOutput(joined * valid.transpose(0, 1), torch.stack(finals))
 
 
+def exported_states(
+    rnn: nn.Module, inputs: torch.Tensor, lengths: torch.Tensor, reverse: bool = False
+) -> torch.Tensor:
+    """The states (B, S, H) of a one-layer ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN`` over
+    ``inputs`` (B, S, E), as :func:`torch.export` (and so the ONNX export) should keep
+    them: a loop of dynamic length. Exporting the module itself would fix the length of
+    its output to the example's (torch.export specializes it). A GRU or an LSTM becomes
+    :func:`rnn_layer`, which the ONNX export writes as ONNX's own GRU / LSTM operator
+    (a loop inside ONNX Runtime, with each row's length); a plain RNN a ``scan`` over
+    time (:func:`scanned_states`). ``reverse``: the backward direction, each row read
+    backwards within its length. States on padded steps are not used."""
+    module = typing.cast(nn.RNNBase, rnn)
+    if isinstance(module, nn.RNN) or not module.bias:
+        return scanned_states(module, inputs, lengths, reverse)
+    cell = "lstm" if isinstance(module, nn.LSTM) else "gru"
+    weights = [getattr(module, name) for name in RNN_WEIGHTS]
+    return torch.ops.attnrnn.rnn_layer(inputs, lengths, *weights, cell, module.hidden_size, reverse)
+
+
+RNN_WEIGHTS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+@torch.library.custom_op("attnrnn::rnn_layer", mutates_args=())
+def rnn_layer(
+    inputs: torch.Tensor,
+    lengths: torch.Tensor,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor,
+    bias_ih: torch.Tensor,
+    bias_hh: torch.Tensor,
+    cell: str,
+    hidden_size: int,
+    reverse: bool,
+) -> torch.Tensor:
+    """One direction of one GRU or LSTM layer (PyTorch's weights and gate order) over
+    ``inputs`` (B, S, E) padded at the end, from the zero state: states (B, S, H), zero
+    on padded steps. An operator of its own so that the exported graph keeps it whole
+    (:func:`attnrnn.onnx.export.rnn_layer_onnx` writes it as ONNX's GRU / LSTM); run
+    eagerly, it is :func:`scan_states`."""
+    weights = (weight_ih, weight_hh, bias_ih, bias_hh)
+    states = scan_states(cell, *weights, inputs, lengths, reverse)
+    mask = lengths_to_mask(lengths.to(inputs.device), inputs.size(1)).unsqueeze(-1)
+    return states * mask.to(states.dtype)
+
+
+@rnn_layer.register_fake
+def _rnn_layer_shape(
+    inputs: torch.Tensor,
+    lengths: torch.Tensor,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor,
+    bias_ih: torch.Tensor,
+    bias_hh: torch.Tensor,
+    cell: str,
+    hidden_size: int,
+    reverse: bool,
+) -> torch.Tensor:
+    return inputs.new_empty(inputs.size(0), inputs.size(1), hidden_size)
+
+
 def scanned_states(
     rnn: nn.Module, inputs: torch.Tensor, lengths: torch.Tensor, reverse: bool = False
 ) -> torch.Tensor:
     """The states (B, S, H) of a one-layer ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` (its
     weights only) over ``inputs`` (B, S, E) from the zero state, as a ``scan`` over
-    time: what :func:`torch.export` (and so the ONNX export) keeps as a loop with a
-    dynamic length, where the RNN modules would be unrolled for the example's length.
-    ``reverse``: read each row backwards within its length (the backward direction).
+    time, which :func:`torch.export` keeps as a loop of dynamic length.
+    ``reverse``: read each row backwards within its length (the backward direction)."""
+    module = typing.cast(nn.RNNBase, rnn)
+    kind = str(getattr(module, "nonlinearity", ""))  # tanh | relu for nn.RNN
+    if isinstance(module, nn.LSTM | nn.GRU):
+        kind = "lstm" if isinstance(module, nn.LSTM) else "gru"
+    weight_ih = typing.cast(torch.Tensor, module.weight_ih_l0)
+    weight_hh = typing.cast(torch.Tensor, module.weight_hh_l0)
+    bias_ih, bias_hh = (getattr(module, name, None) for name in RNN_WEIGHTS[2:])
+    return scan_states(kind, weight_ih, weight_hh, bias_ih, bias_hh, inputs, lengths, reverse)
 
-    The same equations as PyTorch's cells (gate order i, f, g, o and r, z, n)."""
+
+def scan_states(
+    kind: str,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor,
+    bias_ih: torch.Tensor | None,
+    bias_hh: torch.Tensor | None,
+    inputs: torch.Tensor,
+    lengths: torch.Tensor,
+    reverse: bool,
+) -> torch.Tensor:
+    """:func:`scanned_states` from the weights of a cell of ``kind`` (lstm, gru, tanh,
+    relu): the same equations as PyTorch's cells (gate order i, f, g, o and r, z, n)."""
     from torch._higher_order_ops.scan import scan
 
-    module = typing.cast(nn.RNNBase, rnn)
-    weight_hh = typing.cast(torch.Tensor, module.weight_hh_l0)
-    bias_hh = typing.cast(torch.Tensor | None, getattr(module, "bias_hh_l0", None))
     x = reverse_within_lengths(inputs, lengths) if reverse else inputs
-    projected = torch.nn.functional.linear(
-        x, typing.cast(torch.Tensor, module.weight_ih_l0), getattr(module, "bias_ih_l0", None)
-    ).transpose(0, 1)  # (S, B, G * H)
-    H = module.hidden_size
+    projected = torch.nn.functional.linear(x, weight_ih, bias_ih).transpose(0, 1)  # (S, B, G * H)
+    H = weight_hh.size(1)
     zeros = inputs.new_zeros(inputs.size(0), H)  # (B, H)
 
     def recurrent(hidden: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.linear(hidden, weight_hh, bias_hh)  # (B, G * H)
 
-    if isinstance(module, nn.LSTM):
+    if kind == "lstm":
 
         def lstm_step(
             carry: tuple[torch.Tensor, torch.Tensor], step: torch.Tensor
@@ -222,7 +299,7 @@ def scanned_states(
             return (hidden, cell), hidden.clone()
 
         _, states = scan(lstm_step, (zeros, zeros.clone()), projected)
-    elif isinstance(module, nn.GRU):
+    elif kind == "gru":
 
         def gru_step(hidden: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             gates = recurrent(hidden)
@@ -233,7 +310,7 @@ def scanned_states(
 
         _, states = scan(gru_step, zeros, projected)
     else:
-        activation = torch.tanh if module.nonlinearity == "tanh" else torch.relu
+        activation = torch.tanh if kind == "tanh" else torch.relu
 
         def rnn_step(hidden: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             hidden = activation(step + recurrent(hidden))

@@ -18,9 +18,10 @@
 
 The graphs come from :func:`torch.onnx.export` (the torch.export-based exporter)
 of the model's own ``forward`` / ``encode`` / ``step``: nothing is rewritten for
-the export but the RNN over time, which runs as a scan under export
-(:func:`attnrnn.nn.encoders.scanned_states`) so that the graph keeps a loop of
-dynamic length. Batch and length axes are dynamic. Every graph is checked with
+the export but the encoder's RNN over time (:func:`attnrnn.nn.encoders.exported_states`),
+so that the graph keeps a loop of dynamic length: a GRU or LSTM layer becomes ONNX's own
+GRU / LSTM operator with each row's length (:func:`rnn_layer_onnx`), a plain RNN a scan.
+Batch and length axes are dynamic. Every graph is checked with
 the ONNX checker, and the export runs each graph once with ONNX Runtime on the
 example and compares it with PyTorch before it writes anything.
 
@@ -132,6 +133,7 @@ def export_graph(
             opset_version=OPSET,
             dynamo=True,
             verbose=False,
+            custom_translation_table={torch.ops.attnrnn.rnn_layer.default: rnn_layer_onnx},
         )
         exporter_log.setLevel(level)
     if program is None:  # pragma: no cover - dynamo export always returns a program
@@ -150,6 +152,47 @@ def export_graph(
                 f"{path.name}: the ONNX output {name!r} differs from PyTorch's on the export "
                 "example; the model uses an operation the exporter does not carry over"
             )
+
+
+# ONNX's gate order, as rows of PyTorch's weights: GRU z, r, n (PyTorch r, z, n); LSTM
+# i, o, f, c (PyTorch i, f, g, o).
+ONNX_GATES = {"gru": (1, 0, 2), "lstm": (0, 3, 1, 2)}
+
+
+def rnn_layer_onnx(
+    inputs: Any,
+    lengths: Any,
+    weight_ih: Any,
+    weight_hh: Any,
+    bias_ih: Any,
+    bias_hh: Any,
+    cell: str,
+    hidden_size: int,
+    reverse: bool,
+) -> Any:
+    """:func:`attnrnn.nn.encoders.rnn_layer` as ONNX's GRU / LSTM operator (onnxscript),
+    with each row's length as ``sequence_lens``: ONNX Runtime runs the loop over time in
+    one kernel, and in reverse reads each row backwards from its own last step."""
+    from onnxscript import opset18
+
+    op: Any = opset18  # onnxscript's operator signatures want typed ONNX values
+    H = hidden_size
+    rows = [g * H + i for g in ONNX_GATES[cell] for i in range(H)]
+    order = op.Constant(value_ints=rows)
+
+    def gates(weight: Any) -> Any:  # PyTorch's gate rows in ONNX's order, one direction
+        return op.Unsqueeze(op.Gather(weight, order, axis=0), [0])
+
+    biases = op.Concat(gates(bias_ih), gates(bias_hh), axis=1)  # (1, 2 G H): Wb then Rb
+    steps = op.Transpose(inputs, perm=[1, 0, 2])  # (S, B, E)
+    sequence_lens = op.Cast(lengths, to=6)  # int32
+    direction = "reverse" if reverse else "forward"
+    arguments = (steps, gates(weight_ih), gates(weight_hh), biases, sequence_lens)
+    if cell == "gru":
+        states, _ = op.GRU(*arguments, hidden_size=H, direction=direction, linear_before_reset=1)
+    else:
+        states, _, _ = op.LSTM(*arguments, hidden_size=H, direction=direction)
+    return op.Transpose(op.Squeeze(states, [1]), perm=[1, 0, 2])  # (S, 1, B, H) -> (B, S, H)
 
 
 def run_graph(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -98,3 +98,39 @@ def test_reverse_within_lengths_keeps_padding_in_place():
     sequences = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]]).unsqueeze(-1)
     reversed_ = reverse_within_lengths(sequences, torch.tensor([3, 4])).squeeze(-1)
     assert reversed_.tolist() == [[3, 2, 1, 0], [7, 6, 5, 4]]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_exported_rnn_layer_operator_equals_the_module(cell, reverse):
+    """attnrnn::rnn_layer (what the ONNX export writes as ONNX's GRU / LSTM) gives the
+    module's states on valid steps, reading backwards within each length in reverse,
+    and zeros on padding."""
+    from attnrnn.nn.encoders import RNN_WEIGHTS, reverse_within_lengths
+
+    torch.manual_seed(0)
+    rnn = (torch.nn.GRU if cell == "gru" else torch.nn.LSTM)(5, 4, batch_first=True)
+    inputs, lengths = torch.randn(3, 6, 5), torch.tensor([6, 3, 1])
+    with torch.no_grad():
+        if reverse:
+            expected = reverse_within_lengths(
+                rnn(reverse_within_lengths(inputs, lengths))[0], lengths
+            )
+        else:
+            expected = rnn(inputs)[0]
+        weights = [getattr(rnn, name) for name in RNN_WEIGHTS]
+        states = torch.ops.attnrnn.rnn_layer(inputs, lengths, *weights, cell, 4, reverse)
+    mask = lengths_to_mask(lengths, 6).unsqueeze(-1)
+    torch.testing.assert_close(states, expected * mask, atol=1e-6, rtol=1e-5)
+    assert not states[~mask.squeeze(-1)].any()
+
+
+def test_reverse_within_lengths_carries_gradients_to_the_rows_it_moved():
+    from attnrnn.nn.encoders import reverse_within_lengths
+
+    sequences = torch.arange(12.0).view(2, 3, 2).requires_grad_()
+    weights = torch.arange(12.0).view(2, 3, 2)
+    (reverse_within_lengths(sequences, torch.tensor([2, 3])) * weights).sum().backward()
+    # row 0: steps 0 and 1 swap, step 2 (padding) stays; row 1: all three reverse
+    expected = torch.stack([weights[0, [1, 0, 2]], weights[1, [2, 1, 0]]])
+    torch.testing.assert_close(sequences.grad, expected)

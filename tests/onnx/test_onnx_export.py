@@ -126,6 +126,9 @@ def test_export_folder_and_graphs(translation):
     assert rows.dim_param  # a named, dynamic axis
     outputs = [output.name for output in step.graph.output]
     assert outputs[:2] == ["log_probs", "attention"]
+    # the encoder's RNN layers are ONNX's own GRU / LSTM operators, not loops of steps
+    operators = {node.op_type for node in onnx.load(str(exported / "encoder.onnx")).graph.node}
+    assert operators & {"GRU", "LSTM"} and not operators & {"Loop", "Scan"}
 
 
 def test_cli_translates_with_the_onnx_runtime(translation, dates, capsys, tmp_path):
