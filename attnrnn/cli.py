@@ -473,7 +473,7 @@ def load_run(arguments: argparse.Namespace, command: str) -> tuple[Any, dict[str
 # The options the ONNX predictors take (search settings), by command.
 SEARCH_KEYS = ("beam", "n_best", "length_penalty")
 ONNX_OPTIONS = {
-    "translate": SEARCH_KEYS,
+    "translate": (*SEARCH_KEYS, "shortlist"),
     "summarize": (*SEARCH_KEYS, "field"),
     "transcribe": (*SEARCH_KEYS, "ctc_weight"),
     "predict": (),

@@ -174,14 +174,21 @@ class TargetSide(nn.Module):
             log-probabilities (N, V) in float32 (normalized over the V' outputs given),
             the new state, attention (N, S).
         """
-        embedded = self.embedding_dropout(self.target_embedding(prev_tokens))  # (N, E)
-        attentional, state, weights = self.decoder.step(embedded, state)
+        attentional, state, weights = self.step_features(prev_tokens, state)
         if outputs is None:
             logits = self.output_logits(attentional)  # (N, V)
         else:
             logits = F.linear(self.output_dropout(attentional), *outputs)  # (N, V')
         log_probs = F.log_softmax(logits.float(), dim=-1)
         return log_probs, state, weights
+
+    def step_features(
+        self, prev_tokens: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        """:meth:`step` up to the output layer: the attentional vectors (N, A) that the
+        output layer scores, the new state and the attention (N, S)."""
+        embedded = self.embedding_dropout(self.target_embedding(prev_tokens))  # (N, E)
+        return self.decoder.step(embedded, state)
 
     def teacher_forced(
         self, target_input: torch.Tensor, state: DecoderState

@@ -140,7 +140,9 @@ def export_graph(
         raise RunError(f"{path.name}: the ONNX exporter returned nothing")
     program.save(str(path))
     onnx.checker.check_model(str(path), full_check=True)
-    expected = [output.numpy() for output in module(*example)]
+    outputs = module(*example)
+    outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+    expected = [output.numpy() for output in outputs]
     got = run_graph(path, dict(zip(input_names, (x.numpy() for x in example), strict=True)))
     for name, want, have in zip(output_names, expected, got, strict=True):
         if want.dtype == bool:
@@ -335,6 +337,117 @@ def export_step(model: Any, state: DecoderState, fields: list[str], folder: Path
     }
 
 
+class FeatureStepGraph(nn.Module):
+    """(previous tokens, state...) -> (attentional vectors, attention, changed state...):
+    a translation decoder's step up to its output layer, which :class:`OutputGraph` (the
+    whole vocabulary) or :class:`ShortlistOutputGraph` (a lexical shortlist) applies."""
+
+    def __init__(self, model: nn.Module, fields: list[str]) -> None:
+        super().__init__()
+        self.model, self.fields = model, fields
+
+    def forward(self, previous: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        values: dict[str, Any] = {item.name: None for item in dataclasses.fields(DecoderState)}
+        values.update(zip(self.fields, tensors, strict=True))
+        model = cast(Any, self.model)
+        features, state, attention = model.step_features(previous, DecoderState(**values))
+        changed = tuple(getattr(state, name) for name in self.fields if name in CHANGING)
+        return (features, attention, *changed)
+
+
+class OutputGraph(nn.Module):
+    """Attentional vectors (N, A) -> log-probabilities (N, V) over the whole vocabulary."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        logits = cast(Any, self.model).output_logits(features)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+
+class ShortlistOutputGraph(nn.Module):
+    """(attentional vectors (N, A), the output layer's weight (V', A) and bias (V',) rows
+    of a shortlist) -> log-probabilities (N, V') normalized over those outputs."""
+
+    def forward(
+        self, features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        return torch.log_softmax(nn.functional.linear(features, weight, bias).float(), dim=-1)
+
+
+# The output layer's weights for shortlists, as numpy arrays (np.load, no pickle).
+OUTPUT_WEIGHT, OUTPUT_BIAS = "output_weight.npy", "output_bias.npy"
+
+
+def export_translation_step(
+    trained: TrainedModel, state: DecoderState, fields: list[str], folder: Path
+) -> dict[str, Any]:
+    """``step.onnx`` (the step up to the output layer), ``output.onnx`` (the output layer
+    over the whole vocabulary) and ``shortlist_output.onnx`` (over rows given at run time),
+    the output layer's weight and bias as ``.npy`` files, and the run's lexical shortlist
+    when it has one: a translation export, whose predictor can score only a shortlist."""
+    from attnrnn.data.shortlists import SHORTLIST_FILE
+
+    model = cast(Any, trained.model)
+    rows = state.select(torch.tensor([0, 0, 1, 2, 2]))  # beams: rows repeat
+    previous = torch.tensor([model.bos_index, 5, 6, 7, 8])
+    changing = [name for name in fields if name in CHANGING]
+    export_graph(
+        FeatureStepGraph(model, fields),
+        (previous, *(getattr(rows, name) for name in fields)),
+        folder / "step.onnx",
+        ["previous", *fields],
+        ["features", "attention", *(f"next_{name}" for name in changing)],
+        {"previous": {0: "rows"}, **sequence_axes(state, fields, "rows")},
+        varargs=True,
+    )
+    features = model.step_features(previous, rows)[0]  # (5, A)
+    export_graph(
+        OutputGraph(model),
+        (features,),
+        folder / "output.onnx",
+        ["features"],
+        ["log_probs"],
+        {"features": {0: "rows"}},
+    )
+    layer = model.output_layer
+    weight = layer.weight.detach().float()
+    bias = layer.bias.detach().float() if layer.bias is not None else weight.new_zeros(len(weight))
+    kept = torch.tensor([0, 2, 3, 5])  # an example shortlist of rows
+    export_graph(
+        ShortlistOutputGraph(),
+        (features, weight[kept], bias[kept]),
+        folder / "shortlist_output.onnx",
+        ["features", "weight", "bias"],
+        ["log_probs"],
+        {"features": {0: "rows"}, "weight": {0: "outputs"}, "bias": {0: "outputs"}},
+    )
+    np.save(folder / OUTPUT_WEIGHT, weight.numpy(), allow_pickle=False)
+    np.save(folder / OUTPUT_BIAS, bias.numpy(), allow_pickle=False)
+    shortlist = Path(trained.directory or ".") / SHORTLIST_FILE
+    if trained.directory is not None and shortlist.is_file():
+        shutil.copy(shortlist, folder / SHORTLIST_FILE)
+    return {
+        "graphs": {
+            "encoder": "encoder.onnx",
+            "step": "step.onnx",
+            "output": "output.onnx",
+            "shortlist_output": "shortlist_output.onnx",
+        },
+        "output_layer": {"weight": OUTPUT_WEIGHT, "bias": OUTPUT_BIAS},
+        "shortlist": SHORTLIST_FILE if (folder / SHORTLIST_FILE).is_file() else None,
+        "state": fields,
+        "changing_state": changing,
+        "special_tokens": {
+            "pad": model.pad_index,
+            "bos": model.bos_index,
+            "eos": model.eos_index,
+        },
+    }
+
+
 def export_translator(trained: TrainedModel, folder: Path) -> dict[str, Any]:
     model = cast(Any, trained.model)
     vocab = trained.assets.source.vocab
@@ -352,7 +465,7 @@ def export_translator(trained: TrainedModel, folder: Path) -> dict[str, Any]:
         fields,
         {"source": {0: "batch", 1: "source_length"}, "lengths": {0: "batch"}},
     )
-    return export_step(model, state, fields, folder)
+    return export_translation_step(trained, state, fields, folder)
 
 
 class CopyEncoderGraph(nn.Module):

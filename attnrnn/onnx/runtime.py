@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import yaml
 
+from attnrnn.data.shortlists import SHORTLIST_FILE, Shortlist, read_shortlist
 from attnrnn.errors import ConfigError, RunError
 from attnrnn.onnx.search import Hypothesis, SearchSettings, search
 from attnrnn.tasks.text import EOS, TextSide, truncate
 
 # What onnx.json says of an export this predictor reads (written by attnrnn.onnx.export).
+# Version 2: a translation step stops before the output layer (output.onnx applies it, or
+# shortlist_output.onnx over a lexical shortlist); version 1 exports still load.
 FORMAT = "attnrnn-onnx"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 R = TypeVar("R")
 SEARCH_FIELDS = tuple(item.name for item in fields(SearchSettings))
 
@@ -36,9 +40,10 @@ def load_exported(directory: Path, threads: int | None = None) -> Any:
         config = yaml.safe_load((directory / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as error:
         raise RunError(f"{directory}: unreadable export ({error})") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    if manifest.get("format") != FORMAT or manifest.get("version") not in READABLE_VERSIONS:
         raise RunError(
-            f"{manifest_path}: not an attnrnn ONNX export of version {VERSION} "
+            f"{manifest_path}: not an attnrnn ONNX export of version "
+            f"{' or '.join(map(str, READABLE_VERSIONS))} "
             f"(format {manifest.get('format')!r}, version {manifest.get('version')!r})"
         )
     predictors: dict[str, Callable[..., Any]] = {
@@ -239,9 +244,71 @@ class StepGraph:
     def step(self, prev_tokens: np.ndarray, state: StepState) -> tuple[Any, StepState, Any]:
         outputs = self.graph.run(None, {"previous": prev_tokens.astype(np.int64), **state.tensors})
         log_probs, attention, *changed = outputs
+        return log_probs, self.advanced(state, changed), attention
+
+    def advanced(self, state: StepState, changed: Sequence[np.ndarray]) -> StepState:
+        """``state`` with the arrays a step changed."""
         tensors = dict(state.tensors)
         tensors.update(zip(self.changing, changed, strict=True))
-        return log_probs, StepState(tensors, state.source_only), attention
+        return StepState(tensors, state.source_only)
+
+
+class FeatureStepGraph(StepGraph):
+    """A translation step exported in two parts (version 2): the step up to the output
+    layer, then ``output.onnx`` over the whole vocabulary, or, with ``outputs`` (a
+    shortlist's rows of the output layer), ``shortlist_output.onnx`` over those only."""
+
+    def __init__(self, graph: Any, manifest: dict[str, Any], output: Any, shortlist: Any) -> None:
+        super().__init__(graph, manifest)
+        self.output, self.shortlist_output = output, shortlist
+
+    def step(
+        self,
+        prev_tokens: np.ndarray,
+        state: StepState,
+        outputs: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[Any, StepState, Any]:
+        feeds = {"previous": prev_tokens.astype(np.int64), **state.tensors}
+        features, attention, *changed = self.graph.run(None, feeds)
+        if outputs is None:
+            (log_probs,) = self.output.run(None, {"features": features})
+        else:
+            weight, bias = outputs
+            feeds = {"features": features, "weight": weight, "bias": bias}
+            (log_probs,) = self.shortlist_output.run(None, feeds)
+        return log_probs, self.advanced(state, changed), attention
+
+
+class ShortlistedStep:
+    """A step model whose outputs are the target ids ``ids`` (V',) only, as
+    :class:`attnrnn.decoding.shortlist.Shortlisted`: its tokens are positions in ``ids``;
+    :meth:`restore` maps finished hypotheses back to target ids."""
+
+    bos_index: int
+    eos_index: int
+    pad_index: int
+
+    def __init__(
+        self, model: FeatureStepGraph, ids: np.ndarray, weight: np.ndarray, bias: np.ndarray
+    ):
+        self.model, self.ids = model, ids
+        position = {int(token): index for index, token in enumerate(ids.tolist())}
+        for name in ("bos_index", "eos_index", "pad_index"):
+            special = getattr(model, name)
+            if special not in position:
+                raise RunError(f"the shortlist lacks the model's {name} ({special})")
+            setattr(self, name, position[special])
+        self.weight, self.bias = weight[ids], bias[ids]  # (V', A), (V',): once per batch
+
+    def step(self, prev_tokens: np.ndarray, state: StepState) -> tuple[Any, StepState, Any]:
+        return self.model.step(self.ids[prev_tokens], state, outputs=(self.weight, self.bias))
+
+    def restore(self, hypotheses: list[list[Hypothesis]]) -> list[list[Hypothesis]]:
+        ids = self.ids.tolist()
+        return [
+            [replace(h, tokens=[ids[token] for token in h.tokens]) for h in n_best]
+            for n_best in hypotheses
+        ]
 
 
 def search_settings(base: dict[str, Any], **options: Any) -> SearchSettings:
@@ -274,35 +341,84 @@ class OnnxTranslator(Exported):
         self.source = TextSide.load(self.directory, "source_")
         self.target = TextSide.load(self.directory, "target_")
         self.fields: list[str] = self.manifest["state"]
-        self.step_model = StepGraph(self.sessions["step"], self.manifest)
+        self.step_model: StepGraph = StepGraph(self.sessions["step"], self.manifest)
+        self.output_layer: tuple[np.ndarray, np.ndarray] | None = None
+        if "output" in self.sessions:  # version 2: the output layer apart
+            self.step_model = FeatureStepGraph(
+                self.sessions["step"],
+                self.manifest,
+                self.sessions["output"],
+                self.sessions["shortlist_output"],
+            )
         data = self.settings.get("data") or {}
         self.max_source_length = int(data.get("max_source_length", 200))
+        self._shortlist: Shortlist | None = None
+
+    def shortlist(self) -> tuple[Shortlist, np.ndarray, np.ndarray]:
+        """The export's lexical shortlist and the output layer's weight and bias."""
+        if not isinstance(self.step_model, FeatureStepGraph):
+            raise ConfigError(
+                f"{self.directory} was exported by an earlier attnrnn, without the output "
+                "layer apart: export the run again to translate with --shortlist"
+            )
+        if self._shortlist is None:
+            shortlist = read_shortlist(self.directory)
+            if shortlist is None:
+                raise ConfigError(
+                    f"{self.directory} has no lexical shortlist ({SHORTLIST_FILE}); write one "
+                    "into the run with `attnrnn shortlist RUN`, then export it again"
+                )
+            self._shortlist = shortlist
+        if self.output_layer is None:
+            files = self.manifest["output_layer"]
+            try:
+                self.output_layer = tuple(
+                    np.load(self.directory / files[name], allow_pickle=False)
+                    for name in ("weight", "bias")
+                )
+            except (OSError, ValueError) as error:
+                raise RunError(f"{self.directory}: unreadable output layer ({error})") from None
+        assert self.output_layer is not None
+        return self._shortlist, *self.output_layer
 
     def encode_source(self, text: str) -> list[int]:
         ids = self.source.encode(text) or [self.source.vocab.unk_index]
         return ids[: self.max_source_length]
 
     def decode_ids(
-        self, sources: Sequence[Sequence[int]], settings: SearchSettings
+        self, sources: Sequence[Sequence[int]], settings: SearchSettings, shortlist: bool = False
     ) -> list[list[Hypothesis]]:
+        """N-best lists of token-id sources, in input order; ``shortlist``: score only the
+        export's lexical shortlist for each batch (as the PyTorch translator's)."""
+        lexical = self.shortlist() if shortlist else None
+
         def run(indices: list[int]) -> list[list[Hypothesis]]:
-            ids, lengths = padded([sources[i] for i in indices], self.step_model.pad_index)
+            batch = [sources[i] for i in indices]
+            ids, lengths = padded(batch, self.step_model.pad_index)
             state = self.sessions["encoder"].run(None, {"source": ids, "lengths": lengths})
             source_only = frozenset(self.fields) - frozenset(self.step_model.changing)
             first = StepState(dict(zip(self.fields, state, strict=True)), source_only)
-            return search(self.step_model, first, lengths, settings)
+            if lexical is None:
+                return search(self.step_model, first, lengths, settings)
+            table, weight, bias = lexical
+            candidates = np.array(table.candidates(batch), dtype=np.int64)
+            step = ShortlistedStep(
+                cast(FeatureStepGraph, self.step_model), candidates, weight, bias
+            )
+            return step.restore(search(step, first, lengths, settings))
 
         rows = max(1, self.max_rows // max(settings.beam_size, 1))
         return batched([len(s) for s in sources], rows, self.max_tokens, run)
 
     def translate(self, texts: str | Sequence[str], **options: Any) -> list[dict[str, Any]]:
         texts = [texts] if isinstance(texts, str) else list(texts)
+        shortlist = bool(options.pop("shortlist", False))
         settings = search_settings(self.settings.get("search") or {}, **options)
         ids = [self.encode_source(text) for text in texts]
         return [
             self.translation(text, source_ids, n_best)
             for text, source_ids, n_best in zip(
-                texts, ids, self.decode_ids(ids, settings), strict=True
+                texts, ids, self.decode_ids(ids, settings, shortlist), strict=True
             )
         ]
 

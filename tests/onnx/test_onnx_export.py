@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,8 @@ def translation(request, tmp_path_factory, dates, tiny_translation_config):
     config["model"]["encoder"].update(cells)
     config["model"]["decoder"].update(cells)
     run = train(config, directory)
+    # a shortlist small enough to leave characters out (the export carries it)
+    attnrnn.load(run, device="cpu").write_shortlist(per_word=2, frequent=4)
     exported = directory / "onnx"
     assert main(["export", str(run), "--format", "onnx", "--output", str(exported)]) == 0
     return run, exported
@@ -95,6 +98,26 @@ def test_onnx_translations_equal_pytorchs(translation, dates, options):
         np.testing.assert_allclose(have["attention"], want["attention"], atol=1e-4)
 
 
+@pytest.mark.parametrize("beam", [1, 4])
+def test_onnx_shortlist_translations_equal_pytorchs(translation, dates, beam):
+    """With --shortlist both runtimes score the same rows of the output layer (one
+    sentence at a time: a batch's shortlist is the union of its sentences')."""
+    run, exported = translation
+    reference = attnrnn.load(run, device="cpu")
+    predictor = attnrnn.onnx.load(exported)
+    shortlist, vocabulary = reference.shortlist(), len(reference.assets.target.vocab)
+    restricted = 0
+    for text in sources(dates)[:8]:
+        kept = shortlist.candidates([reference.assets.encode_source(text, 200)])
+        restricted += len(kept) < vocabulary
+        want = reference.record(reference.translate([text], beam=beam, shortlist=True)[0])
+        have = predictor.translate([text], beam=beam, shortlist=True)[0]
+        assert have["translation"] == want["translation"]
+        assert have["target_tokens"] == want["target_tokens"]
+        assert have["score"] == pytest.approx(want["score"], abs=1e-4)
+    assert restricted  # the shortlist does leave outputs out
+
+
 def test_attnrnn_load_picks_the_onnx_runtime_for_an_export(translation):
     _, exported = translation
     model = attnrnn.load(exported)
@@ -117,15 +140,21 @@ def test_export_folder_and_graphs(translation):
     _, exported = translation
     manifest = json.loads((exported / "onnx.json").read_text())
     assert manifest["format"] == "attnrnn-onnx" and manifest["task"] == "translation"
-    assert manifest["graphs"] == {"encoder": "encoder.onnx", "step": "step.onnx"}
-    for name in ("config.yaml", "source_vocab.json", "target_vocab.json"):
+    assert manifest["graphs"] == {
+        "encoder": "encoder.onnx",
+        "step": "step.onnx",
+        "output": "output.onnx",
+        "shortlist_output": "shortlist_output.onnx",
+    }
+    names = ("config.yaml", "source_vocab.json", "target_vocab.json", "shortlist.json")
+    for name in (*names, "output_weight.npy", "output_bias.npy"):
         assert (exported / name).is_file()
     step = onnx.load(str(exported / "step.onnx"))
     onnx.checker.check_model(step)
     rows = step.graph.input[0].type.tensor_type.shape.dim[0]
     assert rows.dim_param  # a named, dynamic axis
     outputs = [output.name for output in step.graph.output]
-    assert outputs[:2] == ["log_probs", "attention"]
+    assert outputs[:2] == ["features", "attention"]  # output.onnx scores the features
     # the encoder's RNN layers are ONNX's own GRU / LSTM operators, not loops of steps
     operators = {node.op_type for node in onnx.load(str(exported / "encoder.onnx")).graph.node}
     assert operators & {"GRU", "LSTM"} and not operators & {"Loop", "Scan"}
@@ -139,13 +168,23 @@ def test_cli_translates_with_the_onnx_runtime(translation, dates, capsys, tmp_pa
     assert status == 0
     status, torch_out, _ = run_cli(capsys, "translate", run, inputs, "--beam", "3")
     assert onnx_out == torch_out and len(onnx_out.splitlines()) == 5
+    status, onnx_out, _ = run_cli(capsys, "translate", exported, inputs, "--shortlist")
+    assert status == 0
+    status, torch_out, _ = run_cli(capsys, "translate", run, inputs, "--shortlist")
+    assert onnx_out == torch_out
     status, out, _ = run_cli(capsys, "predict", exported, inputs, "--json")
     assert status == 0 and "attention" in json.loads(out.splitlines()[0])
 
 
 def test_cli_errors_name_the_problem(translation, capsys, tmp_path):
     run, exported = translation
+    without = tmp_path / "without-shortlist"
+    shutil.copytree(exported, without)
+    (without / "shortlist.json").unlink()
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("March 3, 2001\n")
     cases = [
+        (["translate", without, inputs, "--shortlist"], "has no lexical shortlist"),
         (["evaluate", exported], "needs the PyTorch run it was exported from"),
         (["translate", run, "--runtime", "onnx", "x"], "is not an ONNX export"),
         (["translate", exported, "--runtime", "torch", "x"], "runs with --runtime onnx"),
