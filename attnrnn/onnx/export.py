@@ -77,6 +77,9 @@ def export_onnx(run: str | Path, output: str | Path, int8: bool = False) -> Path
         manifest = exporter(model, staging)
         if int8:
             quantize_graphs(staging, manifest["graphs"])
+        if "step" in manifest["graphs"]:  # beam search picks its candidates with it
+            write_top_k_graph(staging / TOP_K)
+            manifest["graphs"]["topk"] = TOP_K
         manifest.update(
             format=FORMAT,
             version=VERSION,
@@ -195,6 +198,34 @@ def rnn_layer_onnx(
     else:
         states, _, _ = op.LSTM(*arguments, hidden_size=H, direction=direction)
     return op.Transpose(op.Squeeze(states, [1]), perm=[1, 0, 2])  # (S, 1, B, H) -> (B, S, H)
+
+
+TOP_K = "topk.onnx"
+
+
+def write_top_k_graph(path: Path) -> None:
+    """``topk.onnx``: (scores (B, N) float32, k (1,) int64) -> the k largest of every row
+    and their indices (B, k), best first, ties by the lower index (ONNX's TopK). Beam
+    search's choice of candidates among K x V: several times faster in ONNX Runtime than
+    numpy's partial sort."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("TopK", ["scores", "k"], ["values", "indices"], axis=1, sorted=1)],
+        "top_k",
+        [
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["rows", "candidates"]),
+            helper.make_tensor_value_info("k", TensorProto.INT64, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, ["rows", "k"]),
+            helper.make_tensor_value_info("indices", TensorProto.INT64, ["rows", "k"]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
 
 
 def run_graph(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

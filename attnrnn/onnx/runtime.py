@@ -15,7 +15,7 @@ import yaml
 
 from attnrnn.data.shortlists import SHORTLIST_FILE, Shortlist, read_shortlist
 from attnrnn.errors import ConfigError, RunError
-from attnrnn.onnx.search import Hypothesis, SearchSettings, search
+from attnrnn.onnx.search import Hypothesis, SearchSettings, TopK, search
 from attnrnn.tasks.text import EOS, TextSide, truncate
 
 # What onnx.json says of an export this predictor reads (written by attnrnn.onnx.export).
@@ -132,6 +132,16 @@ class Exported:
         self.sessions = {
             name: session(directory / file, threads) for name, file in manifest["graphs"].items()
         }
+        self.top_k: TopK | None = None  # beam search's choice of candidates (topk.onnx)
+        if "topk" in self.sessions:
+            graph = self.sessions["topk"]
+
+            def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+                feeds = {"scores": scores, "k": np.array([k], dtype=np.int64)}
+                values, indices = graph.run(None, feeds)
+                return values, indices
+
+            self.top_k = top_k
         inference = config.get("inference") or {}
         self.max_rows = int(inference.get("max_batch_size", 64))
         self.max_tokens = int(inference.get("batch_tokens", 8000))
@@ -399,13 +409,13 @@ class OnnxTranslator(Exported):
             source_only = frozenset(self.fields) - frozenset(self.step_model.changing)
             first = StepState(dict(zip(self.fields, state, strict=True)), source_only)
             if lexical is None:
-                return search(self.step_model, first, lengths, settings)
+                return search(self.step_model, first, lengths, settings, self.top_k)
             table, weight, bias = lexical
             candidates = np.array(table.candidates(batch), dtype=np.int64)
             step = ShortlistedStep(
                 cast(FeatureStepGraph, self.step_model), candidates, weight, bias
             )
-            return step.restore(search(step, first, lengths, settings))
+            return step.restore(search(step, first, lengths, settings, self.top_k))
 
         rows = max(1, self.max_rows // max(settings.beam_size, 1))
         return batched([len(s) for s in sources], rows, self.max_tokens, run)
@@ -549,7 +559,7 @@ class OnnxSummarizer(Exported):
 
         def run(indices: list[int]) -> list[list[Hypothesis]]:
             step, state, lengths = self._start([split.documents[i] for i in indices])
-            return search(step, state, lengths, settings)
+            return search(step, state, lengths, settings, self.top_k)
 
         rows = max(1, self.max_rows // max(settings.beam_size, 1))
         lengths = [len(document.source) for document in split.documents]
@@ -660,7 +670,7 @@ class OnnxRecognizer(Exported):
                     self.step_model, ctc_log_probs, ctc_lengths, weight, self.step_model.pad_index
                 )
                 first = model.init_state(first)
-            return search(model, first, ctc_lengths.astype(np.int64), settings)
+            return search(model, first, ctc_lengths.astype(np.int64), settings, self.top_k)
 
         rows = max(1, self.max_rows // max(settings.beam_size, 1))
         hypotheses = batched([len(f) for f in features], rows, self.max_tokens, run)

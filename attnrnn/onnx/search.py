@@ -15,6 +15,7 @@ field (that one validates and imports torch).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -153,13 +154,23 @@ class FinishedHypotheses:
         ]
 
 
+# (scores (B, N), k) -> the k largest of every row and their indices (B, k), best first.
+TopK = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
 def search(
-    model: StepModel, state: Any, source_lengths: np.ndarray, config: SearchSettings
+    model: StepModel,
+    state: Any,
+    source_lengths: np.ndarray,
+    config: SearchSettings,
+    top_k: TopK | None = None,
 ) -> list[list[Hypothesis]]:
-    """Greedy search when ``config.beam_size`` is 1, beam search otherwise."""
+    """Greedy search when ``config.beam_size`` is 1, beam search otherwise; ``top_k``:
+    how beam search picks its best 2K candidates (the export's ``topk.onnx``; default
+    numpy's partial sort)."""
     if config.beam_size == 1:
         return greedy_search(model, state, source_lengths, config)
-    return beam_search(model, state, source_lengths, config)
+    return beam_search(model, state, source_lengths, config, top_k)
 
 
 def greedy_search(
@@ -192,16 +203,19 @@ def greedy_search(
 
 
 def _top_candidates(
-    beam_log_probs: np.ndarray, next_log_probs: np.ndarray, beam_size: int
+    beam_log_probs: np.ndarray, next_log_probs: np.ndarray, beam_size: int, top_k: TopK | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The best 2K of every source's K x V continuations, best first (ties: the lower
     flat index): cumulative log-probabilities, origin beams and tokens, each (b, 2K).
-    A partial sort picks the 2K (as torch's ``topk``), a sort of those ranks them."""
+    ``top_k`` or a partial sort picks the 2K (as torch's ``topk``), a sort of those ranks
+    them."""
     b, K = beam_log_probs.shape
     V = next_log_probs.shape[1]
     scores = (beam_log_probs[:, :, None] + next_log_probs.reshape(b, K, V)).reshape(b, K * V)
     count = min(2 * K, K * V)
-    if count < K * V:
+    if count < K * V and top_k is not None:
+        chosen = top_k(scores, count)[1]  # (b, 2K)
+    elif count < K * V:
         chosen = np.argpartition(-scores, count - 1, axis=1)[:, :count]  # (b, 2K) unordered
     else:
         chosen = np.tile(np.arange(K * V), (b, 1))
@@ -213,7 +227,11 @@ def _top_candidates(
 
 
 def beam_search(
-    model: StepModel, state: Any, source_lengths: np.ndarray, config: SearchSettings
+    model: StepModel,
+    state: Any,
+    source_lengths: np.ndarray,
+    config: SearchSettings,
+    top_k: TopK | None = None,
 ) -> list[list[Hypothesis]]:
     batch_size, K = len(source_lengths), config.beam_size
     finished = FinishedHypotheses(config, model.eos_index, source_lengths.tolist())
@@ -228,7 +246,7 @@ def beam_search(
         step += 1
         log_probs, state, attention = model.step(prefixes.last_tokens(model.bos_index), state)
         log_probs = allowed_log_probs(log_probs, prefixes.tokens, config, model)
-        values, origins, tokens = _top_candidates(beam_log_probs, log_probs, K)
+        values, origins, tokens = _top_candidates(beam_log_probs, log_probs, K, top_k)
         b = len(sources)
         # finish: EOS candidates ranked within the first K
         ending = (tokens[:, :K] == model.eos_index) & np.isfinite(values[:, :K])

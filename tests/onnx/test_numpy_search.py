@@ -85,9 +85,28 @@ SETTINGS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def onnx_top_k(tmp_path_factory):
+    """Beam search's candidate choice through the export's topk.onnx in ONNX Runtime."""
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    from attnrnn.onnx.export import write_top_k_graph
+
+    path = tmp_path_factory.mktemp("topk") / "topk.onnx"
+    write_top_k_graph(path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def top_k(scores, k):
+        return tuple(session.run(None, {"scores": scores, "k": np.array([k], dtype=np.int64)}))
+
+    return top_k
+
+
 @pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_numpy_search_equals_the_pytorch_search(settings, seed):
+@pytest.mark.parametrize("selection", ["numpy", "onnx"])
+def test_numpy_search_equals_the_pytorch_search(settings, seed, selection, request):
     lengths = [6, 3, 5, 1]
     torch_config = SearchConfig(**settings)
     numpy_config = SearchSettings(**dataclasses.asdict(torch_config))
@@ -103,6 +122,7 @@ def test_numpy_search_equals_the_pytorch_search(settings, seed):
         NumpyState(sources, np.zeros(4, dtype=np.int64)),
         np.array(lengths),
         numpy_config,
+        request.getfixturevalue("onnx_top_k") if selection == "onnx" else None,
     )
     assert len(got) == len(expected) == 4
     for ours, theirs in zip(got, expected, strict=True):

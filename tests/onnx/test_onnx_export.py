@@ -145,6 +145,7 @@ def test_export_folder_and_graphs(translation):
         "step": "step.onnx",
         "output": "output.onnx",
         "shortlist_output": "shortlist_output.onnx",
+        "topk": "topk.onnx",
     }
     names = ("config.yaml", "source_vocab.json", "target_vocab.json", "shortlist.json")
     for name in (*names, "output_weight.npy", "output_bias.npy"):
