@@ -158,11 +158,13 @@ class LuongGRUAdditiveStep:
             return self.model.encode(source, lengths, encoder=self.encoder)
 
     def init_state(self, encoded: Any) -> DecoderState:
-        """The model's initial state (under bf16 autocast with bf16 matmuls: the
-        attention's keys stay bf16), its recurrent tensors in the weights' dtype."""
+        """The model's initial state (under bf16 autocast with bf16 matmuls), its tensors
+        in the weights' dtype: the keys too, once, since every step adds the query to them
+        (an add of bf16 keys and an fp32 query converts the keys at every step, and runs
+        about a third slower)."""
         with self._autocast(encoded.memory.device):
             state = self.model.init_state(encoded)
-        assert state.input_feed is not None
+        assert state.input_feed is not None and state.projected_keys is not None
         dtype = self.bias_hn.dtype
         return replace(
             state,
@@ -170,6 +172,7 @@ class LuongGRUAdditiveStep:
             input_feed=state.input_feed.to(dtype),
             coverage=state.coverage.to(dtype),
             memory=state.memory.to(dtype),
+            projected_keys=state.projected_keys.to(dtype),
         )
 
     def step(

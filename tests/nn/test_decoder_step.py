@@ -141,8 +141,11 @@ def test_bf16_matmuls_stay_close_to_fp32():
         assert (encoded.memory.float() - exact.memory).abs().max() < 0.03
         assert (encoded.final.float() - exact.final).abs().max() < 0.03
         state = half.init_state(encoded)
-        assert state.projected_keys is not None and state.projected_keys.dtype == torch.bfloat16
-        assert {state.hidden.dtype, state.memory.dtype, state.coverage.dtype} == {torch.float32}
+        # every state tensor in fp32: the keys (computed in bf16) converted once, not at
+        # every step's add
+        assert state.projected_keys is not None
+        tensors = (state.hidden, state.memory, state.coverage, state.projected_keys)
+        assert {tensor.dtype for tensor in tensors} == {torch.float32}
         reference, ours = full.step(tokens, start(seq2seq)), half.step(tokens, state)
     assert ours[0].dtype == torch.float32 and ours[1].hidden.dtype == torch.float32
     # bf16 keeps 8 significant bits: a few hundredths on log-probabilities of this size
