@@ -224,10 +224,16 @@ def language_model_step() -> dict[str, Any]:
 
 def from_language_model() -> list[str]:
     """``--set`` overrides that start a classifier config from the language model instead
-    of word vectors."""
+    of word vectors, its embedding and encoder sized as the language model's."""
+    import yaml
+
+    model = yaml.safe_load((LANGUAGE_MODEL / "config.yaml").read_text())["model"]
     return [
         "pretrained.vectors=null",
         "pretrained.vocab_from_vectors=0",
         f"pretrained.encoder={LANGUAGE_MODEL}",
         "model.freeze_embeddings=false",
+        f"model.embedding_size={model['embedding_size']}",
+        f"model.encoder.cell={model['encoder']['cell']}",
+        f"model.encoder.hidden_size={model['encoder']['hidden_size']}",
     ]

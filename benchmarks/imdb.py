@@ -1,6 +1,6 @@
 """IMDB benchmark: attention-pooled RNN vs a TF-IDF baseline on the 25k test reviews.
 
-    python benchmarks/imdb.py [--data ../shared/data] [--force]
+    python benchmarks/imdb.py [--data ../shared/data] [--force] [--threads 1] [--nproc 2]
 
 Steps (each cached in benchmarks/cache/imdb/, so a stopped run resumes):
 1. the classifier fine-tuned from the language model of benchmarks/pretrained.py
@@ -28,6 +28,12 @@ def main() -> None:
         "--skip-scratch", action="store_true", help="do not train the from-scratch comparison"
     )
     parser.add_argument("--threads", type=int, help="CPU threads per training run")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        help="fine-tune from the language model with this many data-parallel processes "
+        "(torchrun), each with 1/N of the recipe's batch",
+    )
     arguments = parser.parse_args()
     threads = arguments.threads
     data = (ROOT / arguments.data).resolve()
@@ -45,6 +51,7 @@ def main() -> None:
             runs / "imdb_lm",
             [*data_overrides, f"pretrained.encoder={LANGUAGE_MODEL}"],
             threads,
+            arguments.nproc,
         ),
     )
     vectors = pretrain_vectors(data, Steps("vectors", arguments.force))
@@ -77,6 +84,7 @@ def main() -> None:
         "reviews (configs/lm_imdb.yaml, benchmarks/pretrained.py -> lm_imdb.json)",
         "pretrain_seconds": language_model["train_seconds"],
         "finetune_seconds": fine_tuned["train_seconds"],
+        "finetune_processes": arguments.nproc or 1,
         "test_accuracy_word2vec": with_vectors["test_accuracy"],
         "train_seconds_word2vec": with_vectors["train_seconds"],
         "word2vec_pretrain_seconds": vectors["pretrain_seconds"],

@@ -21,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
 from baselines import tfidf_logistic_regression
 from common import (
     ROOT,
@@ -60,15 +61,31 @@ def pretrain_vectors(data: Path, steps: Steps) -> dict:
 
 
 def train_classifier(
-    config: str, run: Path, overrides: list[str], threads: int | None = None
+    config: str,
+    run: Path,
+    overrides: list[str],
+    threads: int | None = None,
+    nproc: int | None = None,
 ) -> dict:
+    """``attnrnn train`` of ``config`` (or ``--resume`` of an interrupted run); ``nproc``:
+    that many data-parallel processes, each with 1/nproc of the config's batch, so that
+    the global batch and the schedule stay the recipe's."""
     if threads:
         overrides = [*overrides, f"trainer.num_threads={threads}"]
+    if nproc and nproc > 1:
+        trainer = yaml.safe_load((ROOT / config).read_text())["trainer"]
+        overrides = [
+            *overrides,
+            f"trainer.batch_tokens={trainer['batch_tokens'] // nproc}",
+            f"trainer.max_batch_size={max(trainer['max_batch_size'] // nproc, 1)}",
+        ]
     arguments = ["train", config, "--output", str(run)]
     for override in overrides:
         arguments += ["--set", override]
     if run.exists():  # an interrupted earlier attempt: continue it
         arguments = ["train", "--resume", str(run)]
+    if nproc and nproc > 1:
+        arguments += ["--nproc", str(nproc)]
     result = attnrnn(*arguments)
     state = json.loads((run / "last" / "state.json").read_text())["state"]
     result["train_seconds"] = round(state["elapsed_seconds"], 1)
