@@ -1,6 +1,6 @@
 """FSDD spoken-digit benchmarks: isolated digits (official split) and connected digits.
 
-    python benchmarks/fsdd.py [--data ../shared/data] [--force]
+    python benchmarks/fsdd.py [--data ../shared/data] [--force] [--threads N] [--note TEXT]
 
 1. manifests: isolated (recordings 0-4 test, 5-49 train) and connected digits
    concatenated from disjoint train / test recordings (attnrnn.data.recipes.fsdd);
@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--force", action="store_true", help="ignore cached steps")
     parser.add_argument("--threads", type=int, help="CPU threads for training")
+    parser.add_argument("--note", default="", help="how the machine was shared, for the record")
     arguments = parser.parse_args()
     steps = Steps("fsdd", force=arguments.force)
     data_dir = WORK / "fsdd" / "data"
@@ -200,6 +201,7 @@ def main() -> None:
                 },
                 **small,
             },
+            **({"note": arguments.note} if arguments.note else {}),
         },
     )
 
