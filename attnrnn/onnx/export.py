@@ -321,12 +321,16 @@ class StepGraph(nn.Module):
         super().__init__()
         self.model, self.fields = model, fields
 
+    def step(self, previous: torch.Tensor, state: DecoderState) -> Any:
+        """The model's ``(first output, new state, attention)`` for one step."""
+        return cast(Any, self.model).step(previous, state)
+
     def forward(self, previous: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         values: dict[str, Any] = {item.name: None for item in dataclasses.fields(DecoderState)}
         values.update(zip(self.fields, tensors, strict=True))
-        log_probs, state, attention = cast(Any, self.model).step(previous, DecoderState(**values))
+        first, state, attention = self.step(previous, DecoderState(**values))
         changed = tuple(getattr(state, name) for name in self.fields if name in CHANGING)
-        return (log_probs, attention, *changed)
+        return (first, attention, *changed)
 
 
 def sequence_axes(state: DecoderState, fields: list[str], rows: str) -> dict[str, dict[int, str]]:
@@ -341,18 +345,29 @@ def sequence_axes(state: DecoderState, fields: list[str], rows: str) -> dict[str
     return axes
 
 
-def export_step(model: Any, state: DecoderState, fields: list[str], folder: Path) -> dict[str, Any]:
-    """``step.onnx`` of a model whose first decoder state is ``state`` (3 rows), and the
-    manifest of an encoder + step export."""
-    rows = state.select(torch.tensor([0, 0, 1, 2, 2]))  # beams: rows repeat
+STEP_EXAMPLE_ROWS = (0, 0, 1, 2, 2)  # beams: rows repeat
+
+
+def export_step(
+    model: Any,
+    state: DecoderState,
+    fields: list[str],
+    folder: Path,
+    graph: type[StepGraph] = StepGraph,
+    first_output: str = "log_probs",
+) -> dict[str, Any]:
+    """``step.onnx`` (``graph``, whose first output is ``first_output``) of a model whose
+    first decoder state is ``state`` (3 rows), and the manifest of an encoder + step
+    export."""
+    rows = state.select(torch.tensor(STEP_EXAMPLE_ROWS))
     previous = torch.tensor([model.bos_index, 5, 6, 7, 8])
     changing = [name for name in fields if name in CHANGING]
     export_graph(
-        StepGraph(model, fields),
+        graph(model, fields),
         (previous, *(getattr(rows, name) for name in fields)),
         folder / "step.onnx",
         ["previous", *fields],
-        ["log_probs", "attention", *(f"next_{name}" for name in changing)],
+        [first_output, "attention", *(f"next_{name}" for name in changing)],
         {"previous": {0: "rows"}, **sequence_axes(state, fields, "rows")},
         varargs=True,
     )
@@ -368,22 +383,13 @@ def export_step(model: Any, state: DecoderState, fields: list[str], folder: Path
     }
 
 
-class FeatureStepGraph(nn.Module):
+class FeatureStepGraph(StepGraph):
     """(previous tokens, state...) -> (attentional vectors, attention, changed state...):
     a translation decoder's step up to its output layer, which :class:`OutputGraph` (the
     whole vocabulary) or :class:`ShortlistOutputGraph` (a lexical shortlist) applies."""
 
-    def __init__(self, model: nn.Module, fields: list[str]) -> None:
-        super().__init__()
-        self.model, self.fields = model, fields
-
-    def forward(self, previous: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        values: dict[str, Any] = {item.name: None for item in dataclasses.fields(DecoderState)}
-        values.update(zip(self.fields, tensors, strict=True))
-        model = cast(Any, self.model)
-        features, state, attention = model.step_features(previous, DecoderState(**values))
-        changed = tuple(getattr(state, name) for name in self.fields if name in CHANGING)
-        return (features, attention, *changed)
+    def step(self, previous: torch.Tensor, state: DecoderState) -> Any:
+        return cast(Any, self.model).step_features(previous, state)
 
 
 class OutputGraph(nn.Module):
@@ -422,18 +428,9 @@ def export_translation_step(
     from attnrnn.data.shortlists import SHORTLIST_FILE
 
     model = cast(Any, trained.model)
-    rows = state.select(torch.tensor([0, 0, 1, 2, 2]))  # beams: rows repeat
+    manifest = export_step(model, state, fields, folder, FeatureStepGraph, "features")
+    rows = state.select(torch.tensor(STEP_EXAMPLE_ROWS))
     previous = torch.tensor([model.bos_index, 5, 6, 7, 8])
-    changing = [name for name in fields if name in CHANGING]
-    export_graph(
-        FeatureStepGraph(model, fields),
-        (previous, *(getattr(rows, name) for name in fields)),
-        folder / "step.onnx",
-        ["previous", *fields],
-        ["features", "attention", *(f"next_{name}" for name in changing)],
-        {"previous": {0: "rows"}, **sequence_axes(state, fields, "rows")},
-        varargs=True,
-    )
     features = model.step_features(previous, rows)[0]  # (5, A)
     export_graph(
         OutputGraph(model),
@@ -460,23 +457,10 @@ def export_translation_step(
     shortlist = Path(trained.directory or ".") / SHORTLIST_FILE
     if trained.directory is not None and shortlist.is_file():
         shutil.copy(shortlist, folder / SHORTLIST_FILE)
-    return {
-        "graphs": {
-            "encoder": "encoder.onnx",
-            "step": "step.onnx",
-            "output": "output.onnx",
-            "shortlist_output": "shortlist_output.onnx",
-        },
-        "output_layer": {"weight": OUTPUT_WEIGHT, "bias": OUTPUT_BIAS},
-        "shortlist": SHORTLIST_FILE if (folder / SHORTLIST_FILE).is_file() else None,
-        "state": fields,
-        "changing_state": changing,
-        "special_tokens": {
-            "pad": model.pad_index,
-            "bos": model.bos_index,
-            "eos": model.eos_index,
-        },
-    }
+    manifest["graphs"].update(output="output.onnx", shortlist_output="shortlist_output.onnx")
+    manifest["output_layer"] = {"weight": OUTPUT_WEIGHT, "bias": OUTPUT_BIAS}
+    manifest["shortlist"] = SHORTLIST_FILE if (folder / SHORTLIST_FILE).is_file() else None
+    return manifest
 
 
 def export_translator(trained: TrainedModel, folder: Path) -> dict[str, Any]:
